@@ -1,0 +1,43 @@
+"""kafkalite's async Python client: Producer, Consumer and Admin over the Kafka wire protocol.
+
+It speaks to any Kafka-compatible broker, reusing kafkalite.protocol for the bytes; it never imports the
+broker itself.
+"""
+
+from kafkalite_client.admin import (
+    Admin,
+    GroupDescription,
+    GroupListing,
+    MemberDescription,
+    NewTopic,
+    PartitionDescription,
+    PartitionLag,
+    TopicDescription,
+)
+from kafkalite_client.assignors import (
+    Assignor,
+    CooperativeStickyAssignor,
+    RangeAssignor,
+    RoundRobinAssignor,
+)
+from kafkalite_client.consumer import Consumer
+from kafkalite_client.errors import (
+    ClientClosedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    UnsupportedVersionByBroker,
+    error_class,
+)
+from kafkalite_client.partitioner import murmur2, partition_for_key
+from kafkalite_client.producer import Producer
+from kafkalite_client.records import ConsumerRecord, RecordMetadata, TopicPartition
+from kafkalite_client.retry import RetryPolicy
+
+__all__ = [
+    "Admin", "Assignor", "ClientClosedError", "Consumer", "ConsumerRecord", "CooperativeStickyAssignor",
+    "GroupDescription", "GroupListing", "KafkaConnectionError", "KafkaError", "KafkaTimeoutError",
+    "MemberDescription", "NewTopic", "PartitionDescription", "PartitionLag", "Producer", "RangeAssignor",
+    "RecordMetadata", "RetryPolicy", "RoundRobinAssignor", "TopicDescription", "TopicPartition",
+    "UnsupportedVersionByBroker", "error_class", "murmur2", "partition_for_key",
+]

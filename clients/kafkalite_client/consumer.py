@@ -1,0 +1,718 @@
+"""The consumer: fetches in the background from each partition's leader, hands records out by pull
+(`async for`, `getmany`) or push (`run(each_message=...)`), and commits what was handled.
+
+Two positions per partition:
+  position   the next offset to hand to the caller (moves when records are handed out);
+  consumed   the offset up to which the caller has finished with records, which is what auto-commit
+             commits. It catches up with `position` when the caller asks for more (the records before
+             were handled), when an `each_message` handler returns, or on `commit()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Iterable
+
+from kafkalite.protocol.errors import DecodeError, ErrorCode
+from kafkalite.protocol.record_batch import iter_batches_lenient
+
+from kafkalite_client.assignors import make_assignors
+from kafkalite_client.cluster import Cluster
+from kafkalite_client.errors import (
+    ClientClosedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    OffsetOutOfRangeError,
+    error_class,
+)
+from kafkalite_client.group import GroupCoordinatorClient, fetch_committed
+from kafkalite_client.offsets import EARLIEST, LATEST, list_offsets
+from kafkalite_client.records import ConsumerRecord, TopicPartition
+from kafkalite_client.retry import RetryPolicy, RetryRouter
+
+log = logging.getLogger(__name__)
+
+FETCH = 1
+_RESET = {"earliest": EARLIEST, "latest": LATEST, "none": None}
+_REFRESH_ON = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+               ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.UNKNOWN_LEADER_EPOCH,
+               ErrorCode.KAFKA_STORAGE_ERROR, ErrorCode.UNKNOWN_TOPIC_ID}
+
+
+@dataclass
+class _PartitionState:
+    position: int | None = None  # next offset to hand out; None until resolved
+    fetch_offset: int | None = None  # next offset to fetch
+    consumed: int | None = None  # handled up to here (exclusive): what auto-commit commits
+    committed: int | None = None  # last offset committed by this consumer
+    high_watermark: int | None = None
+    log_start_offset: int | None = None
+    paused: bool = False
+    records: collections.deque = field(default_factory=collections.deque)
+    epoch: int = 0  # bumped on seek/reset: responses to older fetches are dropped
+    error: Exception | None = None  # raised to the caller at the next getmany (e.g. out of range, reset none)
+
+
+class Consumer:
+    def __init__(
+        self,
+        *topics: str,
+        bootstrap_servers="127.0.0.1:9092",
+        group_id: str | None = None,
+        client_id: str = "kafkalite-consumer",
+        group_instance_id: str | None = None,
+        auto_offset_reset: str = "latest",
+        enable_auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5000,
+        session_timeout_ms: int = 10000,
+        heartbeat_interval_ms: int = 3000,
+        rebalance_timeout_ms: int = 60000,
+        partition_assignment_strategy=("range", "roundrobin"),
+        fetch_max_wait_ms: int = 500,
+        fetch_min_bytes: int = 1,
+        fetch_max_bytes: int = 52428800,
+        max_partition_fetch_bytes: int = 1048576,
+        max_poll_records: int = 500,
+        request_timeout_ms: int = 30000,
+        retry_backoff_ms: int = 100,
+        metadata_check_interval_ms: int = 5000,
+        retry: RetryPolicy | None = None,
+        on_assign: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
+        on_revoke: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
+    ):
+        if auto_offset_reset not in _RESET:
+            raise ValueError(f"auto_offset_reset must be earliest, latest or none, not {auto_offset_reset!r}")
+        self.auto_offset_reset = auto_offset_reset
+        self.group_id = group_id
+        self.enable_auto_commit = enable_auto_commit and group_id is not None
+        self.auto_commit_interval = auto_commit_interval_ms / 1000
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes
+        self.fetch_max_bytes = fetch_max_bytes
+        self.max_partition_fetch_bytes = max_partition_fetch_bytes
+        self.max_poll_records = max_poll_records
+        self.request_timeout = request_timeout_ms / 1000
+        self.retry_backoff = retry_backoff_ms / 1000
+        self.cluster = Cluster(bootstrap_servers, client_id=client_id, request_timeout=self.request_timeout)
+        self.retry_policy = retry
+        self._bootstrap_servers = bootstrap_servers
+        self._user_on_assign = on_assign
+        self._user_on_revoke = on_revoke
+
+        self._states: dict[TopicPartition, _PartitionState] = {}
+        self._subscription: set[str] | None = None
+        self._manual = False
+        self._records_ready = asyncio.Event()
+        self._fetch_wakeup = asyncio.Event()
+        self._fetching_nodes: set[int] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._resolving: set[TopicPartition] = set()
+        self._iter_pending: collections.deque[ConsumerRecord] = collections.deque()
+        self._iter_last: ConsumerRecord | None = None
+        self._started = False
+        self._closed = False
+        self._stopping = asyncio.Event()
+        self._retry_router: RetryRouter | None = None
+
+        self.group: GroupCoordinatorClient | None = None
+        if group_id is not None:
+            self.group = GroupCoordinatorClient(
+                self.cluster, group_id, assignors=make_assignors(partition_assignment_strategy),
+                session_timeout_ms=session_timeout_ms, rebalance_timeout_ms=rebalance_timeout_ms,
+                heartbeat_interval_ms=heartbeat_interval_ms, group_instance_id=group_instance_id,
+                retry_backoff_ms=retry_backoff_ms, metadata_check_interval_ms=metadata_check_interval_ms)
+            self.group.owned = lambda: set(self._states)
+            self.group.on_assign = self._on_assign
+            self.group.on_revoke = self._on_revoke
+        if topics:
+            self.subscribe(topics)
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> "Consumer":
+        if self._started:
+            return self
+        if self._closed:
+            raise ClientClosedError("the consumer is closed")
+        self._started = True
+        await self.cluster.refresh()
+        if self.retry_policy is not None:
+            self._retry_router = RetryRouter(self.retry_policy, self._bootstrap_servers, self.cluster)
+            if self._subscription:
+                await self._retry_router.prepare_topics(self._subscription)
+                self._subscription |= {self.retry_policy.retry_topic(t) for t in self._subscription}
+        self._spawn(self._fetch_loop())
+        if self.enable_auto_commit:
+            self._spawn(self._auto_commit_loop())
+        if self._subscription is not None and self.group is not None:
+            self.group.topics = set(self._subscription)
+            self.group.start()
+        return self
+
+    async def __aenter__(self) -> "Consumer":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def stop(self) -> None:
+        """Make a running `run()` and `async for` loop end after the message in hand."""
+        self._stopping.set()
+        self._records_ready.set()
+
+    async def close(self) -> None:
+        """Commit what was handled (with auto-commit), leave the group and close connections."""
+        if self._closed:
+            return
+        self.stop()
+        try:
+            if self._started and self.enable_auto_commit and self._group_stable():
+                self._mark_iterated_consumed()
+                try:
+                    await self._commit_consumed()
+                except (KafkaError, KafkaConnectionError, KafkaTimeoutError) as e:
+                    log.warning("final commit failed: %s", e)
+            if self.group is not None:
+                await self.group.stop(leave=self._started)
+        finally:
+            self._closed = True
+            for task in list(self._tasks):
+                task.cancel()
+            if self._retry_router is not None:
+                await self._retry_router.close()
+            self.cluster.close()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _group_stable(self) -> bool:
+        return self.group is not None and self.group.stable.is_set() and self.group.fatal_error is None
+
+    # Subscription and assignment -------------------------------------------------------------
+
+    def subscribe(self, topics: Iterable[str]) -> None:
+        if self.group is None:
+            raise ValueError("subscribe() needs a group_id; use assign() without a group")
+        if self._manual:
+            raise ValueError("this consumer uses assign(); it cannot also subscribe()")
+        topics = {topics} if isinstance(topics, str) else set(topics)
+        if self.retry_policy is not None and self._started:
+            topics |= {self.retry_policy.retry_topic(t) for t in topics}
+        self._subscription = topics
+        if self._started:
+            self.group.topics = set(topics)
+            self.group.start()
+            self.group.request_rejoin()
+
+    def subscription(self) -> set[str]:
+        return set(self._subscription or ())
+
+    def assign(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
+        """Read these partitions, without group membership (offsets still commit to group_id if given)."""
+        if self._subscription is not None:
+            raise ValueError("this consumer subscribed with a group; it cannot also assign()")
+        self._manual = True
+        wanted = {TopicPartition(*tp) for tp in partitions}
+        for tp in list(self._states):
+            if tp not in wanted:
+                del self._states[tp]
+        for tp in wanted:
+            self._states.setdefault(tp, _PartitionState())
+        self._fetch_wakeup.set()
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._states)
+
+    async def _on_assign(self, added: set[TopicPartition]) -> None:
+        for tp in added:
+            self._states.setdefault(tp, _PartitionState())
+        log.info("group %s: assigned %s", self.group_id, sorted(added))
+        if added:
+            await self._resolve_positions(added)
+        self._fetch_wakeup.set()
+        if self._user_on_assign is not None:
+            await self._user_on_assign(set(added))
+
+    async def _on_revoke(self, revoked: set[TopicPartition]) -> None:
+        if self.enable_auto_commit:
+            try:
+                await self._commit_consumed(only=revoked)
+            except (KafkaError, KafkaConnectionError, KafkaTimeoutError) as e:
+                log.warning("commit before revoking %s failed: %s", sorted(revoked), e)
+        if self._user_on_revoke is not None:
+            await self._user_on_revoke(set(revoked))
+        for tp in revoked:
+            self._states.pop(tp, None)
+        self._iter_pending = collections.deque(r for r in self._iter_pending if r.topic_partition not in revoked)
+
+    async def _wait_for_assignment(self, deadline: float | None) -> None:
+        if self.group is None or self._manual:
+            return
+        loop = asyncio.get_running_loop()
+        while not self._group_stable():
+            if self.group.fatal_error is not None:
+                raise self.group.fatal_error
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            if timeout == 0.0 or self._stopping.is_set():
+                return
+            try:
+                await asyncio.wait_for(self.group.stable.wait(), timeout)
+            except asyncio.TimeoutError:
+                return
+
+    # Positions -------------------------------------------------------------------------------
+
+    async def _resolve_positions(self, partitions: Iterable[TopicPartition]) -> None:
+        """Committed offsets first (when there is a group), then auto_offset_reset."""
+        todo = [tp for tp in partitions if tp in self._states and self._states[tp].position is None]
+        if not todo:
+            return
+        committed = {}
+        if self.group_id is not None:
+            committed = await fetch_committed(self.cluster, self.group_id, todo)
+        reset = []
+        for tp in todo:
+            offset = committed.get(tp, -1)
+            if offset >= 0:
+                self._set_position(tp, offset)
+                self._states[tp].committed = offset
+            else:
+                reset.append(tp)
+        if reset:
+            await self._reset_positions(reset)
+
+    async def _reset_positions(self, partitions: list[TopicPartition]) -> None:
+        target = _RESET[self.auto_offset_reset]
+        if target is None:
+            for tp in partitions:
+                st = self._states.get(tp)
+                if st is not None:
+                    st.error = OffsetOutOfRangeError(
+                        f"{tp.topic}-{tp.partition} has no committed offset and auto_offset_reset is 'none'")
+            self._records_ready.set()
+            return
+        found = await list_offsets(self.cluster, {tp: target for tp in partitions})
+        for tp, answer in found.items():
+            if answer is not None:
+                self._set_position(tp, answer[0])
+
+    def _set_position(self, tp: TopicPartition, offset: int) -> None:
+        st = self._states.get(tp)
+        if st is None:
+            return
+        st.position = st.fetch_offset = st.consumed = offset
+        st.records.clear()
+        st.error = None
+        st.epoch += 1
+        self._iter_pending = collections.deque(r for r in self._iter_pending if r.topic_partition != tp)
+        self._fetch_wakeup.set()
+
+    def _state(self, tp) -> _PartitionState:
+        tp = TopicPartition(*tp)
+        st = self._states.get(tp)
+        if st is None:
+            raise ValueError(f"{tp.topic}-{tp.partition} is not assigned to this consumer")
+        return st
+
+    def seek(self, tp: TopicPartition | tuple[str, int], offset: int) -> None:
+        self._state(tp)
+        self._set_position(TopicPartition(*tp), offset)
+
+    async def seek_to_beginning(self, *partitions) -> None:
+        await self._seek_to(EARLIEST, partitions)
+
+    async def seek_to_end(self, *partitions) -> None:
+        await self._seek_to(LATEST, partitions)
+
+    async def _seek_to(self, target: int, partitions) -> None:
+        await self.start()
+        tps = [TopicPartition(*tp) for tp in partitions] or list(self._states)
+        for tp in tps:
+            self._state(tp)
+        found = await list_offsets(self.cluster, {tp: target for tp in tps})
+        for tp, answer in found.items():
+            if answer is not None:
+                self._set_position(tp, answer[0])
+
+    async def offsets_for_times(self, timestamps: dict) -> dict[TopicPartition, tuple[int, int] | None]:
+        """{partition: ms timestamp} -> {partition: (offset, timestamp) of the first record at or after it, or None}."""
+        await self.start()
+        return await list_offsets(self.cluster, {TopicPartition(*tp): ts for tp, ts in timestamps.items()})
+
+    async def beginning_offsets(self, partitions) -> dict[TopicPartition, int]:
+        await self.start()
+        found = await list_offsets(self.cluster, {TopicPartition(*tp): EARLIEST for tp in partitions})
+        return {tp: a[0] if a else 0 for tp, a in found.items()}
+
+    async def end_offsets(self, partitions) -> dict[TopicPartition, int]:
+        await self.start()
+        found = await list_offsets(self.cluster, {TopicPartition(*tp): LATEST for tp in partitions})
+        return {tp: a[0] if a else 0 for tp, a in found.items()}
+
+    async def position(self, tp) -> int:
+        st = self._state(tp)
+        if st.position is None:
+            await self.start()
+            await self._resolve_positions([TopicPartition(*tp)])
+        if st.error is not None:
+            raise st.error
+        return st.position
+
+    async def committed(self, tp) -> int | None:
+        if self.group_id is None:
+            raise ValueError("committed() needs a group_id")
+        await self.start()
+        tp = TopicPartition(*tp)
+        offset = (await fetch_committed(self.cluster, self.group_id, [tp])).get(tp, -1)
+        return None if offset < 0 else offset
+
+    def highwater(self, tp) -> int | None:
+        """The partition's high watermark as of the last fetch."""
+        return self._state(tp).high_watermark
+
+    def lag(self, tp) -> int | None:
+        """Records between the position and the high watermark (as of the last fetch), or None if unknown."""
+        st = self._state(tp)
+        if st.high_watermark is None or st.position is None:
+            return None
+        return max(0, st.high_watermark - st.position)
+
+    def lags(self) -> dict[TopicPartition, int | None]:
+        return {tp: self.lag(tp) for tp in self._states}
+
+    def pause(self, *partitions) -> None:
+        for tp in partitions:
+            self._state(tp).paused = True
+
+    def resume(self, *partitions) -> None:
+        for tp in partitions:
+            self._state(tp).paused = False
+        self._fetch_wakeup.set()
+        self._records_ready.set()
+
+    def paused(self) -> set[TopicPartition]:
+        return {tp for tp, st in self._states.items() if st.paused}
+
+    # Commits ---------------------------------------------------------------------------------
+
+    async def commit(self, offsets: dict | None = None) -> None:
+        """Commit `offsets` ({partition: next offset to read}), or by default the position of every assigned
+        partition: everything handed out so far counts as handled."""
+        if self.group_id is None:
+            raise ValueError("commit() needs a group_id")
+        await self.start()
+        if offsets is None:
+            offsets = {tp: st.position for tp, st in self._states.items() if st.position is not None}
+            for tp, st in self._states.items():
+                if st.position is not None:
+                    st.consumed = st.position
+        offsets = {TopicPartition(*tp): int(o) for tp, o in offsets.items()}
+        await self._commit(offsets)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.group is None:
+            return
+        await self.group.commit(offsets, as_member=not self._manual)
+        for tp, offset in offsets.items():
+            st = self._states.get(tp)
+            if st is not None:
+                st.committed = offset
+
+    async def _commit_consumed(self, only: set[TopicPartition] | None = None) -> None:
+        offsets = {tp: st.consumed for tp, st in self._states.items()
+                   if st.consumed is not None and st.consumed != st.committed and (only is None or tp in only)}
+        if offsets:
+            await self._commit(offsets)
+
+    async def _auto_commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.auto_commit_interval)
+            if not (self._group_stable() or self._manual):
+                continue
+            try:
+                await self._commit_consumed()
+            except (KafkaError, KafkaConnectionError, KafkaTimeoutError) as e:
+                log.info("auto-commit failed: %s", e)
+
+    def _mark_consumed(self, record: ConsumerRecord) -> None:
+        st = self._states.get(record.topic_partition)
+        if st is not None and (st.consumed is None or record.offset + 1 > st.consumed):
+            st.consumed = record.offset + 1
+
+    def _mark_iterated_consumed(self) -> None:
+        if self._iter_last is not None:
+            self._mark_consumed(self._iter_last)
+            self._iter_last = None
+
+    # Fetching -----------------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        while True:
+            self._fetch_wakeup.clear()
+            unresolved = [tp for tp, st in self._states.items()
+                          if st.position is None and st.error is None and tp not in self._resolving]
+            if unresolved and (self._manual or self.group is None):
+                self._spawn(self._resolve_in_background(unresolved))
+            by_node: dict[int, list[TopicPartition]] = {}
+            for tp, st in self._states.items():
+                if st.paused or st.fetch_offset is None or st.records or st.error is not None:
+                    continue
+                leader = self.cluster.leader(tp.topic, tp.partition)
+                if leader < 0:
+                    self._spawn(self._refresh_soon())
+                    continue
+                if leader not in self._fetching_nodes:
+                    by_node.setdefault(leader, []).append(tp)
+            for node, tps in by_node.items():
+                self._fetching_nodes.add(node)
+                self._spawn(self._fetch(node, tps))
+            await self._fetch_wakeup.wait()
+
+    async def _resolve_in_background(self, tps: list[TopicPartition]) -> None:
+        self._resolving.update(tps)
+        try:
+            await self._resolve_positions(tps)
+        except (KafkaError, KafkaConnectionError, KafkaTimeoutError) as e:
+            log.warning("cannot resolve positions of %s: %s", tps, e)
+            await asyncio.sleep(self.retry_backoff)
+        finally:
+            self._resolving.difference_update(tps)
+            self._fetch_wakeup.set()
+
+    async def _refresh_soon(self) -> None:
+        await asyncio.sleep(self.retry_backoff)
+        try:
+            await self.cluster.refresh()
+        except (KafkaError, KafkaConnectionError, KafkaTimeoutError) as e:
+            log.info("metadata refresh failed: %s", e)
+        self._fetch_wakeup.set()
+
+    async def _fetch(self, node: int, tps: list[TopicPartition]) -> None:
+        epochs = {}
+        topics: dict[str, list[dict]] = {}
+        for tp in tps:
+            st = self._states[tp]
+            epochs[tp] = (st.epoch, st.fetch_offset)
+            topics.setdefault(tp.topic, []).append({
+                "partition": tp.partition, "current_leader_epoch": -1, "fetch_offset": st.fetch_offset,
+                "last_fetched_epoch": -1, "log_start_offset": -1,
+                "partition_max_bytes": self.max_partition_fetch_bytes})
+        body = {"replica_id": -1, "max_wait_ms": self.fetch_max_wait_ms, "min_bytes": self.fetch_min_bytes,
+                "max_bytes": self.fetch_max_bytes, "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+                "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()],
+                "forgotten_topics_data": [], "rack_id": ""}
+        refresh = False
+        try:
+            conn = await self.cluster.connection(node)
+            response = await conn.request(FETCH, body, timeout=self.request_timeout + self.fetch_max_wait_ms / 1000)
+            if response["error_code"]:
+                raise error_class(response["error_code"])("fetch refused")
+            got_records = False
+            reset: list[TopicPartition] = []
+            for t in response["responses"]:
+                for p in t["partitions"]:
+                    tp = TopicPartition(t["topic"], p["partition_index"])
+                    st = self._states.get(tp)
+                    if st is None or (st.epoch, st.fetch_offset) != epochs.get(tp):
+                        continue  # revoked, or seeked since the request went out
+                    code = p["error_code"]
+                    if code == ErrorCode.OFFSET_OUT_OF_RANGE:
+                        reset.append(tp)
+                        continue
+                    if code:
+                        refresh |= code in _REFRESH_ON
+                        log.info("fetch %s-%d: %s", tp.topic, tp.partition, ErrorCode(code).name
+                                 if code in ErrorCode._value2member_map_ else code)
+                        continue
+                    st.high_watermark = p["high_watermark"]
+                    st.log_start_offset = p["log_start_offset"]
+                    if p["records"]:
+                        got_records |= self._take_records(tp, st, p["records"])
+            if reset:
+                log.info("offsets out of range for %s: resetting (%s)", reset, self.auto_offset_reset)
+                for tp in reset:
+                    self._states[tp].position = None
+                    self._states[tp].fetch_offset = None
+                await self._reset_positions(reset)
+            if got_records:
+                self._records_ready.set()
+        except asyncio.CancelledError:
+            raise
+        except (KafkaError, KafkaConnectionError, KafkaTimeoutError, DecodeError) as e:
+            log.info("fetch from node %d failed: %s", node, e)
+            refresh = True
+            await asyncio.sleep(self.retry_backoff)
+        finally:
+            self._fetching_nodes.discard(node)
+            self._fetch_wakeup.set()
+        if refresh:
+            await self._refresh_soon()
+
+    def _take_records(self, tp: TopicPartition, st: _PartitionState, data) -> bool:
+        offset = st.fetch_offset
+        out = st.records
+        topic, partition = tp
+        for batch in iter_batches_lenient(data):
+            if batch.next_offset <= offset:
+                continue
+            if batch.is_control:
+                offset = batch.next_offset
+                continue
+            ts_type = 1 if batch.log_append_time else 0
+            for r in batch.records():
+                if r.offset >= offset:
+                    out.append(ConsumerRecord(topic, partition, r.offset, r.timestamp, r.key, r.value,
+                                              r.headers, ts_type))
+            offset = batch.next_offset
+        if not out and st.position == st.fetch_offset:
+            st.position = offset  # only control batches: step over them, so lag and commits move on
+        st.fetch_offset = offset
+        return bool(out)
+
+    # Pull ------------------------------------------------------------------------------------------
+
+    async def getmany(self, *partitions, timeout_ms: float = 0, max_records: int | None = None,
+                      ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Records that have arrived, waiting up to timeout_ms for some. Calling it again marks the records
+        it returned before as handled (for auto-commit)."""
+        await self.start()
+        if self._closed:
+            raise ClientClosedError("the consumer is closed")
+        self._mark_all_returned_consumed()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        await self._wait_for_assignment(deadline)
+        limit = max_records or self.max_poll_records
+        wanted = {TopicPartition(*tp) for tp in partitions} or None
+        while True:
+            self._records_ready.clear()
+            out = self._drain(limit, wanted)
+            if out or self._stopping.is_set():
+                return out
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return {}
+            try:
+                await asyncio.wait_for(self._records_ready.wait(), remaining)
+            except asyncio.TimeoutError:
+                return {}
+
+    def _drain(self, limit: int, wanted: set | None) -> dict[TopicPartition, list[ConsumerRecord]]:
+        out: dict[TopicPartition, list[ConsumerRecord]] = {}
+        for tp, st in self._states.items():
+            if st.error is not None:
+                error, st.error = st.error, None
+                raise error
+            if limit <= 0:
+                break
+            if st.paused or not st.records or (wanted is not None and tp not in wanted):
+                continue
+            records = st.records
+            if len(records) <= limit:
+                taken = list(records)
+                records.clear()
+            else:
+                taken = [records.popleft() for _ in range(limit)]
+            limit -= len(taken)
+            out[tp] = taken
+            st.position = taken[-1].offset + 1
+            if not records:
+                self._fetch_wakeup.set()
+        return out
+
+    def _mark_all_returned_consumed(self) -> None:
+        for st in self._states.values():
+            if st.position is not None and not self._iter_pending:
+                st.consumed = st.position
+
+    async def getone(self, *partitions, timeout_ms: float | None = None) -> ConsumerRecord | None:
+        """The next record (waiting for one; None after timeout_ms or stop())."""
+        while True:
+            batch = await self.getmany(*partitions, timeout_ms=timeout_ms or 1000, max_records=1)
+            for records in batch.values():
+                return records[0]
+            if timeout_ms is not None or self._stopping.is_set():
+                return None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> ConsumerRecord:
+        self._mark_iterated_consumed()
+        while not self._iter_pending:
+            if self._stopping.is_set() or self._closed:
+                raise StopAsyncIteration
+            batch = await self.getmany(timeout_ms=1000)
+            for records in batch.values():
+                self._iter_pending.extend(records)
+        record = self._iter_pending.popleft()
+        self._iter_last = record
+        return record
+
+    # Push --------------------------------------------------------------------------------------------
+
+    async def run(self, each_message: Callable[[ConsumerRecord], Awaitable[None]] | None = None, *,
+                  each_batch: Callable[[TopicPartition, list[ConsumerRecord]], Awaitable[None]] | None = None,
+                  ) -> None:
+        """Call `each_message(record)` for every record, in order per partition, until stop() or close().
+        A record counts as handled (and its offset becomes committable) when the handler returns. When the
+        handler raises: with `retry=RetryPolicy(...)` the record is parked on `<topic>.retry` or, after the
+        last attempt, `<topic>.dlq`, and consumption goes on; without it the error propagates."""
+        if (each_message is None) == (each_batch is None):
+            raise ValueError("give exactly one of each_message and each_batch")
+        await self.start()
+        while not self._stopping.is_set():
+            batches = await self.getmany(timeout_ms=1000)
+            for tp, records in batches.items():
+                if self._stopping.is_set():
+                    self._rewind(tp, records[0].offset)
+                    continue
+                if each_batch is not None:
+                    await each_batch(tp, records)
+                    self._mark_consumed(records[-1])
+                    continue
+                state = self._states.get(tp)
+                epoch = state.epoch if state else None
+                for i, record in enumerate(records):
+                    if self._states.get(tp) is not state or state.epoch != epoch:
+                        break  # revoked, or the handler seeked
+                    if self._retry_router is not None:
+                        delay = self._retry_router.delay_before(record)
+                        if delay > 0:
+                            self._hold(tp, record.offset, delay)
+                            break
+                    try:
+                        await each_message(record)
+                    except Exception as e:
+                        if self._retry_router is None:
+                            self._rewind(tp, record.offset)
+                            raise
+                        await self._retry_router.park(record, e)
+                    self._mark_consumed(record)
+                    if self._stopping.is_set() and i + 1 < len(records):
+                        self._rewind(tp, records[i + 1].offset)
+                        break
+
+    def _rewind(self, tp: TopicPartition, offset: int) -> None:
+        """Hand this offset out again next time (records after it were taken but not handled)."""
+        if tp in self._states:
+            self._set_position(tp, offset)
+
+    def _hold(self, tp: TopicPartition, offset: int, delay: float) -> None:
+        """A retry record that is not due yet: pause its partition until it is, then read it again."""
+        self._rewind(tp, offset)
+        self.pause(tp)
+
+        def wake():
+            if tp in self._states:
+                self.resume(tp)
+
+        asyncio.get_running_loop().call_later(delay, wake)

@@ -1,0 +1,429 @@
+"""The producer: records are appended to per-partition batches; a sender task ships ready batches (full,
+lingered long enough, or flushed) to each partition's leader, retries what failed retriably, and resolves
+each record's metadata.
+
+Ordering: at most one batch per partition is in flight, so retries can never reorder a partition, with
+or without idempotence. Across partitions, up to `max_in_flight` Produce requests per broker are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+
+from kafkalite.protocol import compression
+from kafkalite.protocol.errors import ErrorCode
+
+from kafkalite_client.batch import RECORD_OVERHEAD, ProducerBatch
+from kafkalite_client.cluster import Cluster
+from kafkalite_client.errors import (
+    ClientClosedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageTooLargeError,
+    UnknownTopicOrPartitionError,
+    UnsupportedVersionByBroker,
+    error_class,
+)
+from kafkalite_client.partitioner import StickyPartitioner
+from kafkalite_client.records import RecordMetadata, TopicPartition, to_bytes, to_headers
+
+log = logging.getLogger(__name__)
+
+PRODUCE, INIT_PRODUCER_ID = 0, 22
+ACKS = {"all": -1, -1: -1, "-1": -1, 0: 0, "0": 0, 1: 1, "1": 1}
+_REFRESH_ON = {
+    ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.LEADER_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS, ErrorCode.KAFKA_STORAGE_ERROR,
+}
+
+
+class Producer:
+    def __init__(
+        self,
+        bootstrap_servers="127.0.0.1:9092",
+        *,
+        client_id: str = "kafkalite-producer",
+        acks="all",
+        compression_type: str | None = None,
+        batch_size: int = 16384,
+        linger_ms: float = 5,
+        max_in_flight: int = 5,
+        retries: int = 2**31 - 1,
+        retry_backoff_ms: float = 100,
+        request_timeout_ms: float = 30000,
+        delivery_timeout_ms: float = 120000,
+        enable_idempotence: bool | None = None,
+        max_request_size: int = 1048576,
+        buffer_memory: int = 32 * 1024 * 1024,
+        partitioner: StickyPartitioner | None = None,
+    ):
+        if acks not in ACKS:
+            raise ValueError(f"acks must be 'all', -1, 0 or 1, not {acks!r}")
+        self.acks = ACKS[acks]
+        if enable_idempotence and self.acks != -1:
+            raise ValueError("enable_idempotence needs acks='all'")
+        # As in the Java client: on by default, unless acks was lowered.
+        self.idempotent = self.acks == -1 if enable_idempotence is None else enable_idempotence
+        self._idempotence_requested = bool(enable_idempotence)
+        name = (compression_type or "none").lower()
+        if name not in compression.BY_NAME:
+            raise ValueError(f"unknown compression_type {compression_type!r}; use one of {', '.join(compression.BY_NAME)}")
+        self.codec = compression.BY_NAME[name]
+        self.batch_size = batch_size
+        self.linger = linger_ms / 1000
+        self.max_in_flight = max_in_flight
+        self.retries = retries
+        self.retry_backoff = retry_backoff_ms / 1000
+        self.request_timeout = request_timeout_ms / 1000
+        self.delivery_timeout = delivery_timeout_ms / 1000
+        self.max_request_size = max_request_size
+        self.buffer_memory = buffer_memory
+        self.partitioner = partitioner or StickyPartitioner()
+        self.cluster = Cluster(bootstrap_servers, client_id=client_id, request_timeout=self.request_timeout)
+
+        self.producer_id = -1
+        self.producer_epoch = -1
+        self._next_sequence: dict[TopicPartition, int] = collections.defaultdict(int)
+        self._queues: dict[TopicPartition, collections.deque[ProducerBatch]] = {}
+        self._in_flight_partitions: set[TopicPartition] = set()
+        self._in_flight_requests: dict[int, int] = collections.defaultdict(int)
+        self._unfinished: set[ProducerBatch] = set()
+        self._buffered_bytes = 0
+        self._space = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._flushing = 0
+        self._sender: asyncio.Task | None = None
+        self._request_tasks: set[asyncio.Task] = set()
+        self._started = False
+        self._closed = False
+        self._start_lock = asyncio.Lock()
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> "Producer":
+        async with self._start_lock:
+            if self._started:
+                return self
+            if self._closed:
+                raise ClientClosedError("the producer is closed")
+            await self.cluster.refresh()
+            if self.idempotent:
+                await self._init_producer_id()
+            self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+            self._started = True
+        return self
+
+    async def _init_producer_id(self) -> None:
+        conn = await self.cluster.any_connection()
+        if INIT_PRODUCER_ID not in conn.versions:
+            if self._idempotence_requested:
+                raise UnsupportedVersionByBroker(f"broker {conn.address} does not support InitProducerId, "
+                                                 "which idempotence needs")
+            self.idempotent = False
+            return
+        delay = self.retry_backoff
+        for _ in range(10):
+            response = await conn.request(INIT_PRODUCER_ID, {"transactional_id": None,
+                                                             "transaction_timeout_ms": 60000})
+            code = response["error_code"]
+            if not code:
+                self.producer_id = response["producer_id"]
+                self.producer_epoch = response["producer_epoch"]
+                return
+            if not error_class(code).code.retriable:
+                break
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise error_class(code)("InitProducerId failed; cannot start an idempotent producer")
+
+    async def __aenter__(self) -> "Producer":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Send everything buffered now and wait until each of those records succeeded or failed."""
+        batches = list(self._unfinished)
+        if not batches:
+            return
+        self._flushing += 1
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(asyncio.shield(b.done) for b in batches),
+                                                  return_exceptions=True), timeout)
+        finally:
+            self._flushing -= 1
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Flush, then stop the sender and close connections. Records sent afterwards raise ClientClosedError."""
+        if self._closed:
+            return
+        try:
+            if self._started:
+                await self.flush(timeout)
+        finally:
+            self._closed = True
+            if self._sender is not None:
+                self._sender.cancel()
+            for task in list(self._request_tasks):
+                task.cancel()
+            for batch in list(self._unfinished):
+                self._finish(batch, ClientClosedError("the producer closed before the record was sent"))
+            self.cluster.close()
+
+    # Sending --------------------------------------------------------------------------------
+
+    async def send(self, topic: str, value=None, *, key=None, headers=None, partition: int | None = None,
+                   timestamp: int | None = None) -> RecordMetadata:
+        """Send one record and wait until the broker acknowledged it (as `acks` says)."""
+        batch, index, timestamp = await self._append(topic, value, key, headers, partition, timestamp)
+        base_offset, log_append_time = await asyncio.shield(batch.done)
+        return _metadata(batch, index, timestamp, base_offset, log_append_time)
+
+    async def enqueue(self, topic: str, value=None, *, key=None, headers=None, partition: int | None = None,
+                      timestamp: int | None = None) -> "asyncio.Future[RecordMetadata]":
+        """Buffer one record and return at once with a future of its metadata: for sending many records
+        without waiting for each (then `flush()` or gather the futures)."""
+        batch, index, timestamp = await self._append(topic, value, key, headers, partition, timestamp)
+        future = asyncio.get_running_loop().create_future()
+        if batch.record_futures is None:
+            batch.record_futures = []
+        batch.record_futures.append((index, timestamp, future))
+        return future
+
+    async def partitions_for(self, topic: str) -> list[int]:
+        await self.start()
+        info = await self.cluster.topic(topic, self.request_timeout)
+        return sorted(info.partitions)
+
+    async def _append(self, topic, value, key, headers, partition, timestamp) -> tuple[ProducerBatch, int, int]:
+        if self._closed:
+            raise ClientClosedError("the producer is closed")
+        if not self._started:
+            await self.start()
+        key = to_bytes(key, "a key")
+        value = to_bytes(value, "a value")
+        headers = to_headers(headers)
+        if timestamp is None:
+            timestamp = int(time.time() * 1000)
+        info = self.cluster.topics.get(topic)
+        if info is None or not info.partitions:
+            info = await self.cluster.topic(topic, self.request_timeout)
+        count = len(info.partitions)
+        if partition is None:
+            available = [p for p, pi in info.partitions.items() if pi.leader >= 0]
+            partition = self.partitioner.partition(topic, key, count, available)
+        elif not 0 <= partition < count:
+            raise UnknownTopicOrPartitionError(f"topic {topic!r} has no partition {partition} "
+                                               f"(it has {count})")
+        size = RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0) + \
+            sum(len(k) + len(v or b"") + 8 for k, v in headers)
+        if size + 61 > self.max_request_size:
+            raise MessageTooLargeError(f"a record of about {size} bytes is larger than max_request_size "
+                                       f"({self.max_request_size})")
+        while self._buffered_bytes + size > self.buffer_memory and self._unfinished:
+            self._space.clear()
+            self._wakeup.set()
+            await self._space.wait()
+        tp = TopicPartition(topic, partition)
+        queue = self._queues.get(tp)
+        if queue is None:
+            queue = self._queues[tp] = collections.deque()
+        batch = queue[-1] if queue else None
+        if batch is None or batch.closed or (batch.count and batch.size + size > self.batch_size):
+            if batch is not None and not batch.closed:
+                batch.closed = True  # full: the sender may take it now
+                self.partitioner.next_batch(topic, partition)
+                self._wakeup.set()
+            batch = ProducerBatch(topic, partition, time.monotonic())
+            queue.append(batch)
+            self._unfinished.add(batch)
+            self._wakeup.set()
+        index = batch.append(key, value, headers, timestamp)
+        batch.buffered += size
+        self._buffered_bytes += size
+        if batch.size >= self.batch_size:
+            batch.closed = True
+            self.partitioner.next_batch(topic, partition)
+            self._wakeup.set()
+        return batch, index, timestamp
+
+    # The sender -----------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        while True:
+            next_wake = self._dispatch_ready()
+            self._wakeup.clear()
+            if next_wake is None:
+                await self._wakeup.wait()
+            else:
+                delay = next_wake - time.monotonic()
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), delay)
+                    except asyncio.TimeoutError:
+                        pass
+
+    def _dispatch_ready(self) -> float | None:
+        """Start Produce requests for ready batches; return when the next batch becomes ready."""
+        now = time.monotonic()
+        next_wake = None
+        by_node: dict[int, list[ProducerBatch]] = {}
+        urgent = self._flushing or self._closed
+        need_metadata = False
+        for tp, queue in self._queues.items():
+            if not queue or tp in self._in_flight_partitions:
+                continue
+            batch = queue[0]
+            if batch.retry_at > now:
+                next_wake = batch.retry_at if next_wake is None else min(next_wake, batch.retry_at)
+                continue
+            if not (batch.closed or len(queue) > 1 or urgent or batch.attempts):
+                ready_at = batch.created + self.linger
+                if ready_at > now:
+                    next_wake = ready_at if next_wake is None else min(next_wake, ready_at)
+                    continue
+            leader = self.cluster.leader(tp.topic, tp.partition)
+            if leader < 0:
+                need_metadata = True
+                next_wake = now + self.retry_backoff if next_wake is None else min(next_wake, now + self.retry_backoff)
+                continue
+            by_node.setdefault(leader, []).append(batch)
+        if need_metadata:
+            self._spawn(self._refresh_metadata())
+        for node, batches in by_node.items():
+            if self._in_flight_requests[node] >= self.max_in_flight:
+                continue  # a finishing request wakes the loop
+            chosen, total = [], 0
+            for batch in batches:
+                batch_size = batch.size if batch.encoded is None else len(batch.encoded)
+                if chosen and total + batch_size > self.max_request_size:
+                    break
+                chosen.append(batch)
+                total += batch_size
+            for batch in chosen:
+                tp = TopicPartition(batch.topic, batch.partition)
+                self._queues[tp].popleft()
+                batch.closed = True
+                self.partitioner.next_batch(batch.topic, batch.partition)
+                self._in_flight_partitions.add(tp)
+            self._in_flight_requests[node] += 1
+            self._spawn(self._produce(node, chosen))
+        return next_wake
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._request_tasks.add(task)
+        task.add_done_callback(self._request_tasks.discard)
+
+    async def _refresh_metadata(self) -> None:
+        try:
+            await self.cluster.refresh()
+        except (KafkaError, KafkaConnectionError, KafkaTimeoutError) as e:
+            log.warning("metadata refresh failed: %s", e)
+        self._wakeup.set()
+
+    def _encode(self, batch: ProducerBatch) -> bytes:
+        if batch.encoded is None:
+            sequence = -1
+            if self.idempotent:
+                tp = TopicPartition(batch.topic, batch.partition)
+                sequence = self._next_sequence[tp]
+                self._next_sequence[tp] = (sequence + batch.count) & 0x7FFFFFFF
+            batch.encode(self.codec, self.producer_id, self.producer_epoch, sequence)
+        return batch.encoded
+
+    async def _produce(self, node: int, batches: list[ProducerBatch]) -> None:
+        topics: dict[str, list[dict]] = {}
+        for batch in batches:
+            batch.attempts += 1
+            topics.setdefault(batch.topic, []).append({"index": batch.partition, "records": self._encode(batch)})
+        body = {"transactional_id": None, "acks": self.acks, "timeout_ms": int(self.request_timeout * 1000),
+                "topic_data": [{"name": t, "partition_data": parts} for t, parts in topics.items()]}
+        try:
+            try:
+                conn = await self.cluster.connection(node)
+                response = await conn.request(PRODUCE, body, expect_response=self.acks != 0,
+                                              timeout=self.request_timeout + 5)
+            except (KafkaConnectionError, KafkaTimeoutError) as e:
+                for batch in batches:
+                    self._retry_or_fail(batch, e, refresh=True)
+                self._spawn(self._refresh_metadata())
+                return
+            if response is None:  # acks=0
+                for batch in batches:
+                    self._finish(batch, (-1, -1))
+                return
+            results = {(t["name"], p["index"]): p for t in response["responses"] for p in t["partition_responses"]}
+            refresh = False
+            for batch in batches:
+                result = results.get((batch.topic, batch.partition))
+                if result is None:
+                    self._retry_or_fail(batch, KafkaConnectionError(
+                        f"the Produce response from node {node} left out {batch.topic}-{batch.partition}"))
+                    continue
+                code = result["error_code"]
+                if code == 0 or code == ErrorCode.DUPLICATE_SEQUENCE_NUMBER:
+                    self._finish(batch, (result["base_offset"], result["log_append_time_ms"]))
+                    continue
+                error = error_class(code)(
+                    f"producing to {batch.topic}-{batch.partition}: {result.get('error_message') or 'refused'}")
+                refresh |= code in _REFRESH_ON
+                self._retry_or_fail(batch, error)
+            if refresh:
+                self._spawn(self._refresh_metadata())
+        finally:
+            self._in_flight_requests[node] -= 1
+            for batch in batches:
+                self._in_flight_partitions.discard(TopicPartition(batch.topic, batch.partition))
+            self._wakeup.set()
+
+    def _retry_or_fail(self, batch: ProducerBatch, error: Exception, refresh: bool = False) -> None:
+        retriable = getattr(error, "retriable", False)
+        expired = time.monotonic() - batch.created > self.delivery_timeout
+        if retriable and batch.attempts <= self.retries and not expired and not self._closed:
+            log.info("retrying a batch for %s-%d after: %s", batch.topic, batch.partition, error)
+            batch.retry_at = time.monotonic() + min(self.retry_backoff * 2 ** (batch.attempts - 1), 1.0)
+            self._queues[TopicPartition(batch.topic, batch.partition)].appendleft(batch)
+            return
+        if expired and retriable:
+            error = KafkaTimeoutError(f"records for {batch.topic}-{batch.partition} were not delivered within "
+                                      f"delivery_timeout_ms ({self.delivery_timeout * 1000:g}); last error: {error}")
+        self._finish(batch, error)
+
+    def _finish(self, batch: ProducerBatch, result) -> None:
+        """Resolve a batch with (base_offset, log_append_time) or an exception."""
+        if batch.done.done():
+            return
+        self._unfinished.discard(batch)
+        tp = TopicPartition(batch.topic, batch.partition)
+        queue = self._queues.get(tp)
+        if queue and batch in queue:
+            queue.remove(batch)
+        if isinstance(result, BaseException):
+            batch.done.set_exception(result)
+            batch.done.exception()  # mark retrieved: a caller may have used only enqueue() or nothing
+        else:
+            batch.done.set_result(result)
+        if batch.record_futures:
+            for index, timestamp, future in batch.record_futures:
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(_metadata(batch, index, timestamp, *result))
+        self._buffered_bytes -= batch.buffered
+        self._space.set()
+
+
+def _metadata(batch: ProducerBatch, index: int, timestamp: int, base_offset: int,
+              log_append_time: int) -> RecordMetadata:
+    offset = base_offset + index if base_offset >= 0 else -1
+    return RecordMetadata(batch.topic, batch.partition, offset,
+                          log_append_time if log_append_time != -1 else timestamp)

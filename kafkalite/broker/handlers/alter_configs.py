@@ -1,0 +1,124 @@
+"""AlterConfigs (key 33): versions 0-2. Replaces a topic's whole set of overrides; dynamic broker settings.
+
+Also the one place where config changes are checked and applied (IncrementalAlterConfigs computes the new
+values and calls the same functions):
+  - topic: the new override set is validated against the log's table (INVALID_CONFIG with the log's message)
+    and handed to LogManager.alter_configs, which persists it;
+  - broker (resource name = this node id, or "" for the cluster default, the same thing on one broker): only
+    DYNAMIC_BROKER_SETTINGS may change; any other known setting gets INVALID_REQUEST ("Cannot update these
+    configs dynamically", as Kafka says), an unknown one INVALID_REQUEST, a bad value INVALID_CONFIG.
+    Broker changes take effect at once but are NOT persisted yet: the Broker has no store of dynamic settings,
+    so a restart goes back to the configured values. For the same reason AlterConfigs on a broker changes only
+    the settings it names (Kafka would also reset the dynamic settings it leaves out).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kafkalite.broker.errors import Rejected, error_code_for
+from kafkalite.broker.handlers.describe_configs import (
+    BROKER_RESOURCE, DYNAMIC_BROKER_SETTINGS, TOPIC_RESOURCE, check_broker_name,
+)
+from kafkalite.broker.registry import handler
+from kafkalite.config import BROKER_SETTINGS
+from kafkalite.log.config import LogConfig
+from kafkalite.log.errors import InvalidConfig, LogError
+from kafkalite.protocol.errors import ErrorCode
+
+log = logging.getLogger("kafkalite.broker")
+
+
+def alter_topic(broker, name: str, overrides: dict[str, str], validate_only: bool) -> None:
+    """Make `overrides` the topic's whole set of overrides."""
+    if name not in broker.logs.topics():
+        raise Rejected(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {name} does not exist")
+    try:
+        if validate_only:
+            LogConfig.from_configs(overrides, broker.logs.defaults)
+        else:
+            broker.logs.alter_configs(name, overrides)
+    except InvalidConfig as e:
+        raise Rejected(ErrorCode.INVALID_CONFIG, str(e)) from None
+
+
+def alter_broker(broker, resource_name: str, changes: dict[str, str | None], validate_only: bool) -> None:
+    """Set broker settings by Kafka name; None puts a setting back to its default."""
+    check_broker_name(broker, resource_name)
+    unknown = sorted(n for n in changes if n not in BROKER_SETTINGS)
+    if unknown:
+        raise Rejected(ErrorCode.INVALID_REQUEST, f"Unknown broker configs: {', '.join(unknown)}")
+    static = sorted(n for n in changes if n not in DYNAMIC_BROKER_SETTINGS)
+    if static:
+        raise Rejected(ErrorCode.INVALID_REQUEST,
+                       f"Cannot update these configs dynamically: {', '.join(static)} (set them in the config file "
+                       f"or with --set and restart)")
+    config = broker.config
+    before = dict(config.settings)
+    try:
+        for name, value in changes.items():
+            config.set(name, BROKER_SETTINGS[name][1] if value is None else value)
+        defaults = broker.topic_defaults()  # the log's own checks of the values that become topic defaults
+    except ValueError as e:  # InvalidConfig is a ValueError too
+        config.settings = before
+        raise Rejected(ErrorCode.INVALID_CONFIG, str(e)) from None
+    if validate_only:
+        config.settings = before
+        return
+    if defaults != broker.logs.defaults:
+        refresh_topic_defaults(broker, defaults)
+    log.info("broker settings changed at run time (not persisted): %s", changes)
+
+
+def refresh_topic_defaults(broker, defaults: LogConfig) -> None:
+    """Make every topic without its own override follow new broker defaults.
+
+    LogManager has no call for this yet; re-applying each topic's unchanged overrides makes it recompute the
+    topic's LogConfig from the new defaults and hand it to the partition logs."""
+    broker.logs.defaults = defaults
+    for name in broker.logs.topics():
+        broker.logs.alter_configs(name, broker.logs.topic(name).configs)
+
+
+def apply_changes(broker, resource: dict, changes: dict[str, str | None], validate_only: bool) -> None:
+    """Apply the full new set of values for one resource. For topics, `changes` is the whole override set."""
+    kind, name = resource["resource_type"], resource["resource_name"]
+    if kind == TOPIC_RESOURCE:
+        alter_topic(broker, name, {k: v for k, v in changes.items() if v is not None}, validate_only)
+    elif kind == BROKER_RESOURCE:
+        alter_broker(broker, name, changes, validate_only)
+    else:
+        raise Rejected(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {kind}")
+
+
+def alter_each(broker, request: dict, new_values) -> list[dict]:
+    """The per-resource loop both AlterConfigs APIs share. `new_values(broker, resource)` returns the changes
+    to apply (or raises Rejected)."""
+    responses = []
+    seen = [(r["resource_type"], r["resource_name"]) for r in request["resources"]]
+    for resource in request["resources"]:
+        resp = {"error_code": 0, "error_message": None, "resource_type": resource["resource_type"],
+                "resource_name": resource["resource_name"]}
+        responses.append(resp)
+        try:
+            if seen.count((resource["resource_type"], resource["resource_name"])) > 1:
+                raise Rejected(ErrorCode.INVALID_REQUEST, "Duplicate resource in request")
+            names = [c["name"] for c in resource["configs"]]
+            if len(set(names)) != len(names):
+                raise Rejected(ErrorCode.INVALID_REQUEST, "Duplicate config names for one resource")
+            apply_changes(broker, resource, new_values(broker, resource), request["validate_only"])
+        except Rejected as e:
+            resp["error_code"], resp["error_message"] = e.code, e.message
+        except (LogError, OSError) as e:
+            resp["error_code"], resp["error_message"] = error_code_for(e), str(e)
+    return responses
+
+
+def replacement(broker, resource: dict) -> dict[str, str | None]:
+    # Kafka's AlterConfigs drops entries with a null value: for a topic they are simply not overridden.
+    return {c["name"]: c["value"] for c in resource["configs"]}
+
+
+@handler("AlterConfigs")
+async def handle(ctx, request):
+    return {"throttle_time_ms": 0, "responses": alter_each(ctx.broker, request, replacement)}

@@ -1,0 +1,50 @@
+"""InitProducerId (key 22): versions 0-4. Idempotent producers only; a transactional id gets an error.
+
+Idempotent producer (transactional_id null): always a new producer id with epoch 0, as Kafka's coordinator
+does, also when a v3+ request names its current producer_id/epoch (KIP-360: the client asks after an error;
+Kafka "blindly accepts" and hands out a fresh id, so the client restarts its sequences cleanly).
+
+Transactions are not supported yet. Kafka itself answers COORDINATOR_NOT_AVAILABLE when its transaction
+coordinator cannot work, which clients retry until they time out (initTransactions just hangs). kafkalite answers
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53) instead: every client treats it as fatal at once, as it would if an ACL
+forbade that transactional id, and the broker logs why. An empty transactional id is INVALID_REQUEST, as in Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kafkalite.broker.errors import Rejected
+from kafkalite.broker.registry import handler
+from kafkalite.protocol.errors import ErrorCode
+
+log = logging.getLogger("kafkalite.broker")
+
+NO_PRODUCER_ID, NO_PRODUCER_EPOCH = -1, -1
+
+
+def check(ctx, request: dict) -> None:
+    transactional_id = request["transactional_id"]
+    if transactional_id == "":
+        raise Rejected(ErrorCode.INVALID_REQUEST)
+    if transactional_id is not None:
+        log.warning("client %r asked for transactional id %r: transactions are not supported",
+                    ctx.client_id, transactional_id)
+        raise Rejected(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    # v3+: producer_id and producer_epoch are given together or not at all (v0-2 decode both as -1).
+    if (request["producer_id"] == NO_PRODUCER_ID) != (request["producer_epoch"] == NO_PRODUCER_EPOCH):
+        raise Rejected(ErrorCode.INVALID_REQUEST)
+
+
+@handler("InitProducerId")
+async def handle(ctx, request):
+    try:
+        check(ctx, request)
+        producer_id = ctx.broker.allocate_producer_id()
+    except Rejected as e:
+        return {"throttle_time_ms": 0, "error_code": e.code, "producer_id": NO_PRODUCER_ID,
+                "producer_epoch": NO_PRODUCER_EPOCH}
+    except OSError:  # the block of ids could not be reserved on disk
+        return {"throttle_time_ms": 0, "error_code": ErrorCode.KAFKA_STORAGE_ERROR, "producer_id": NO_PRODUCER_ID,
+                "producer_epoch": NO_PRODUCER_EPOCH}
+    return {"throttle_time_ms": 0, "error_code": 0, "producer_id": producer_id, "producer_epoch": 0}

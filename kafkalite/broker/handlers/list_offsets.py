@@ -1,0 +1,46 @@
+"""ListOffsets (key 2): versions 1-7. Earliest (-2), latest (-1), max timestamp (-3), or by timestamp."""
+
+from kafkalite.broker.errors import error_code_for
+from kafkalite.broker.registry import handler
+from kafkalite.log.errors import LogError
+from kafkalite.protocol.errors import ErrorCode
+
+LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+
+
+def lookup(plog, timestamp: int) -> tuple[int, int]:
+    """(timestamp, offset) as ListOffsets reports them; (-1, -1) when no record qualifies."""
+    if timestamp == LATEST:
+        return -1, plog.high_watermark
+    if timestamp == EARLIEST:
+        return -1, plog.log_start_offset
+    found = plog.max_timestamp_offset() if timestamp == MAX_TIMESTAMP else plog.offset_for_timestamp(timestamp)
+    if found is None:
+        return -1, -1
+    offset, ts = found
+    return ts, offset
+
+
+@handler("ListOffsets")
+async def handle(ctx, request):
+    broker = ctx.broker
+    topics = []
+    for topic in request["topics"]:
+        partitions = []
+        topics.append({"name": topic["name"], "partitions": partitions})
+        for part in topic["partitions"]:
+            resp = {"partition_index": part["partition_index"], "error_code": 0, "timestamp": -1, "offset": -1,
+                    "leader_epoch": 0}
+            partitions.append(resp)
+            plog = broker.partition_log(topic["name"], part["partition_index"])
+            if plog is None:
+                resp["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            if part["timestamp"] == MAX_TIMESTAMP and ctx.api_version < 7:
+                resp["error_code"] = ErrorCode.UNSUPPORTED_VERSION
+                continue
+            try:
+                resp["timestamp"], resp["offset"] = lookup(plog, part["timestamp"])
+            except (LogError, OSError) as e:
+                resp["error_code"] = error_code_for(e)
+    return {"throttle_time_ms": 0, "topics": topics}

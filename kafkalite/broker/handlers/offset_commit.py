@@ -1,0 +1,41 @@
+"""OffsetCommit (key 8): versions 2-8. Commits are durable in __consumer_offsets before the reply.
+
+Generation -1 with an empty member id commits for a consumer that uses assign() (no group
+management); it is accepted while the group has no members. retention_time_ms (v2-4) is ignored:
+offsets.retention.minutes applies, as in Kafka 2.1+ for empty groups.
+"""
+
+from __future__ import annotations
+
+from kafkalite.broker.registry import handler
+from kafkalite.group import OffsetCommitRequest
+from kafkalite.protocol.errors import ErrorCode
+
+
+@handler("OffsetCommit")
+async def handle(ctx, request):
+    groups = ctx.broker.groups
+    offsets = [
+        (t["name"], p["partition_index"], p["committed_offset"], p.get("committed_leader_epoch", -1),
+         p.get("committed_metadata"))
+        for t in request["topics"] for p in t["partitions"]
+    ]
+    if not groups.loaded:
+        errors = {(t, p): ErrorCode.COORDINATOR_LOAD_IN_PROGRESS for t, p, *_ in offsets}
+    else:
+        errors = await groups.offset_commit(OffsetCommitRequest(
+            group_id=request["group_id"],
+            generation_id=request.get("generation_id_or_member_epoch", -1),
+            member_id=request.get("member_id", ""),
+            offsets=offsets,
+            group_instance_id=request.get("group_instance_id") if ctx.api_version >= 7 else None,
+        ))
+    return {
+        "throttle_time_ms": 0,
+        "topics": [
+            {"name": t["name"],
+             "partitions": [{"partition_index": p["partition_index"],
+                             "error_code": errors[(t["name"], p["partition_index"])]} for p in t["partitions"]]}
+            for t in request["topics"]
+        ],
+    }

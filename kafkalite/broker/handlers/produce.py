@@ -1,0 +1,92 @@
+"""Produce (key 0): versions 3-10 (record batch v2 only)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from kafkalite.broker.broker import OFFSETS_TOPIC
+from kafkalite.broker.errors import Rejected, error_code_for
+from kafkalite.broker.registry import handler
+from kafkalite.log.errors import LogError
+from kafkalite.protocol import record_batch
+from kafkalite.protocol.errors import DecodeError, ErrorCode
+
+
+def validate(records, max_message_bytes: int) -> record_batch.RecordBatch:
+    """Check a partition's records as Kafka does for v3+: exactly one well-formed v2 batch."""
+    if records is None or len(records) == 0:
+        raise Rejected(ErrorCode.INVALID_RECORD, "no record batch")
+    try:
+        batches = list(record_batch.iter_batches(records))
+    except DecodeError as e:
+        raise Rejected(ErrorCode.CORRUPT_MESSAGE, str(e)) from None
+    if len(batches) != 1:
+        raise Rejected(ErrorCode.INVALID_RECORD, "a produce request carries exactly one batch per partition")
+    batch = batches[0]
+    if batch.size > max_message_bytes:
+        raise Rejected(ErrorCode.MESSAGE_TOO_LARGE, f"batch of {batch.size} bytes exceeds max.message.bytes")
+    if not batch.crc_ok():
+        raise Rejected(ErrorCode.CORRUPT_MESSAGE, "batch CRC does not match")
+    if batch.base_offset != 0:
+        raise Rejected(ErrorCode.INVALID_RECORD, "baseOffset of a produced batch must be 0")
+    if batch.records_count != batch.last_offset_delta + 1 or batch.records_count < 1:
+        raise Rejected(ErrorCode.INVALID_RECORD, "record count does not match lastOffsetDelta + 1")
+    if batch.is_control:
+        raise Rejected(ErrorCode.INVALID_RECORD, "clients may not produce control batches")
+    if batch.codec > 4:
+        raise Rejected(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"unknown compression codec {batch.codec}")
+    return batch
+
+
+@handler("Produce")
+async def handle(ctx, request):
+    broker = ctx.broker
+    acks = request["acks"]
+    responses = []
+    durable_waits = []  # (partition response, topic, partition, next offset)
+    for topic in request["topic_data"]:
+        name = topic["name"]
+        partition_responses = []
+        responses.append({"name": name, "partition_responses": partition_responses})
+        for part in topic["partition_data"]:
+            resp = {"index": part["index"], "error_code": 0, "base_offset": -1, "log_append_time_ms": -1,
+                    "log_start_offset": -1, "record_errors": [], "error_message": None}
+            partition_responses.append(resp)
+            if acks not in (-1, 0, 1):
+                resp["error_code"] = ErrorCode.INVALID_REQUIRED_ACKS
+                continue
+            if name == OFFSETS_TOPIC:
+                resp["error_code"] = ErrorCode.INVALID_TOPIC_EXCEPTION
+                resp["error_message"] = "clients may not write to an internal topic"
+                continue
+            plog = broker.partition_log(name, part["index"])
+            if plog is None:
+                resp["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            try:
+                batch = validate(part["records"], plog.config.max_message_bytes)
+                result = plog.append(batch.buf)
+            except Rejected as e:
+                resp["error_code"], resp["error_message"] = e.code, e.message
+                continue
+            except (LogError, OSError) as e:
+                resp["error_code"], resp["error_message"] = error_code_for(e), str(e)
+                continue
+            resp["base_offset"] = result.base_offset
+            resp["log_append_time_ms"] = result.log_append_time
+            resp["log_start_offset"] = plog.log_start_offset
+            if not result.duplicate:
+                broker.data_appended(name, part["index"])
+            durable_waits.append((resp, name, part["index"], result.last_offset + 1))
+    if acks == -1 and durable_waits:
+        outcomes = await asyncio.gather(
+            *(broker.wait_durable(name, index, next_offset, acks) for _, name, index, next_offset in durable_waits),
+            return_exceptions=True,
+        )
+        for (resp, *_), outcome in zip(durable_waits, outcomes):
+            if isinstance(outcome, BaseException):
+                # Written but not known durable: the client must not count it as acknowledged.
+                resp["error_code"], resp["error_message"] = error_code_for(outcome), str(outcome)
+    if acks == 0:
+        return None
+    return {"responses": responses, "throttle_time_ms": 0}

@@ -1,0 +1,743 @@
+"""PartitionLog: the durable log of one partition (a directory of segments), with recovery.
+
+Threading: one owning thread (the broker's event loop) calls everything, except that
+  - flush() may run in worker threads at the same time (group commit: concurrent callers share one fsync);
+  - compact() may run in a worker thread (it swaps segments under the lock; see compaction.py).
+Segment lists are copy-on-write, so reads never take the lock.
+
+Files in the partition directory (layouts in docs/storage.md):
+  <base>.log / .index / .timeindex   segments (segment.py)
+  <offset>.snapshot                  idempotent producer state as of <offset> (producer_state.py)
+  partition.checkpoint               log start offset, recovery point, clean-shutdown flag
+  <base>.log.cleaned / .log.swap     compaction in progress (compaction.py)
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from kafkalite.log.config import LogConfig, INT_MAX
+from kafkalite.log.errors import (
+    CorruptRecord, InvalidTimestamp, LogError, OffsetOutOfRange, RecordTooLarge, StorageError,
+)
+from kafkalite.log.fs import FileSystem
+from kafkalite.log.producer_state import ProducerStateTable, is_idempotent, snapshot_path
+from kafkalite.log.segment import CorruptSegment, Segment, header_of, segment_name
+from kafkalite.protocol.errors import DecodeError
+from kafkalite.protocol.record_batch import (
+    CRC_START, TIMESTAMP_TYPE_BIT, RecordBatch, crc32c, set_base_offset,
+)
+
+CHECKPOINT_FILE = "partition.checkpoint"
+CHECKPOINT_MAGIC = b"KLCP"
+CHECKPOINT_VERSION = 1
+FLAG_CLEAN_SHUTDOWN = 1
+# magic, version, flags, log start offset, recovery point, log end offset, active segment base, active .log size,
+# crc32c of the preceding 48 bytes
+_CHECKPOINT = struct.Struct(">4sHHqqqqq")
+_CRC = struct.Struct(">I")
+SNAPSHOTS_KEPT = 2
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What append() did. duplicate=True: an idempotent retry of a batch already in the log; nothing was
+    written and base_offset/last_offset are the original batch's. log_append_time is the broker timestamp
+    stamped on the batch when message.timestamp.type=LogAppendTime, else -1."""
+
+    base_offset: int
+    last_offset: int
+    duplicate: bool = False
+    log_append_time: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryInfo:
+    """How open() found the partition."""
+
+    clean: bool  # a clean-shutdown checkpoint was found and trusted: no log data was read
+    segments: int
+    segments_scanned: int  # segments validated batch by batch (CRC)
+    truncated_bytes: int  # torn/corrupt bytes cut off the tail, plus bytes of segments deleted after them
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    log_start_offset: int
+    recovery_point: int
+    clean: bool
+    log_end_offset: int
+    active_base: int
+    active_size: int
+
+
+class PartitionLog:
+    """The log of one partition. Use PartitionLog.open(); see the module docstring for threading."""
+
+    def __init__(self, directory: str, config: LogConfig, fs: FileSystem, clock: Callable[[], int]):
+        self.directory = directory
+        self.config = config
+        self.fs = fs
+        self.clock = clock
+        self._segments: list[Segment] = []  # copy-on-write: replaced, never mutated in place
+        self._lock = threading.RLock()  # guards segment list swaps and flush bookkeeping
+        self._flush_lock = threading.Lock()  # one fsync round at a time; waiters then find their data flushed
+        self._log_start = 0
+        self._log_end = 0
+        self._high_watermark = 0
+        self._flushed = 0
+        self._recovery_point = 0
+        self._truncations = 0  # bumped by truncate_to so a concurrent flush does not claim truncated offsets
+        self._dir_dirty = False  # directory entries created since the last fsync_dir
+        self._unflushed_messages = 0
+        self._first_unflushed_ms: int | None = None
+        self._producers = ProducerStateTable()
+        self._snapshot_offset = -1
+        self._retired: list[Segment] = []  # replaced by compaction; closed at the next maintenance call
+        self._failed: StorageError | None = None
+        self._closed = False
+        self.recovery: RecoveryInfo | None = None
+        self.high_watermark_follows_log_end = True  # single broker: HW == LEO; replication turns this off
+
+    # ================================================================================================ opening
+
+    @classmethod
+    def open(cls, directory: str, config: LogConfig, fs: FileSystem | None = None,
+             clock: Callable[[], int] | None = None) -> "PartitionLog":
+        """Open (creating if needed) and recover the partition in `directory`.
+
+        After a clean shutdown only metadata and index files are read. Otherwise the segments from the one
+        holding the recovery point on are validated batch by batch; the log is cut at the first invalid batch
+        (and later segments deleted), indexes are rebuilt, and producer state is rebuilt from the newest
+        snapshot plus the batches after it. Raises StorageError on I/O errors."""
+        log = cls(directory, config, fs or FileSystem(), clock or _now_ms)
+        try:
+            log._open()
+        except OSError as e:
+            log._close_files()
+            raise StorageError(f"cannot open log {directory}: {e}") from e
+        return log
+
+    def _open(self) -> None:
+        started = time.monotonic()
+        fs = self.fs
+        fs.makedirs(self.directory)
+        from kafkalite.log import compaction
+        compaction.finish_interrupted(self)
+        names = fs.listdir(self.directory)
+        for name in names:
+            if name.endswith(".tmp"):
+                fs.remove(self._path(name))
+        bases = sorted(int(n[:-4]) for n in names if n.endswith(".log") and n[:-4].isdigit())
+        for name in names:  # index files whose segment is gone (a crash while deleting it)
+            stem, _, suffix = name.partition(".")
+            if suffix in ("index", "timeindex") and stem.isdigit() and int(stem) not in bases:
+                fs.remove(self._path(name))
+
+        ckpt = self._read_checkpoint()
+        now = self.clock()
+        if not bases:
+            bases = [ckpt.log_start_offset if ckpt else 0]
+            fs.open(self._path(segment_name(bases[0], ".log")), create=True).close()
+            self._dir_dirty = True
+        segments = []
+        for base in bases:
+            seg = Segment(fs, self.directory, base, self.config.index_interval_bytes, now)
+            seg.open_files(create=False)
+            seg.size = seg.log.size()
+            segments.append(seg)
+        self._segments = segments
+
+        clean = (ckpt is not None and ckpt.clean and ckpt.active_base == bases[-1]
+                 and ckpt.active_size == segments[-1].size)
+        recovery_point = ckpt.recovery_point if ckpt is not None and not clean else 0
+        if clean:
+            recovery_point = ckpt.log_end_offset
+        scanned = truncated = 0
+        for i, seg in enumerate(segments):
+            following = segments[i + 1].base_offset if i + 1 < len(segments) else None
+            trusted = clean or (following is not None and following <= recovery_point)
+            if trusted:
+                seg.next_offset = following if following is not None else ckpt.log_end_offset
+                if seg.load_indexes():
+                    continue
+                try:
+                    seg.rebuild_from_headers()
+                    continue
+                except CorruptSegment:
+                    pass  # fall through: validate it batch by batch
+            scanned += 1
+            cut = seg.recover(validate_from=recovery_point if recovery_point > seg.base_offset else None)
+            truncated += cut
+            # Compacted segments may end before the next base; they are always below the recovery point.
+            if following is not None and (cut or (not trusted and seg.next_offset != following)):
+                # A gap or a cut before the next segment: later data cannot follow densely. Drop it.
+                for later in segments[i + 1:]:
+                    truncated += later.size
+                    later.delete_files()
+                self._segments = segments = segments[: i + 1]
+                self._dir_dirty = True
+                break
+        if not clean:
+            # The segments not yet sealed lost their final time index entry; re-seal closed ones.
+            for seg in segments[:-1]:
+                seg.seal_time_index()
+
+        self._log_end = segments[-1].next_offset
+        start = max(ckpt.log_start_offset if ckpt else 0, segments[0].base_offset)
+        self._log_start = min(start, self._log_end)
+        self._high_watermark = self._log_end
+        self._flushed = self._recovery_point = min(recovery_point, self._log_end)
+        self._load_producer_state()
+        # From here on a crash is unclean: checkpoint() flushes what recovery wrote and clears the clean flag.
+        self.checkpoint()
+        self.recovery = RecoveryInfo(clean, len(segments), scanned, truncated, time.monotonic() - started)
+
+    def _load_producer_state(self) -> None:
+        """Newest valid snapshot at or below the log end, then replay batch headers after it."""
+        offsets = sorted((int(n[:-9]) for n in self.fs.listdir(self.directory)
+                          if n.endswith(".snapshot") and n[:-9].isdigit()), reverse=True)
+        self._producers = ProducerStateTable()
+        replay_from = self._log_start
+        self._snapshot_offset = -1
+        for offset in offsets:
+            path = snapshot_path(self.directory, offset)
+            if offset > self._log_end:
+                self.fs.remove(path)  # describes batches that are gone
+                continue
+            try:
+                snap_offset, table = ProducerStateTable.decode(self.fs.read_file(path))
+            except ValueError:
+                self.fs.remove(path)
+                continue
+            if snap_offset == offset:
+                self._producers, replay_from, self._snapshot_offset = table, max(offset, self._log_start), offset
+                break
+        if replay_from >= self._log_end:
+            return
+        for seg in self._segments:
+            if seg.next_offset <= replay_from:
+                continue
+            position, _ = seg.position_hint(replay_from)
+            for header in seg.headers(position):
+                if header.base_offset >= replay_from and is_idempotent(header):
+                    self._producers.update(header)
+
+    # ================================================================================================ properties
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._log_end
+
+    @property
+    def high_watermark(self) -> int:
+        return self._high_watermark
+
+    def set_high_watermark(self, offset: int) -> None:
+        """For replication: set HW explicitly (call after setting high_watermark_follows_log_end = False)."""
+        self._high_watermark = max(self._log_start, min(offset, self._log_end))
+
+    @property
+    def flushed_offset(self) -> int:
+        """Offsets below this are fsynced (durable against power loss)."""
+        return self._flushed
+
+    @property
+    def recovery_point(self) -> int:
+        return self._recovery_point
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(seg.size for seg in self._segments)
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    @property
+    def failed(self) -> bool:
+        """True after a write-path I/O error that left the log in an unknown state (reopen to recover)."""
+        return self._failed is not None
+
+    # ================================================================================================ append
+
+    def append(self, batch, leader_epoch: int = 0, now_ms: int | None = None) -> AppendResult:
+        """Append ONE validated v2 batch (a writable buffer; the caller checked magic, CRC, length and
+        baseOffset == 0). Assigns offsets by rewriting baseOffset and partitionLeaderEpoch in place, and for
+        LogAppendTime also maxTimestamp + attributes (recomputing the CRC). Writes through to the OS, no fsync
+        (unless flush.messages is reached). Records are never decoded.
+
+        Raises RecordTooLarge, InvalidTimestamp, CorruptRecord, InvalidProducerEpoch, OutOfOrderSequence, or
+        StorageError (nothing was stored). An idempotent retry returns AppendResult(duplicate=True)."""
+        self._check_writable()
+        view = memoryview(batch)
+        if view.readonly:
+            raise TypeError("append needs a writable buffer (bytearray or writable memoryview)")
+        try:
+            parsed = RecordBatch(view)
+        except DecodeError as e:
+            raise CorruptRecord(str(e)) from None
+        config = self.config
+        if parsed.size > config.max_message_bytes:
+            raise RecordTooLarge(f"batch of {parsed.size} bytes exceeds max.message.bytes {config.max_message_bytes}")
+        now = self.clock() if now_ms is None else now_ms
+        if not config.log_append_time:
+            low, high = config.timestamp_bounds(now)
+            for ts in (parsed.base_timestamp, parsed.max_timestamp):
+                if ts >= 0 and not low <= ts <= high:
+                    raise InvalidTimestamp(f"timestamp {ts} is outside [{low}, {high}] for this topic")
+        header = header_of(parsed, 0)
+        idempotent = is_idempotent(header)
+        if idempotent:
+            original = self._producers.check(header)
+            if original is not None:
+                return AppendResult(original.base_offset, original.last_offset, duplicate=True)
+
+        append_time = -1
+        with self._lock:
+            self._check_writable()
+            seg = self._roll_if_needed(header.size, header.last_offset - header.base_offset, now)
+            base = self._log_end
+            set_base_offset(view, base, leader_epoch)
+            if config.log_append_time:
+                append_time = now
+                _stamp_log_append_time(view, now)
+            header = replace(header, base_offset=base, last_offset=base + parsed.last_offset_delta,
+                             max_timestamp=append_time if append_time >= 0 else header.max_timestamp,
+                             position=seg.size)
+            saved = seg.save_state()
+            try:
+                seg.append(view, header)
+            except OSError as e:
+                self._rollback(seg, saved, e)
+            self._log_end = header.next_offset
+            if self.high_watermark_follows_log_end:
+                self._high_watermark = self._log_end
+            self._unflushed_messages += max(header.records_count, 1)
+            if self._first_unflushed_ms is None:
+                self._first_unflushed_ms = now
+            flush_now = self._unflushed_messages >= config.flush_messages
+        if idempotent:
+            self._producers.update(header)
+        if flush_now:
+            self.flush()
+        return AppendResult(base, header.last_offset, False, append_time)
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise StorageError(f"log {self.directory} is closed")
+        if self._failed is not None:
+            raise StorageError(f"log {self.directory} is offline after an I/O error: {self._failed}")
+
+    def _rollback(self, seg: Segment, saved, error: OSError):
+        """Undo a partial append so the file ends at the last whole batch; if even that fails, go offline."""
+        try:
+            seg.restore_state(saved)
+        except OSError as e2:
+            self._failed = StorageError(f"{error}; then rollback failed: {e2}")
+        raise StorageError(f"append to {self.directory} failed: {error}") from error
+
+    def _roll_if_needed(self, batch_size: int, offset_delta: int, now: int) -> Segment:
+        seg = self._segments[-1]
+        config = self.config
+        if seg.size == 0:
+            return seg
+        if not (seg.size + batch_size > config.segment_bytes
+                or now - seg.created_ms >= config.segment_ms
+                or self._log_end + offset_delta - seg.base_offset > INT_MAX
+                or seg.index_full(config.segment_index_bytes)):
+            return seg
+        return self.roll(now)
+
+    def roll(self, now_ms: int | None = None) -> Segment:
+        """Close the active segment (sealing its time index) and start a new one at the log end."""
+        with self._lock:
+            old = self._segments[-1]
+            if old.size == 0:
+                return old
+            try:
+                old.seal_time_index()
+                seg = Segment(self.fs, self.directory, self._log_end, self.config.index_interval_bytes,
+                              self.clock() if now_ms is None else now_ms)
+                seg.open_files(create=True)
+            except OSError as e:
+                raise StorageError(f"cannot roll a new segment in {self.directory}: {e}") from e
+            self._dir_dirty = True
+            self._segments = self._segments + [seg]
+            return seg
+
+    # ================================================================================================ flush
+
+    def flush(self) -> int:
+        """fsync everything appended so far; returns the offset below which data is durable.
+
+        Safe to call from worker threads while the owning thread appends. Group commit: a caller that finds
+        its data already flushed by a concurrent call returns without another fsync."""
+        with self._lock:
+            target = self._log_end
+        with self._flush_lock:
+            with self._lock:
+                if self._flushed >= target:
+                    return self._flushed
+                if self._failed is not None:
+                    raise StorageError(f"log {self.directory} is offline: {self._failed}")
+                target = self._log_end
+                generation = self._truncations
+                segments = [s for s in self._segments if s.next_offset > self._flushed or s.size == 0]
+                dir_dirty, self._dir_dirty = self._dir_dirty, False
+                unflushed = self._unflushed_messages
+            try:
+                for seg in segments:
+                    try:
+                        seg.flush_log()
+                    except (OSError, ValueError):
+                        if seg.closed:
+                            continue  # deleted or replaced meanwhile: nothing left to make durable
+                        raise
+                if dir_dirty:
+                    self.fs.fsync_dir(self.directory)
+            except OSError as e:
+                # After a failed fsync the kernel may have dropped the dirty pages: only recovery knows.
+                with self._lock:
+                    self._dir_dirty = self._dir_dirty or dir_dirty
+                    self._failed = StorageError(f"fsync failed: {e}")
+                raise StorageError(f"fsync of {self.directory} failed: {e}") from e
+            with self._lock:
+                if generation == self._truncations and target > self._flushed:
+                    self._flushed = target
+                    self._unflushed_messages = max(0, self._unflushed_messages - unflushed)
+                    if self._unflushed_messages == 0:
+                        self._first_unflushed_ms = None
+                return self._flushed
+
+    def flush_due(self, now_ms: int) -> bool:
+        """Whether flush.ms (or flush.messages) asks for a flush now."""
+        first = self._first_unflushed_ms
+        return (self._log_end > self._flushed and
+                ((first is not None and now_ms - first >= self.config.flush_ms)
+                 or self._unflushed_messages >= self.config.flush_messages))
+
+    def checkpoint(self) -> None:
+        """Make a recovery point: flush, fsync index files, snapshot producer state, persist the recovery point.
+
+        A later unclean open validates only segments from the one holding this point on. Call it periodically
+        from the owning thread (it does a few fsyncs)."""
+        self._check_writable()
+        self.flush()
+        try:
+            self._close_retired()
+            for seg in self._segments:
+                seg.flush_indexes()
+            end = self._log_end
+            if end == self._flushed and end != self._snapshot_offset:
+                self._write_snapshot(end)
+            self._recovery_point = self._flushed
+            self._write_checkpoint(clean=False)
+        except OSError as e:
+            raise StorageError(f"checkpoint of {self.directory} failed: {e}") from e
+
+    def _write_snapshot(self, offset: int) -> None:
+        self.fs.write_file_atomic(snapshot_path(self.directory, offset), self._producers.encode(offset))
+        self._snapshot_offset = offset
+        offsets = sorted(int(n[:-9]) for n in self.fs.listdir(self.directory)
+                         if n.endswith(".snapshot") and n[:-9].isdigit())
+        for old in offsets[:-SNAPSHOTS_KEPT]:
+            self.fs.remove(snapshot_path(self.directory, old))
+
+    def _write_checkpoint(self, clean: bool) -> None:
+        active = self._segments[-1]
+        body = _CHECKPOINT.pack(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, FLAG_CLEAN_SHUTDOWN if clean else 0,
+                                self._log_start, self._recovery_point, self._log_end, active.base_offset,
+                                active.size)
+        self.fs.write_file_atomic(self._path(CHECKPOINT_FILE), body + _CRC.pack(crc32c(body)))
+
+    def _read_checkpoint(self) -> _Checkpoint | None:
+        path = self._path(CHECKPOINT_FILE)
+        if not self.fs.exists(path):
+            return None
+        data = self.fs.read_file(path)
+        if len(data) != _CHECKPOINT.size + _CRC.size:
+            return None
+        body = data[: _CHECKPOINT.size]
+        if _CRC.unpack_from(data, _CHECKPOINT.size)[0] != crc32c(body):
+            return None  # damaged: treat as "no checkpoint", i.e. validate everything
+        magic, version, flags, start, recovery_point, end, active_base, active_size = _CHECKPOINT.unpack(body)
+        if magic != CHECKPOINT_MAGIC or version != CHECKPOINT_VERSION:
+            return None
+        return _Checkpoint(start, recovery_point, bool(flags & FLAG_CLEAN_SHUTDOWN), end, active_base, active_size)
+
+    # ================================================================================================ reading
+
+    def read(self, offset: int, max_bytes: int) -> list[bytes]:
+        """Whole batches from the one holding `offset`, up to max_bytes (but at least one batch), from a single
+        segment. [] at the log end. Raises OffsetOutOfRange outside [log_start_offset, log_end_offset]."""
+        if offset < self._log_start or offset > self._log_end:
+            raise OffsetOutOfRange(
+                f"offset {offset} is outside [{self._log_start}, {self._log_end}] of {self.directory}")
+        if offset == self._log_end:
+            return []
+        segments = self._segments
+        i = max(0, bisect.bisect_right(segments, offset, key=_base_of) - 1)
+        try:
+            for seg in segments[i:]:
+                found = self._locate(seg, offset, max_bytes)
+                if found is not None:
+                    position, size = found
+                    return [seg.read(position, size)]
+        except OSError as e:
+            raise StorageError(f"read from {self.directory} failed: {e}") from e
+        return []
+
+    def _locate(self, seg: Segment, offset: int, max_bytes: int) -> tuple[int, int] | None:
+        """(position, byte count) of the whole batches to return from this segment, or None."""
+        chunk = min(max(max_bytes, 16 << 10), 1 << 20)
+        for attempt in (0, 1):
+            position, _ = seg.position_hint(offset)
+            start = total = None
+            try:
+                for header in seg.headers(position, chunk=chunk):
+                    if start is None:
+                        if header.last_offset >= offset:
+                            start, total = header.position, header.size
+                    elif total + header.size > max_bytes:
+                        break
+                    else:
+                        total += header.size
+            except CorruptSegment:
+                if attempt == 0 and position != 0:
+                    seg.rebuild_from_headers()  # a stale or damaged index sent us to a non-boundary
+                    continue
+                raise StorageError(f"corrupt segment {seg.path('.log')} at or after position {position}")
+            return None if start is None else (start, total)
+        return None
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= `timestamp`, or None if there is none.
+        Finds the batch from the time index and its headers, then decodes that one batch for the exact record."""
+        for seg in self._segments:
+            if seg.max_timestamp < timestamp:
+                continue
+            start = max(seg.time_hint(timestamp), self._log_start)
+            position, _ = seg.position_hint(start)
+            for header in seg.headers(position):
+                if header.last_offset >= self._log_start and header.max_timestamp >= timestamp:
+                    for record in self._records_at(seg, header):
+                        if record.offset >= self._log_start and record.timestamp >= timestamp:
+                            return record.offset, record.timestamp
+                    return max(header.base_offset, self._log_start), header.max_timestamp
+        return None
+
+    def max_timestamp_offset(self) -> tuple[int, int]:
+        """(offset, timestamp) of the record with the largest timestamp (ListOffsets -3); (-1, -1) if none."""
+        best = None
+        for seg in self._segments:
+            if seg.max_timestamp >= 0 and (best is None or seg.max_timestamp > best.max_timestamp):
+                best = seg
+        if best is None:
+            return -1, -1
+        position, _ = best.position_hint(best.offset_of_max_timestamp)
+        for header in best.headers(position):
+            if header.last_offset >= best.offset_of_max_timestamp:
+                for record in self._records_at(best, header):
+                    if record.timestamp == best.max_timestamp:
+                        return record.offset, record.timestamp
+                break
+        return best.offset_of_max_timestamp, best.max_timestamp
+
+    @staticmethod
+    def _records_at(seg: Segment, header):
+        try:
+            yield from RecordBatch(memoryview(seg.read(header.position, header.size))).records()
+        except DecodeError:
+            return
+
+    # ================================================================================================ deleting
+
+    def delete_records(self, offset: int) -> int:
+        """DeleteRecords: move the log start offset up to `offset` (-1: the high watermark), persist it, and
+        delete segments wholly below it. Returns the new log start offset."""
+        self._check_writable()
+        if offset == -1:
+            offset = self._high_watermark
+        if offset < 0 or offset > self._high_watermark:
+            raise OffsetOutOfRange(f"cannot delete records up to {offset}: high watermark is {self._high_watermark}")
+        if offset <= self._log_start:
+            return self._log_start
+        with self._lock:
+            self._log_start = offset
+            try:
+                self._write_checkpoint(clean=False)
+                self._delete_leading_segments(self._count_breached_segments())
+            except OSError as e:
+                raise StorageError(f"delete records in {self.directory} failed: {e}") from e
+        return self._log_start
+
+    def _count_breached_segments(self) -> int:
+        segments = self._segments
+        n = 0
+        while n + 1 < len(segments) and segments[n + 1].base_offset <= self._log_start:
+            n += 1
+        return n
+
+    def apply_retention(self, now_ms: int) -> int:
+        """Delete whole closed segments past retention.ms / retention.bytes (cleanup.policy contains delete),
+        and those wholly below the log start offset. Returns the number of segments deleted."""
+        self._check_writable()
+        config = self.config
+        segments = self._segments
+        n = self._count_breached_segments()
+        if config.delete:
+            excess = self.size_bytes - config.retention_bytes if config.retention_bytes >= 0 else -1
+            excess -= sum(s.size for s in segments[:n])
+            while n < len(segments) - 1:  # never the active segment
+                seg = segments[n]
+                expired = (config.retention_ms >= 0 and seg.max_timestamp >= 0
+                           and now_ms - seg.max_timestamp > config.retention_ms)
+                too_big = excess >= 0 and excess - seg.size >= 0
+                if not (expired or too_big):
+                    break
+                excess -= seg.size
+                n += 1
+        if n:
+            with self._lock:
+                try:
+                    self._delete_leading_segments(n)
+                except OSError as e:
+                    raise StorageError(f"retention in {self.directory} failed: {e}") from e
+        self._close_retired()
+        return n
+
+    def _delete_leading_segments(self, n: int) -> None:
+        if n <= 0:
+            return
+        doomed, self._segments = self._segments[:n], self._segments[n:]
+        self._log_start = max(self._log_start, self._segments[0].base_offset)
+        for seg in doomed:
+            seg.delete_files()
+        self.fs.fsync_dir(self.directory)
+
+    def truncate_to(self, offset: int) -> int:
+        """Remove everything from the batch holding `offset` on (for recovery and replication). The log end
+        becomes the largest batch boundary <= offset. Durable before it returns. Returns the new log end."""
+        self._check_writable()
+        if offset >= self._log_end:
+            return self._log_end
+        if offset < self._log_start:
+            raise OffsetOutOfRange(f"cannot truncate to {offset}, below log start {self._log_start}")
+        with self._lock:
+            try:
+                self._truncate_locked(offset)
+            except OSError as e:
+                self._failed = StorageError(f"truncation failed: {e}")
+                raise StorageError(f"truncate of {self.directory} failed: {e}") from e
+        return self._log_end
+
+    def _truncate_locked(self, offset: int) -> None:
+        segments = self._segments
+        i = max(0, bisect.bisect_right(segments, offset, key=_base_of) - 1)
+        seg, doomed = segments[i], segments[i + 1:]
+        cut_position, new_end = seg.size, seg.next_offset
+        position, _ = seg.position_hint(offset)
+        for header in seg.headers(position):
+            if header.last_offset >= offset:
+                cut_position, new_end = header.position, header.base_offset
+                break
+        self._segments = segments[: i + 1]
+        for later in doomed:
+            later.delete_files()
+        seg.truncate_to_size(cut_position, new_end)
+        seg.log.fsync()
+        if doomed:
+            self.fs.fsync_dir(self.directory)
+        self._truncations += 1
+        self._log_end = new_end
+        self._log_start = min(self._log_start, new_end)
+        self._high_watermark = min(self._high_watermark, new_end)
+        self._flushed = min(self._flushed, new_end)
+        self._recovery_point = min(self._recovery_point, new_end)
+        self._unflushed_messages = 0
+        self._first_unflushed_ms = None
+        self._write_checkpoint(clean=False)  # a recovery point above the new end would skip validating new data
+        self._load_producer_state()
+
+    # ================================================================================================ compaction
+
+    def compact(self, now_ms: int) -> int:
+        """Compact closed segments when cleanup.policy contains compact (see compaction.py).
+        Returns the number of segments rewritten."""
+        if not self.config.compact:
+            return 0
+        from kafkalite.log import compaction
+        return compaction.compact(self, now_ms)
+
+    # ================================================================================================ closing
+
+    def close(self) -> None:
+        """Flush everything and write the clean-shutdown checkpoint, so the next open reads no log data.
+        If anything fails the flag is not written (the next open recovers) and StorageError is raised."""
+        if self._closed:
+            return
+        try:
+            if self._failed is None:
+                self.flush()
+                self._segments[-1].seal_time_index()
+                for seg in self._segments:
+                    seg.flush_indexes()
+                if self._snapshot_offset != self._log_end:
+                    self._write_snapshot(self._log_end)
+                self._recovery_point = self._log_end
+                self._write_checkpoint(clean=True)
+        except OSError as e:
+            raise StorageError(f"clean close of {self.directory} failed: {e}") from e
+        finally:
+            self._closed = True
+            self._close_files()
+
+    def _close_files(self) -> None:
+        for seg in self._segments + self._retired:
+            seg.close()
+        self._retired = []
+
+    def _close_retired(self) -> None:
+        with self._lock:
+            retired, self._retired = self._retired, []
+        for seg in retired:
+            seg.close()
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+
+def _base_of(seg: Segment) -> int:
+    return seg.base_offset
+
+
+_ATTRIBUTES = struct.Struct(">h")
+_TIMESTAMP = struct.Struct(">q")
+_CRC_FIELD = struct.Struct(">I")
+
+
+def _stamp_log_append_time(view: memoryview, now_ms: int) -> None:
+    """LogAppendTime: set the timestamp-type bit and maxTimestamp (both inside the CRC), then re-CRC."""
+    (attributes,) = _ATTRIBUTES.unpack_from(view, 21)
+    _ATTRIBUTES.pack_into(view, 21, attributes | TIMESTAMP_TYPE_BIT)
+    _TIMESTAMP.pack_into(view, 35, now_ms)
+    _CRC_FIELD.pack_into(view, 17, crc32c(view[CRC_START:]))
+
+
+__all__ = ["PartitionLog", "AppendResult", "RecoveryInfo", "LogError"]

@@ -1,0 +1,136 @@
+"""Idempotent producer state: per producer id, its epoch and the metadata of its last 5 batches.
+
+Rules on append (Kafka's), for batches with producerId >= 0 and baseSequence >= 0:
+  - unknown producer id: accepted at any sequence (kafka-python starts wherever it likes after a reset);
+  - epoch lower than the known one: InvalidProducerEpoch;
+  - epoch higher than the known one: must start at sequence 0, else OutOfOrderSequence; forgets older batches;
+  - same epoch, same (first, last) sequence as one of the last 5 batches: a duplicate, not written again;
+  - same epoch otherwise: first sequence must be last sequence + 1 (wrapping from 2^31-1 to 0), else
+    OutOfOrderSequence.
+
+Snapshot file `<offset, 20 digits>.snapshot` holds the state as of `offset` (the log end when it was taken);
+recovery loads the newest snapshot at or below the recovered log end and replays batch headers after it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+
+from kafkalite.log.errors import InvalidProducerEpoch, OutOfOrderSequence
+from kafkalite.log.segment import BatchHeader, segment_name
+from kafkalite.protocol.record_batch import crc32c
+
+MAX_BATCHES_PER_PRODUCER = 5
+SEQUENCE_WRAP = 2**31
+
+SNAPSHOT_MAGIC = b"KLPS"
+SNAPSHOT_VERSION = 1
+_SNAPSHOT_HEADER = struct.Struct(">4sHHqiI")  # magic, version, reserved, offset, producer count, crc32c of body
+_PRODUCER = struct.Struct(">qhH")  # producer id, epoch, batch count
+_BATCH = struct.Struct(">iiqq")  # first seq, last seq, base offset, last offset
+
+
+@dataclass(slots=True, frozen=True)
+class BatchMetadata:
+    first_seq: int
+    last_seq: int
+    base_offset: int
+    last_offset: int
+
+
+@dataclass(slots=True)
+class ProducerEntry:
+    epoch: int
+    batches: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCHES_PER_PRODUCER))
+
+
+def last_sequence(header: BatchHeader) -> int:
+    return (header.base_sequence + header.last_offset - header.base_offset) % SEQUENCE_WRAP
+
+
+def next_sequence(seq: int) -> int:
+    return 0 if seq == SEQUENCE_WRAP - 1 else seq + 1
+
+
+def is_idempotent(header: BatchHeader) -> bool:
+    return header.producer_id >= 0 and header.base_sequence >= 0
+
+
+class ProducerStateTable:
+    def __init__(self):
+        self.producers: dict[int, ProducerEntry] = {}
+
+    def check(self, header: BatchHeader) -> BatchMetadata | None:
+        """Validate an incoming batch. Returns the original batch's metadata if it is a duplicate, else None.
+        Raises InvalidProducerEpoch / OutOfOrderSequence. Offsets in `header` are not assigned yet."""
+        entry = self.producers.get(header.producer_id)
+        if entry is None:
+            return None
+        first, last = header.base_sequence, last_sequence(header)
+        if header.producer_epoch < entry.epoch:
+            raise InvalidProducerEpoch(
+                f"producer {header.producer_id} epoch {header.producer_epoch} is older than {entry.epoch}")
+        if header.producer_epoch > entry.epoch:
+            if first != 0:
+                raise OutOfOrderSequence(
+                    f"producer {header.producer_id} new epoch {header.producer_epoch} starts at sequence {first}, "
+                    "not 0")
+            return None
+        for meta in entry.batches:
+            if meta.first_seq == first and meta.last_seq == last:
+                return meta
+        if entry.batches and first != next_sequence(entry.batches[-1].last_seq):
+            raise OutOfOrderSequence(
+                f"producer {header.producer_id} sequence {first} does not follow {entry.batches[-1].last_seq}")
+        return None
+
+    def update(self, header: BatchHeader) -> None:
+        """Record a batch that is now in the log (offsets assigned). Used on append and on replay."""
+        entry = self.producers.get(header.producer_id)
+        if entry is None or header.producer_epoch != entry.epoch:
+            entry = self.producers[header.producer_id] = ProducerEntry(header.producer_epoch)
+        entry.batches.append(
+            BatchMetadata(header.base_sequence, last_sequence(header), header.base_offset, header.last_offset))
+
+    def clear(self) -> None:
+        self.producers.clear()
+
+    # -- snapshots ------------------------------------------------------------------------------------------
+
+    def encode(self, offset: int) -> bytes:
+        body = bytearray()
+        for pid, entry in self.producers.items():
+            body += _PRODUCER.pack(pid, entry.epoch, len(entry.batches))
+            for m in entry.batches:
+                body += _BATCH.pack(m.first_seq, m.last_seq, m.base_offset, m.last_offset)
+        return _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, offset, len(self.producers),
+                                     crc32c(bytes(body))) + bytes(body)
+
+    @classmethod
+    def decode(cls, data: bytes) -> tuple[int, "ProducerStateTable"]:
+        """(offset, table); raises ValueError if the snapshot is damaged."""
+        if len(data) < _SNAPSHOT_HEADER.size:
+            raise ValueError("snapshot too short")
+        magic, version, _, offset, count, crc = _SNAPSHOT_HEADER.unpack_from(data, 0)
+        body = data[_SNAPSHOT_HEADER.size:]
+        if magic != SNAPSHOT_MAGIC or version != SNAPSHOT_VERSION or crc32c(body) != crc:
+            raise ValueError("snapshot header or checksum mismatch")
+        table = cls()
+        pos = 0
+        for _ in range(count):
+            pid, epoch, n = _PRODUCER.unpack_from(body, pos)
+            pos += _PRODUCER.size
+            entry = table.producers[pid] = ProducerEntry(epoch)
+            for _ in range(n):
+                entry.batches.append(BatchMetadata(*_BATCH.unpack_from(body, pos)))
+                pos += _BATCH.size
+        if pos != len(body):
+            raise ValueError("snapshot length mismatch")
+        return offset, table
+
+
+def snapshot_path(directory: str, offset: int) -> str:
+    return os.path.join(directory, segment_name(offset, ".snapshot"))

@@ -1,0 +1,296 @@
+"""GroupService (the asyncio glue) and the group handlers, against a fake broker, at every API version.
+
+Each request is encoded and decoded with the real codec at the version under test, and so is
+each response, so field names and per-version shapes are checked too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+
+import pytest
+
+import kafkalite.broker.handlers  # noqa: F401  (registers the handlers)
+from kafkalite.broker.context import RequestContext
+from kafkalite.broker.groups import OFFSETS_TOPIC, GroupService
+from kafkalite.broker.registry import HANDLERS
+from kafkalite.protocol.codec import message_codec
+from kafkalite.protocol.errors import ErrorCode as E
+from kafkalite.protocol.messages import APIS_BY_NAME
+from kafkalite.protocol.record_batch import RecordBatch, set_base_offset
+
+SUB = b"\x00\x00\x00\x00\x00\x01\x00\x01t\xff\xff\xff\xff"
+
+
+class FakePartition:
+    def __init__(self):
+        self.batches: list[bytes] = []
+        self.log_start_offset = 0
+        self.log_end_offset = 0
+
+    def append(self, batch: bytes) -> None:
+        buf = bytearray(batch)
+        set_base_offset(buf, self.log_end_offset)
+        self.batches.append(bytes(buf))
+        self.log_end_offset = RecordBatch(memoryview(buf)).next_offset
+
+    def read(self, offset: int, max_bytes: int) -> list[bytes]:
+        for b in self.batches:
+            if RecordBatch(memoryview(b)).last_offset >= offset:
+                return [b]
+        return []
+
+
+class FakeLogs:
+    def __init__(self, partitions: int):
+        self.parts = [FakePartition() for _ in range(partitions)]
+
+    def topics(self):
+        return [OFFSETS_TOPIC]
+
+    def topic(self, name):
+        return types.SimpleNamespace(partitions=len(self.parts))
+
+    def partition(self, name, index):
+        return self.parts[index]
+
+
+class FakeBroker:
+    def __init__(self, logs: FakeLogs | None = None, **settings):
+        settings = {"offsets.topic.num.partitions": 3, "group.initial.rebalance.delay.ms": 0,
+                    "group.min.session.timeout.ms": 10, **settings}
+        self.config = types.SimpleNamespace(settings=settings, host="broker.local", port=19092)
+        self.node_id = 7
+        self.logs = logs or FakeLogs(3)
+        self.fail_appends = False
+        self.groups = GroupService(self)
+
+    async def append_records(self, topic, partition, batch):
+        assert topic == OFFSETS_TOPIC
+        await asyncio.sleep(0)
+        if self.fail_appends:
+            raise OSError("disk full")
+        self.logs.parts[partition].append(batch)
+
+    @staticmethod
+    def now_ms():
+        return int(asyncio.get_running_loop().time() * 1000)
+
+
+async def call(broker, api_name: str, version: int, request: dict, client_id="client") -> dict:
+    """Encode and decode the request and the response at `version`, as the server would."""
+    api = APIS_BY_NAME[api_name]
+    out = bytearray()
+    message_codec(api, version, True).encode_into(out, [], request)
+    decoded, _ = message_codec(api, version, True).decode(bytes(out))
+    ctx = RequestContext(broker, api.key, version, 1, client_id, "/127.0.0.1", 1)
+    response = await HANDLERS[api.key](ctx, decoded)
+    out = bytearray()
+    message_codec(api, version, False).encode_into(out, [], response)
+    return message_codec(api, version, False).decode(bytes(out))[0]
+
+
+@pytest.fixture
+async def broker():
+    b = FakeBroker()
+    await b.groups.load()
+    yield b
+    await b.groups.stop()
+
+
+def join_request(member_id="", group="g", instance=None):
+    return {"group_id": group, "session_timeout_ms": 10000, "rebalance_timeout_ms": 10000, "member_id": member_id,
+            "group_instance_id": instance, "protocol_type": "consumer",
+            "protocols": [{"name": "range", "metadata": SUB}]}
+
+
+async def join(broker, version, group="g", instance=None):
+    r = await call(broker, "JoinGroup", version, join_request(group=group, instance=instance))
+    if r["error_code"] == E.MEMBER_ID_REQUIRED:
+        assert version >= 4
+        r = await call(broker, "JoinGroup", version, join_request(r["member_id"], group))
+    return r
+
+
+@pytest.mark.parametrize("version", range(0, 8))
+async def test_join_sync_heartbeat_leave_at_every_join_version(broker, version):
+    r = await join(broker, version)
+    assert r["error_code"] == E.NONE and r["generation_id"] == 1 and r["leader"] == r["member_id"]
+    assert r["protocol_name"] == "range" and bytes(r["members"][0]["metadata"]) == SUB
+    if version >= 7:
+        assert r["protocol_type"] == "consumer"
+    member = r["member_id"]
+    sync_version = min(version, 5)
+    s = await call(broker, "SyncGroup", sync_version, {
+        "group_id": "g", "generation_id": 1, "member_id": member, "protocol_type": "consumer",
+        "protocol_name": "range", "assignments": [{"member_id": member, "assignment": b"A"}]})
+    assert s["error_code"] == E.NONE and bytes(s["assignment"]) == b"A"
+    hb_version = min(version, 4)
+    h = await call(broker, "Heartbeat", hb_version, {"group_id": "g", "generation_id": 1, "member_id": member})
+    assert h["error_code"] == E.NONE
+    leave_version = min(version, 4)
+    if leave_version >= 3:
+        lv = await call(broker, "LeaveGroup", leave_version,
+                        {"group_id": "g", "members": [{"member_id": member}, {"member_id": "ghost"}]})
+        assert [m["error_code"] for m in lv["members"]] == [E.NONE, E.UNKNOWN_MEMBER_ID]
+    else:
+        lv = await call(broker, "LeaveGroup", leave_version, {"group_id": "g", "member_id": member})
+        assert lv["error_code"] == E.NONE
+        lv = await call(broker, "LeaveGroup", leave_version, {"group_id": "g", "member_id": member})
+        assert lv["error_code"] == E.UNKNOWN_MEMBER_ID
+    assert broker.groups.coordinator.groups["g"].state.value == "Empty"
+
+
+async def test_followers_wait_for_the_leader(broker):
+    broker.groups.coordinator.config = broker.groups.config = type(broker.groups.config)(
+        initial_rebalance_delay_ms=50, min_session_timeout_ms=10, offsets_topic_num_partitions=3)
+    a, b = await asyncio.gather(join(broker, 7), join(broker, 7))
+    assert a["generation_id"] == b["generation_id"] == 1 and a["leader"] == b["leader"]
+    leader, follower = (a, b) if a["leader"] == a["member_id"] else (b, a)
+    assert len(leader["members"]) == 2 and follower["members"] == []
+    follower_sync = asyncio.ensure_future(call(broker, "SyncGroup", 5, {
+        "group_id": "g", "generation_id": 1, "member_id": follower["member_id"], "assignments": []}))
+    await asyncio.sleep(0.01)
+    assert not follower_sync.done()
+    await call(broker, "SyncGroup", 5, {"group_id": "g", "generation_id": 1, "member_id": leader["member_id"],
+                                        "assignments": [{"member_id": follower["member_id"], "assignment": b"F"}]})
+    assert bytes((await follower_sync)["assignment"]) == b"F"
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 4])
+async def test_find_coordinator(broker, version):
+    if version >= 4:
+        r = await call(broker, "FindCoordinator", version, {"key_type": 0, "coordinator_keys": ["a", "b"]})
+        assert [(c["key"], c["node_id"], c["host"], c["port"]) for c in r["coordinators"]] == [
+            ("a", 7, "broker.local", 19092), ("b", 7, "broker.local", 19092)]
+    else:
+        r = await call(broker, "FindCoordinator", version, {"key": "g", "key_type": 0})
+        assert (r["error_code"], r["node_id"], r["host"], r["port"]) == (0, 7, "broker.local", 19092)
+
+
+@pytest.mark.parametrize("version", range(2, 9))
+async def test_offset_commit_and_fetch_every_version(broker, version):
+    r = await call(broker, "OffsetCommit", version, {
+        "group_id": "solo", "generation_id_or_member_epoch": -1, "member_id": "", "retention_time_ms": -1,
+        "topics": [{"name": "t", "partitions": [
+            {"partition_index": 0, "committed_offset": 42, "committed_leader_epoch": 0, "committed_metadata": "m"},
+            {"partition_index": 1, "committed_offset": 7, "committed_metadata": None}]}]})
+    assert [p["error_code"] for p in r["topics"][0]["partitions"]] == [0, 0]
+    fetch_version = min(version, 8)
+    for v in sorted({1, fetch_version}):
+        if v >= 8:
+            f = await call(broker, "OffsetFetch", v, {"groups": [
+                {"group_id": "solo", "topics": None},
+                {"group_id": "nobody", "topics": [{"name": "t", "partition_indexes": [0]}]}]})
+            first, second = f["groups"]
+            rows = [(p["partition_index"], p["committed_offset"], p["metadata"]) for p in first["topics"][0]["partitions"]]
+            assert rows == [(0, 42, "m"), (1, 7, "")]
+            assert second["topics"][0]["partitions"][0]["committed_offset"] == -1
+        else:
+            f = await call(broker, "OffsetFetch", v, {"group_id": "solo",
+                                                      "topics": [{"name": "t", "partition_indexes": [0, 5]}]})
+            rows = [(p["partition_index"], p["committed_offset"]) for p in f["topics"][0]["partitions"]]
+            assert rows == [(0, 42), (5, -1)]
+            if v >= 5:  # the epoch is committed from OffsetCommit v6
+                assert f["topics"][0]["partitions"][0]["committed_leader_epoch"] == (0 if version >= 6 else -1)
+
+
+async def test_offset_fetch_all_partitions_before_v8(broker):
+    await call(broker, "OffsetCommit", 8, {"group_id": "solo", "generation_id_or_member_epoch": -1, "member_id": "",
+                                           "topics": [{"name": "t", "partitions": [
+                                               {"partition_index": 3, "committed_offset": 1, "committed_metadata": ""}]}]})
+    f = await call(broker, "OffsetFetch", 7, {"group_id": "solo", "topics": None})
+    assert f["topics"][0]["partitions"][0]["partition_index"] == 3
+
+
+async def test_commit_is_durable_before_the_reply_and_survives_a_restart(broker):
+    await call(broker, "OffsetCommit", 8, {"group_id": "g", "generation_id_or_member_epoch": -1, "member_id": "",
+                                           "topics": [{"name": "t", "partitions": [
+                                               {"partition_index": 0, "committed_offset": 9, "committed_metadata": ""}]}]})
+    r = await join(broker, 7, group="g2")
+    await call(broker, "SyncGroup", 5, {"group_id": "g2", "generation_id": 1, "member_id": r["member_id"],
+                                        "assignments": [{"member_id": r["member_id"], "assignment": b"A"}]})
+    assert sum(len(p.batches) for p in broker.logs.parts) == 2
+    restarted = FakeBroker(broker.logs)
+    await restarted.groups.load()
+    try:
+        assert restarted.groups.offset_fetch("g", [("t", 0)])[0][2].offset == 9
+        h = await call(restarted, "Heartbeat", 4, {"group_id": "g2", "generation_id": 1, "member_id": r["member_id"]})
+        assert h["error_code"] == E.NONE
+    finally:
+        await restarted.groups.stop()
+
+
+async def test_failed_append_fails_the_commit(broker):
+    broker.fail_appends = True
+    r = await call(broker, "OffsetCommit", 8, {"group_id": "g", "generation_id_or_member_epoch": -1, "member_id": "",
+                                               "topics": [{"name": "t", "partitions": [
+                                                   {"partition_index": 0, "committed_offset": 9, "committed_metadata": ""}]}]})
+    assert r["topics"][0]["partitions"][0]["error_code"] == E.COORDINATOR_NOT_AVAILABLE
+    assert broker.groups.offset_fetch("g", [("t", 0)])[0][2] is None
+
+
+async def test_not_loaded_yet():
+    b = FakeBroker()
+    r = await call(b, "JoinGroup", 7, join_request())
+    assert r["error_code"] == E.COORDINATOR_LOAD_IN_PROGRESS
+    r = await call(b, "OffsetFetch", 8, {"groups": [{"group_id": "g", "topics": None}]})
+    assert r["groups"][0]["error_code"] == E.COORDINATOR_LOAD_IN_PROGRESS
+
+
+async def test_session_expires_on_the_loop_clock(broker):
+    r = await call(broker, "JoinGroup", 5, {**join_request(), "session_timeout_ms": 30})
+    r = await call(broker, "JoinGroup", 5, {**join_request(r["member_id"]), "session_timeout_ms": 30})
+    assert r["error_code"] == E.NONE
+    await asyncio.sleep(0.1)
+    assert broker.groups.coordinator.groups["g"].state.value == "Empty"
+    assert sum(len(p.batches) for p in broker.logs.parts) == 1  # the emptied group was persisted by a timer
+
+
+@pytest.mark.parametrize("version", range(0, 6))
+async def test_describe_groups(broker, version):
+    r = await join(broker, 7)
+    await call(broker, "SyncGroup", 5, {"group_id": "g", "generation_id": 1, "member_id": r["member_id"],
+                                        "assignments": [{"member_id": r["member_id"], "assignment": b"A"}]})
+    d = await call(broker, "DescribeGroups", version, {"groups": ["g", "nope"], "include_authorized_operations": True})
+    g, nope = d["groups"]
+    assert (g["group_state"], g["protocol_type"], g["protocol_data"]) == ("Stable", "consumer", "range")
+    m = g["members"][0]
+    assert (m["member_id"], m["client_id"], m["client_host"], bytes(m["member_assignment"])) == (
+        r["member_id"], "client", "/127.0.0.1", b"A")
+    assert nope["group_state"] == "Dead" and nope["error_code"] == 0
+    if version >= 3:
+        assert g["authorized_operations"] > 0
+
+
+@pytest.mark.parametrize("version", range(0, 5))
+async def test_list_and_delete_groups(broker, version):
+    await join(broker, 7, group="busy")
+    await call(broker, "OffsetCommit", 8, {"group_id": "idle", "generation_id_or_member_epoch": -1, "member_id": "",
+                                           "topics": [{"name": "t", "partitions": [
+                                               {"partition_index": 0, "committed_offset": 1, "committed_metadata": ""}]}]})
+    r = await call(broker, "ListGroups", version, {"states_filter": ["empty"]})
+    listed = [g["group_id"] for g in r["groups"]]
+    assert listed == (["idle"] if version >= 4 else ["busy", "idle"])
+    if version >= 4:
+        assert r["groups"][0]["group_state"] == "Empty"
+    d = await call(broker, "DeleteGroups", min(version, 2), {"groups_names": ["busy", "idle", "ghost"]})
+    assert [(x["group_id"], x["error_code"]) for x in d["results"]] == [
+        ("busy", E.NON_EMPTY_GROUP), ("idle", E.NONE), ("ghost", E.GROUP_ID_NOT_FOUND)]
+
+
+async def test_offset_delete(broker):
+    r = await call(broker, "OffsetDelete", 0, {"group_id": "ghost", "topics": [{"name": "t", "partitions": [{"partition_index": 0}]}]})
+    assert r["error_code"] == E.GROUP_ID_NOT_FOUND
+    member = (await join(broker, 7))["member_id"]
+    await call(broker, "OffsetCommit", 8, {"group_id": "g", "generation_id_or_member_epoch": 1, "member_id": member,
+                                           "topics": [{"name": n, "partitions": [{"partition_index": 0, "committed_offset": 1,
+                                                                                  "committed_metadata": ""}]} for n in "tu"]})
+    await call(broker, "SyncGroup", 5, {"group_id": "g", "generation_id": 1, "member_id": member, "assignments": []})
+    await call(broker, "OffsetCommit", 8, {"group_id": "g", "generation_id_or_member_epoch": 1, "member_id": member,
+                                           "topics": [{"name": n, "partitions": [{"partition_index": 0, "committed_offset": 1,
+                                                                                  "committed_metadata": ""}]} for n in "tu"]})
+    r = await call(broker, "OffsetDelete", 0, {"group_id": "g", "topics": [
+        {"name": "t", "partitions": [{"partition_index": 0}]}, {"name": "u", "partitions": [{"partition_index": 0}]}]})
+    assert [t["partitions"][0]["error_code"] for t in r["topics"]] == [86, 0]
