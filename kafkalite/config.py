@@ -29,7 +29,9 @@ BROKER_SETTINGS: dict[str, tuple[type, Any, str]] = {
     "kafkalite.durability": (str, "always", "when data is fsynced: always | interval | never (topics may override)"),
     "offsets.topic.num.partitions": (int, 50, "partitions of __consumer_offsets"),
     "offsets.retention.minutes": (int, 10080, "how long an empty group's committed offsets are kept"),
-    "group.initial.rebalance.delay.ms": (int, 0, "wait for more members before the first rebalance (kafkalite: 0)"),
+    # Kafka waits 3 s; 100 ms still lets consumers started together share the first rebalance, and gets
+    # a lone new consumer its first message well within a second.
+    "group.initial.rebalance.delay.ms": (int, 100, "wait for more members before the first rebalance"),
     "group.min.session.timeout.ms": (int, 6000, "smallest session timeout a member may ask for"),
     "group.max.session.timeout.ms": (int, 1800000, "largest session timeout a member may ask for"),
     "connections.max.idle.ms": (int, 600000, "close connections idle this long"),

@@ -26,7 +26,7 @@ log = logging.getLogger("kafkalite.server")
 _connection_ids = itertools.count(1)
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     def __init__(self, server: "Server"):
         self.server = server
         self.broker = server.broker
@@ -42,7 +42,7 @@ class Connection(asyncio.Protocol):
         self._writer_wakeup: asyncio.Future | None = None
         self._writer: asyncio.Task | None = None
 
-    # ---------------------------------------------------------------- asyncio.Protocol
+    # ---------------------------------------------------------------- asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
@@ -56,10 +56,14 @@ class Connection(asyncio.Protocol):
         self.server.connections.add(self)
         self._writer = asyncio.ensure_future(self._write_responses())
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # The socket reads straight into the splitter: a large request is never copied on its way in.
+        return self.splitter.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
         self.last_active = time.monotonic()
         try:
-            frames = self.splitter.feed(data)
+            frames = self.splitter.buffer_updated(nbytes)
         except FrameTooLarge as e:
             self.close(f"{e}")
             return

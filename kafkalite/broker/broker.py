@@ -37,18 +37,20 @@ class GroupCommit:
         self._running: asyncio.Future | None = None
 
     async def durable(self, offset: int) -> None:
-        """Return once every offset below `offset` is fsynced."""
-        while self.log.flushed_offset < offset:
-            if self._running is None:
-                self._running = asyncio.ensure_future(asyncio.to_thread(self.log.flush))
-                self._running.add_done_callback(self._finished)
-            await asyncio.shield(self._running)
+        """Return once every offset below `offset` is fsynced (or the log no longer reaches it)."""
+        while self.log.flushed_offset < min(offset, self.log.log_end_offset):
+            running = self._running
+            if running is None or running.done():
+                # A finished fsync may have started before our append: start another one.
+                running = self._running = asyncio.ensure_future(asyncio.to_thread(self.log.flush))
+                running.add_done_callback(_retrieve_exception)
+            await asyncio.shield(running)
 
-    def _finished(self, future: asyncio.Future) -> None:
-        if self._running is future:
-            self._running = None
-        if not future.cancelled():
-            future.exception()  # retrieved here: the waiters re-raise it through shield()
+
+def _retrieve_exception(future: asyncio.Future) -> None:
+    # Marked as retrieved even when every waiter was cancelled; the waiters re-raise it through shield().
+    if not future.cancelled():
+        future.exception()
 
 
 class Broker:

@@ -32,15 +32,9 @@ from kafkalite.group.config import GroupConfig
 from kafkalite.protocol.errors import DecodeError, ErrorCode
 
 
-def _kafka_code(name: str, number: int) -> int:
-    """A Kafka error code, by Kafka's number even where kafkalite's ErrorCode table disagrees."""
-    member = ErrorCode.__members__.get(name)
-    return member if member is not None and member == number else number
-
-
 NONE = ErrorCode.NONE
-FENCED_INSTANCE_ID = _kafka_code("FENCED_INSTANCE_ID", 82)
-GROUP_SUBSCRIBED_TO_TOPIC = _kafka_code("GROUP_SUBSCRIBED_TO_TOPIC", 86)
+FENCED_INSTANCE_ID = ErrorCode.FENCED_INSTANCE_ID
+GROUP_SUBSCRIBED_TO_TOPIC = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC
 
 CONSUMER_PROTOCOL_TYPE = "consumer"
 

@@ -200,8 +200,13 @@ class PartitionLog:
         self._high_watermark = self._log_end
         self._flushed = self._recovery_point = min(recovery_point, self._log_end)
         self._load_producer_state()
-        # From here on a crash is unclean: checkpoint() flushes what recovery wrote and clears the clean flag.
-        self.checkpoint()
+        if not clean:
+            # Make what recovery wrote durable and move the recovery point to the log end.
+            self.checkpoint()
+        # After a clean open the clean checkpoint stays (no fsync at startup). It remains true until the
+        # active segment changes size or a new segment appears, and open() checks exactly that: appends lost
+        # in a later crash leave the file at its clean size, i.e. with exactly the clean contents. Every
+        # other change (truncate_to, delete_records, checkpoint) rewrites the checkpoint as unclean.
         self.recovery = RecoveryInfo(clean, len(segments), scanned, truncated, time.monotonic() - started)
 
     def _load_producer_state(self) -> None:

@@ -129,7 +129,7 @@ class Segment:
                 pass
 
     def flush_log(self) -> None:
-        pass
+        self.log.fsync()
 
     def flush_indexes(self) -> None:
         if self.index_dirty:

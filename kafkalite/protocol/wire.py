@@ -21,6 +21,7 @@ from kafkalite.protocol.primitives import read_uvarint
 from kafkalite.protocol.schema import ApiSchema
 
 API_VERSIONS_KEY = 18
+METADATA_KEY = 3
 
 _HEADER_FIXED = struct.Struct(">hhih")
 _CORRELATION = struct.Struct(">i")
@@ -103,8 +104,25 @@ def decode_request(frame: memoryview) -> tuple[RequestHeader, dict | None]:
         return header, None
     body, end = message_codec(api, header.api_version, True).decode(frame, pos)
     if end != len(frame):
+        if _librdkafka_padded_all_topics(header, frame, pos, end):
+            # Decode it as librdkafka meant it: the padding removed.
+            unpadded = memoryview(bytes(frame[: pos + 1]) + bytes(frame[pos + 4 :]))
+            return header, message_codec(api, header.api_version, True).decode(unpadded, pos)[0]
         raise DecodeError(f"{len(frame) - end} trailing bytes after {api.name} request")
     return header, body
+
+
+def _librdkafka_padded_all_topics(header: RequestHeader, frame: memoryview, body_start: int, end: int) -> bool:
+    """librdkafka (confluent-kafka 2.x; librdkafka issue #5049) asks flexible Metadata for all topics with a
+    4-byte slot reserved for the topics count, where only the 1-byte varint 0 (null) is written: three zero
+    bytes follow it and the request is 3 bytes too long. Kafka ignores trailing bytes, so the request works
+    there; only this exact shape is accepted here, every other trailing byte still closes the connection."""
+    return (
+        header.api_key == METADATA_KEY
+        and APIS[METADATA_KEY].is_flexible(header.api_version)
+        and len(frame) - end == 3
+        and bytes(frame[body_start : body_start + 4]) == b"\0\0\0\0"
+    )
 
 
 def _framed(out: bytearray, splices: list) -> list:

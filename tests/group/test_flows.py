@@ -208,10 +208,9 @@ def test_leaving_member_with_a_parked_join_is_answered():
     ta = h.join("g", a)  # leader rejoin starts a rebalance; a waits for b
     h.leave("g", b)
     assert h.replies[ta].error == E.NONE and h.replies[ta].generation_id == gen + 1
-    tb2 = h.join("g", a)  # now Completing; a leaves with a parked sync
     s = h.sync("g", a, gen + 1)
-    assert h.replies[s].error == E.NONE  # leader's sync completes at once
-    c, tc = h.join_new("g")
+    assert h.replies[s].error == E.NONE  # the lone leader's sync completes at once
+    c, tc = h.join_new("g")  # c waits in JoinGroup for a, then leaves
     h.leave("g", c)
     assert h.replies[tc].error == E.UNKNOWN_MEMBER_ID
 
@@ -233,7 +232,7 @@ def test_sync_errors():
 def test_rebalance_during_completing_answers_parked_syncs():
     h = Harness()
     (a, b), gen = h.stable_group("g", n=2)
-    ta, tb = h.join("g", a), h.join("g", b)
+    ta, _ = h.join("g", a), h.join("g", b)
     gen2 = h.replies[ta].generation_id
     sb = h.sync("g", b, gen2)
     assert sb not in h.replies
@@ -245,9 +244,9 @@ def test_rebalance_during_completing_answers_parked_syncs():
 def test_members_that_never_sync_are_removed_after_the_rebalance_timeout():
     h = Harness()
     (a, b), gen = h.stable_group("g", n=2)
-    ta, tb = h.join("g", a), h.join("g", b)
+    ta, _ = h.join("g", a), h.join("g", b)
     gen2 = h.replies[ta].generation_id
-    sa = h.sync("g", a, gen2, [(a, b"A"), (b, b"B")])
+    h.sync("g", a, gen2, [(a, b"A"), (b, b"B")])
     assert h.state() == "Stable"
     for _ in range(4):  # a stays alive; b never syncs
         h.advance(REBALANCE // 4)
@@ -259,14 +258,14 @@ def test_members_that_never_sync_are_removed_after_the_rebalance_timeout():
 def test_follower_parked_on_sync_outlives_its_session_while_the_leader_assigns():
     h = Harness()
     (a, b), gen = h.stable_group("g", n=2)
-    ta, tb = h.join("g", a), h.join("g", b)
+    ta, _ = h.join("g", a), h.join("g", b)
     gen2 = h.replies[ta].generation_id
     sb = h.sync("g", b, gen2)
     h.advance(SESSION - 1)
     h.heartbeat("g", a, gen2)
     h.advance(SESSION // 2)
     assert b in h.c.groups["g"].members
-    sa = h.sync("g", a, gen2, [(a, b"A"), (b, b"B")])
+    h.sync("g", a, gen2, [(a, b"A"), (b, b"B")])
     assert h.replies[sb].assignment == b"B"
 
 
@@ -356,7 +355,7 @@ def test_offset_commit_validation():
     assert list(plan.accepted) == [("t", 2)] and len(plan.effects.records) == 1
     b, tb = h.join_new("g")  # PreparingRebalance: commits with the old generation still count
     assert h.commit("g", a, gen, tp) == {("t", 0): E.NONE}
-    ta = h.join("g", a)  # CompletingRebalance
+    h.join("g", a)  # CompletingRebalance
     assert h.commit("g", a, gen + 1, tp) == {("t", 0): E.REBALANCE_IN_PROGRESS}
 
 

@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-import kafkalite.broker.handlers  # noqa: F401  (registers the handlers)
+import kafkalite.broker.handlers  # noqa: F401  (importing registers the handlers)
 from kafkalite.broker.context import RequestContext
 from kafkalite.broker.groups import OFFSETS_TOPIC, GroupService
 from kafkalite.broker.registry import HANDLERS

@@ -273,10 +273,24 @@ def test_fsync_error_takes_the_log_offline_until_reopened():
     assert not log.failed and log.append(batch(b"b")).base_offset == 1
 
 
-def test_read_only_or_full_disk_at_open_is_a_storage_error():
+def test_read_only_disk_serves_reads_but_fails_writes_with_storage_error():
     fs = FaultyFileSystem()
     populated(fs).close()
     fs.fail("write", errno.EROFS, count=None)
+    log = open_log(fs, CONFIG)  # a clean open writes nothing
+    assert values(log)[-1] == b"v11"
+    with pytest.raises(StorageError):
+        log.append(batch(b"refused"))
+    fs.clear_faults()
+    log = open_log(fs, CONFIG)
+    assert log.append(batch(b"accepted")).base_offset == 12
+
+
+def test_unclean_open_on_a_failing_disk_is_a_storage_error():
+    fs = FaultyFileSystem()
+    populated(fs)
+    fs.restart(lose_unsynced="none")
+    fs.fail("write", errno.EIO, count=None)
     with pytest.raises(StorageError):
         open_log(fs, CONFIG)
     fs.clear_faults()

@@ -113,3 +113,23 @@ def test_bad_size_after_good_frames_and_byte_by_byte():
 def test_limit_is_inclusive():
     splitter = FrameSplitter(max_frame=4)
     assert [bytes(f) for f in splitter.feed(framed([b"four"]))] == [b"four"]
+
+
+def test_large_frames_are_received_into_their_own_buffer_without_a_copy():
+    splitter = FrameSplitter()
+    payload = bytes(range(256)) * 1024  # 256 KiB: well above the scratch buffer
+    stream = struct.pack(">i", len(payload)) + payload + struct.pack(">i", 3) + b"abc"
+    frames = []
+    handed_out = []
+    pos = 0
+    while pos < len(stream):
+        buf = splitter.get_buffer(-1)
+        handed_out.append(buf.obj)
+        n = min(len(buf), 10_000, len(stream) - pos)  # a socket delivering 10 kB at a time
+        buf[:n] = stream[pos : pos + n]
+        pos += n
+        frames.extend(splitter.buffer_updated(n))
+    assert [bytes(f) for f in frames] == [payload, b"abc"]
+    # The big frame is the very buffer the socket wrote into, not a copy of it.
+    assert any(frames[0].obj is obj for obj in handed_out)
+    assert splitter.buffered == 0

