@@ -1,8 +1,11 @@
-"""`python -m kafkalite` serves, exactly as `kafkalite serve` does."""
+"""`python -m kafkalite` serves, exactly as `kafkalite serve` does; `python -m kafkalite TOOL ...` runs a tool."""
 
 import sys
 
-from kafkalite.cli import main
+from kafkalite.cli import COMMANDS, main
 
 if __name__ == "__main__":
-    sys.exit(main(["serve", *sys.argv[1:]]))
+    args = sys.argv[1:]
+    if not args or args[0] not in COMMANDS and args[0] not in ("-h", "--help"):
+        args = ["serve", *args]  # flags only: the broker
+    sys.exit(main(args))

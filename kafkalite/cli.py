@@ -134,6 +134,9 @@ def _add_nc(sub) -> None:
                         help="how long to wait for each response (default 30)")
 
 
+COMMANDS = ("serve", "topics", "produce", "consume", "groups", "nc")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kafkalite", description="A Kafka-compatible broker and its tools.",
                                      epilog=_exit_codes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -163,9 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, OSError) as e:
             print(f"kafkalite: {e}", file=sys.stderr)
             return 2
-        from kafkalite.server import run
+        from kafkalite.server import StartupError, run
 
-        run(config)
+        try:
+            run(config)
+        except StartupError as e:
+            print(f"kafkalite: {e}", file=sys.stderr)
+            return 1
         return 0
     from kafkalite.tools.common import run_tool
 

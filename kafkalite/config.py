@@ -2,12 +2,15 @@
 
 Precedence: flag, then environment variable, then the TOML file, then the default. The TOML file
 takes the flags' names (`listen = "127.0.0.1:9092"`) and Kafka's broker setting names
-(`"num.partitions" = 3`, `"log.retention.ms" = 86400000`).
+(`"num.partitions" = 3`, `"log.retention.ms" = 86400000`; unquoted dotted keys and tables such as
+`[log]` + `retention.ms = 86400000` mean the same). Settings changed at run time by AlterConfigs are
+kept in the data dir by DynamicSettings and override all of these.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -48,10 +51,9 @@ def parse_host_port(value: str, default_port: int = 9092) -> tuple[str, int]:
     if not sep:
         return value, default_port
     host = host.strip("[]")
-    try:
-        return host, int(port)
-    except ValueError:
-        raise ValueError(f"{value!r} is not HOST:PORT") from None
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT (a port is 0-65535)")
+    return host, int(port)
 
 
 @dataclass
@@ -96,13 +98,15 @@ class BrokerConfig:
 
 
 FLAGS = ("listen", "advertised-listener", "data-dir", "node-id", "config", "log-level")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:9092)")
     parser.add_argument("--advertised-listener", metavar="HOST:PORT", help="address clients are told to use")
     parser.add_argument("--data-dir", metavar="DIR", help="where the logs live (default ./kafkalite-data)")
-    parser.add_argument("--node-id", metavar="N", type=int, help="this broker's node id (default 0)")
+    # No type=int: load_config checks every source of a value (flag, environment, file) the same way.
+    parser.add_argument("--node-id", metavar="N", help="this broker's node id (default 0)")
     parser.add_argument("--config", metavar="FILE", help="a TOML file of settings")
     parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     parser.add_argument(
@@ -111,41 +115,133 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _flattened(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """TOML tables and unquoted dotted keys as Kafka's dotted names: {"log": {"retention.ms": 1}} -> "log.retention.ms"."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flattened(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return _flattened(tomllib.load(f))
+    except OSError as e:
+        raise ValueError(f"cannot read config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config file {path}: {e}") from None
+
+
+def _node_id(value: Any) -> int:
+    if isinstance(value, bool) or not str(value).strip().isdigit():
+        raise ValueError(f"node id must be an integer >= 0, not {value!r}")
+    return int(value)
+
+
+def _log_level(value: Any) -> str:
+    level = str(value).upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+    return level
+
+
 def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None) -> BrokerConfig:
+    """The settings from flags, KAFKALITE_<FLAG> variables and the TOML file. Raises ValueError with a message
+    that names the flag, variable or file a bad value came from."""
     environ = os.environ if environ is None else environ
-    given: dict[str, Any] = {}
     config_file = args.config or environ.get("KAFKALITE_CONFIG")
-    file_values: dict[str, Any] = {}
-    if config_file:
-        with open(config_file, "rb") as f:
-            file_values = tomllib.load(f)
+    file_values = _read_toml(config_file) if config_file else {}
+    given: dict[str, tuple[Any, str]] = {}  # attribute -> (value, where it came from)
     for flag in FLAGS:
         attr = flag.replace("-", "_")
         env_name = "KAFKALITE_" + attr.upper()
-        value = getattr(args, attr, None)
-        if value is None:
-            value = environ.get(env_name)
-        if value is None:
-            value = file_values.get(flag, file_values.get(attr))
-        if value is not None:
-            given[attr] = value
+        if getattr(args, attr, None) is not None:
+            given[attr] = (getattr(args, attr), f"--{flag}")
+        elif environ.get(env_name) is not None:
+            given[attr] = (environ[env_name], env_name)
+        elif flag in file_values or attr in file_values:
+            given[attr] = (file_values.get(flag, file_values.get(attr)), f"config file {config_file}: {flag}")
     cfg = BrokerConfig()
-    if "listen" in given:
-        cfg.listen_host, cfg.listen_port = parse_host_port(str(given["listen"]))
-    if "advertised_listener" in given:
-        cfg.advertised_host, cfg.advertised_port = parse_host_port(str(given["advertised_listener"]))
-    if "data_dir" in given:
-        cfg.data_dir = str(given["data_dir"])
-    if "node_id" in given:
-        cfg.node_id = int(given["node_id"])
-    if "log_level" in given:
-        cfg.log_level = str(given["log_level"]).upper()
+    for attr, (value, source) in given.items():
+        try:
+            if attr == "listen":
+                cfg.listen_host, cfg.listen_port = parse_host_port(str(value))
+            elif attr == "advertised_listener":
+                cfg.advertised_host, cfg.advertised_port = parse_host_port(str(value))
+            elif attr == "data_dir":
+                cfg.data_dir = str(value)
+            elif attr == "node_id":
+                cfg.node_id = _node_id(value)
+            elif attr == "log_level":
+                cfg.log_level = _log_level(value)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
     for name, value in file_values.items():
         if name not in FLAGS and name.replace("_", "-") not in FLAGS:
-            cfg.set(name, value)
+            try:
+                cfg.set(name, value)
+            except ValueError as e:
+                raise ValueError(f"config file {config_file}: {e}") from None
     for item in getattr(args, "set", None) or []:
         name, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--set takes NAME=VALUE, not {item!r}")
-        cfg.set(name.strip(), value.strip())
+        try:
+            cfg.set(name.strip(), value.strip())
+        except ValueError as e:
+            raise ValueError(f"--set: {e}") from None
     return cfg
+
+
+class DynamicSettings:
+    """Broker settings changed at run time (AlterConfigs), kept in the data dir so that they survive a restart.
+
+    As Kafka's dynamic broker configs, they override the configured values (defaults, file, environment,
+    flags); removing one puts the configured value back."""
+
+    FILE_NAME = "dynamic_settings.json"
+
+    def __init__(self, config: BrokerConfig):
+        self.config = config
+        self.path = os.path.join(config.data_dir, self.FILE_NAME)
+        self.configured = dict(config.settings)  # what a setting falls back to when its dynamic value is removed
+        self.values: dict[str, Any] = {}  # the dynamic ones, by Kafka name
+
+    def load(self) -> None:
+        """Apply the stored settings to the config: call it before anything is built from the settings."""
+        try:
+            with open(self.path) as f:
+                stored = json.load(f)
+            for name, value in stored.items():
+                self.config.set(name, value)
+                self.values[name] = self.config[name]
+        except FileNotFoundError:
+            return
+        except (ValueError, AttributeError) as e:  # AttributeError: valid JSON, but not an object
+            raise ValueError(f"{self.path}: {e}") from None
+
+    def save(self, changes: dict[str, Any]) -> None:
+        """Persist settings the config already holds: each name in `changes` is now dynamic, or, where its
+        value is None, back to its configured value. Atomic: a crash leaves the old file or the new one."""
+        values = dict(self.values)
+        for name, value in changes.items():
+            if value is None:
+                values.pop(name, None)
+            else:
+                values[name] = self.config[name]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(values, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        dir_fd = os.open(os.path.dirname(self.path) or ".", os.O_RDONLY)  # makes the rename itself durable
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        self.values = values

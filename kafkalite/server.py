@@ -11,12 +11,14 @@ import asyncio
 import collections
 import itertools
 import logging
+import os
 import signal
 import time
 
 from kafkalite.broker.broker import Broker
 from kafkalite.broker.dispatch import dispatch, unsupported_api_versions_response
 from kafkalite.config import BrokerConfig
+from kafkalite.log.errors import LogError
 from kafkalite.protocol import wire
 from kafkalite.protocol.errors import DecodeError
 from kafkalite.protocol.framing import FrameSplitter, FrameTooLarge
@@ -26,21 +28,31 @@ log = logging.getLogger("kafkalite.server")
 _connection_ids = itertools.count(1)
 
 
+class StartupError(Exception):
+    """The broker cannot start (address in use, unusable data dir): a one-line message for the operator."""
+
+
 class Connection(asyncio.BufferedProtocol):
     def __init__(self, server: "Server"):
         self.server = server
         self.broker = server.broker
         self.id = next(_connection_ids)
         self.splitter = FrameSplitter(server.config["socket.request.max.bytes"])
-        self.pending: collections.deque[asyncio.Future] = collections.deque()  # responses in request order
+        # One future per request, in request order; each one's result is the encoded response.
+        self.pending: collections.deque[asyncio.Future] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.last_active = time.monotonic()
         self.reading_paused = False
         self.writing_paused = False
+        self.draining = False  # the server is stopping: take no new requests
         self.closed = False
-        self._writer_wakeup: asyncio.Future | None = None
-        self._writer: asyncio.Task | None = None
+        # Frames received but not started: requests start one per event-loop turn, and only while the client
+        # reads its responses, so a client that never reads holds at most a few responses here, not
+        # queued.max.requests of them (a burst of large Fetches would otherwise fill memory).
+        self.backlog: collections.deque[memoryview] = collections.deque()
+        self._pump_scheduled = False
+        self._drained: asyncio.Future | None = None
 
     # ---------------------------------------------------------------- asyncio.BufferedProtocol
 
@@ -54,7 +66,6 @@ class Connection(asyncio.BufferedProtocol):
             self.closed = True
             return
         self.server.connections.add(self)
-        self._writer = asyncio.ensure_future(self._write_responses())
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # The socket reads straight into the splitter: a large request is never copied on its way in.
@@ -67,10 +78,8 @@ class Connection(asyncio.BufferedProtocol):
         except FrameTooLarge as e:
             self.close(f"{e}")
             return
-        for frame in frames:
-            if self.closed:
-                return
-            self._start_request(frame)
+        self.backlog.extend(frames)
+        self._start_backlog()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -78,7 +87,8 @@ class Connection(asyncio.BufferedProtocol):
         for fut in self.pending:
             fut.cancel()
         self.pending.clear()
-        self._wake_writer()
+        self.backlog.clear()
+        self._check_drained()
 
     def pause_writing(self) -> None:
         # The client is not reading: stop reading its requests too, so nothing piles up here.
@@ -87,8 +97,23 @@ class Connection(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        self._send_finished()
+
+    def _start_backlog(self) -> None:
+        """Start the next received request if the client keeps up, and come back for the rest next turn."""
+        if self._pump_scheduled:
+            return
+        if (self.backlog and not (self.closed or self.draining or self.writing_paused)
+                and len(self.pending) < self.server.config["queued.max.requests"]):
+            self._start_request(self.backlog.popleft())
+            if self.backlog:
+                self._pump_scheduled = True
+                asyncio.get_running_loop().call_soon(self._pumped)
         self._update_reading()
-        self._wake_writer()
+
+    def _pumped(self) -> None:
+        self._pump_scheduled = False
+        self._start_backlog()
 
     # ---------------------------------------------------------------- requests
 
@@ -117,38 +142,36 @@ class Connection(asyncio.BufferedProtocol):
         return wire.encode_response(header.api_key, header.api_version, header.correlation_id, response)
 
     def _request_done(self, fut: asyncio.Future) -> None:
-        if self.pending and fut is self.pending[0]:
-            self._wake_writer()
+        if not self.closed:
+            self._send_finished()
 
-    def _wake_writer(self) -> None:
-        if self._writer_wakeup is not None and not self._writer_wakeup.done():
-            self._writer_wakeup.set_result(None)
-
-    async def _write_responses(self) -> None:
-        """Send finished responses in request order; a failed handler closes the connection."""
-        loop = asyncio.get_running_loop()
-        while not self.closed:
-            while self.pending and self.pending[0].done() and not self.writing_paused:
-                fut = self.pending.popleft()
-                if fut.cancelled():
-                    continue
-                exc = fut.exception()
-                if exc is not None:
-                    log.error("request failed on connection %d", self.id, exc_info=exc)
-                    self.close("internal error")
-                    return
-                parts = fut.result()
-                if parts is not None:
-                    self.transport.writelines(parts)
-                self.last_active = time.monotonic()
-            self._update_reading()
-            self._writer_wakeup = loop.create_future()
-            await self._writer_wakeup
+    def _send_finished(self) -> None:
+        """Write the finished responses at the head of the queue: a response waits for those before it.
+        Runs when a request finishes and when writing resumes; a failed handler closes the connection."""
+        while self.pending and self.pending[0].done() and not (self.closed or self.writing_paused):
+            fut = self.pending.popleft()
+            if fut.cancelled():
+                continue
+            exc = fut.exception()
+            if isinstance(exc, wire.UnsupportedRequest):  # an API with a schema but no handler
+                self.close(str(exc))
+                return
+            if exc is not None:
+                log.error("request failed on connection %d", self.id, exc_info=exc)
+                self.close("internal error")
+                return
+            parts = fut.result()
+            if parts is not None:
+                self.transport.writelines(parts)  # may call pause_writing, which ends this loop
+            self.last_active = time.monotonic()
+        self._start_backlog()
+        self._check_drained()
 
     def _update_reading(self) -> None:
         if self.closed or self.transport is None:
             return
-        should_pause = self.writing_paused or len(self.pending) >= self.server.config["queued.max.requests"]
+        should_pause = (self.writing_paused or self.draining or bool(self.backlog)
+                        or len(self.pending) >= self.server.config["queued.max.requests"])
         if should_pause and not self.reading_paused:
             self.transport.pause_reading()
             self.reading_paused = True
@@ -156,18 +179,45 @@ class Connection(asyncio.BufferedProtocol):
             self.transport.resume_reading()
             self.reading_paused = False
 
-    def close(self, reason: str) -> None:
+    # ---------------------------------------------------------------- closing
+
+    def drain(self) -> asyncio.Future:
+        """Take no new requests; the future completes once every response in flight has been written (or the
+        connection is gone)."""
+        self.draining = True
+        self._update_reading()
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+        self._check_drained()
+        return self._drained
+
+    def _check_drained(self) -> None:
+        if self._drained is not None and not self._drained.done() and (self.closed or not self.pending):
+            self._drained.set_result(None)
+
+    def close(self, reason: str, flush: bool = False) -> None:
+        """Close now (abort: bad input, idle, errors), or with flush once the written responses are sent."""
         if self.closed:
             return
         log.info("closing connection %d from %s: %s", self.id, self.peer, reason)
         self.closed = True
         if self.transport is not None:
-            self.transport.abort()
-        self._wake_writer()
+            if flush:
+                self.transport.close()
+            else:
+                self.transport.abort()
+        self._check_drained()
 
     @property
     def idle(self) -> bool:
-        return not self.pending
+        return not self.pending and not self.backlog
+
+
+def _os_reason(e: OSError) -> str:
+    """The OS's words for an error (e.g. "Address already in use"), without asyncio's wrapping."""
+    if isinstance(e.errno, int) and e.errno > 0:
+        return os.strerror(e.errno)
+    return e.strerror or str(e)
 
 
 class Server:
@@ -180,59 +230,83 @@ class Server:
         self.stopped = asyncio.Event()
 
     async def start(self) -> None:
-        summary = await self.broker.start()
+        """Open the logs, then listen. Raises StartupError if either fails (the logs are closed again)."""
+        try:
+            summary = await self.broker.start()
+        except (OSError, LogError, ValueError) as e:
+            reason = _os_reason(e) if isinstance(e, OSError) else str(e)
+            raise StartupError(f"cannot open data dir {self.config.data_dir}: {reason}") from None
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: Connection(self), self.config.listen_host, self.config.listen_port, reuse_address=True
-        )
+        try:
+            self._server = await loop.create_server(
+                lambda: Connection(self), self.config.listen_host, self.config.listen_port, reuse_address=True
+            )
+        except OSError as e:
+            await self.broker.stop()
+            raise StartupError(
+                f"cannot listen on {self.config.listen_host}:{self.config.listen_port}: {_os_reason(e)}"
+            ) from None
         sock = self._server.sockets[0].getsockname()
         if self.config.listen_port == 0:  # an ephemeral port: tell clients the real one
             self.config.listen_port = sock[1]
-        self._idle_task = asyncio.create_task(self._close_idle_connections())
+        self._idle_task = asyncio.create_task(self._watch_idle_connections())
+        scanned = summary.recovered_partitions
+        recovery = (f"{scanned} of {summary.partitions} partition(s) needed a recovery scan, "
+                    f"{summary.truncated_bytes} byte(s) truncated" if scanned else "no recovery scan needed")
         log.info(
-            "kafkalite listening on %s:%d (advertised %s:%d), data dir %s, %d topic(s) recovered in %.2fs",
+            "kafkalite listening on %s:%d (advertised %s:%d), data dir %s, %d topic(s) recovered in %.2fs, %s",
             sock[0], sock[1], self.config.host, self.config.port, self.config.data_dir,
-            summary.topics, summary.seconds,
+            summary.topics, summary.seconds, recovery,
         )
 
-    async def _close_idle_connections(self) -> None:
+    def close_idle_connections(self, now: float) -> None:
         max_idle = self.config["connections.max.idle.ms"] / 1000
+        for conn in list(self.connections):
+            if conn.idle and now - conn.last_active > max_idle:
+                conn.close("idle for longer than connections.max.idle.ms")
+
+    async def _watch_idle_connections(self) -> None:
+        # Checked ten times per idle limit (at most every 10 s): a connection closes by 1.1 times the limit.
+        interval = min(self.config["connections.max.idle.ms"] / 10000, 10)
         while True:
-            await asyncio.sleep(min(max_idle, 10))
-            now = time.monotonic()
-            for conn in list(self.connections):
-                if conn.idle and now - conn.last_active > max_idle:
-                    conn.close("idle for connections.max.idle.ms")
+            await asyncio.sleep(interval)
+            self.close_idle_connections(time.monotonic())
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop accepting, let requests in flight finish, then flush and mark a clean shutdown."""
+        """Stop accepting, let requests in flight finish and their responses go out (for at most `grace`
+        seconds), close the connections, then flush and mark a clean shutdown."""
         if self._server is not None:
             self._server.close()
         if self._idle_task is not None:
             self._idle_task.cancel()
-        in_flight = [fut for conn in self.connections for fut in conn.pending]
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=grace)
+        log.info("shutting down: no new connections, %d request(s) in flight",
+                 sum(len(conn.pending) for conn in self.connections))
+        drained = [conn.drain() for conn in list(self.connections)]
+        if drained:
+            _, busy = await asyncio.wait(drained, timeout=grace)
+            if busy:
+                log.warning("%d connection(s) still busy after %.0f s; closing them anyway", len(busy), grace)
         for conn in list(self.connections):
-            conn.close("broker shutting down")
+            conn.close("broker shutting down", flush=True)
         await self.broker.stop()
         self.stopped.set()
 
 
 async def serve(config: BrokerConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then stop cleanly. Raises StartupError if the broker cannot start."""
     server = Server(config)
-    await server.start()
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before start: a signal during start-up still stops cleanly
         loop.add_signal_handler(sig, stop_requested.set)
+    await server.start()
     await stop_requested.wait()
-    log.info("shutting down")
     await server.stop()
     log.info("stopped cleanly")
 
 
 def run(config: BrokerConfig) -> None:
+    """Set up logging and serve (see serve)."""
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import uvloop

@@ -9,13 +9,15 @@ holding some messages, and measures:
   the client's own default settings;
 - join: from a third member's subscribe until the three own two partitions each;
 - leave: from SIGTERM to a member (it leaves the group cleanly) until the other two own three each;
-- death: from kill -9 of a member until the other two own three each, minus the session timeout.
+- death: from kill -9 of a member until the other two own three each. The broker expires a member
+  one session timeout after its last heartbeat, which came up to one heartbeat interval before the
+  kill: this lies between session - heartbeat and session, plus the rebalance.
 
 The rebalance figures use session.timeout.ms=6000 and heartbeat.interval.ms=1000 (as the interop
 tests do): members learn of a rebalance from a heartbeat response, so up to one heartbeat interval
 of each join and leave figure is the members' wait for their next heartbeat. "round" is the part
-after the first member noticed (its revocation callback, or kafkajs's rebalancing event) until the
-group was balanced again: the JoinGroup/SyncGroup round trip through the broker.
+after the last member noticed (its revocation callback, or kafkajs's rebalancing event) until the
+group was balanced again: JoinGroup and SyncGroup through the broker, and the clients' own work.
 
     python scripts/bench_groups.py                     # every client, 3 repetitions, medians
     python scripts/bench_groups.py --clients confluent --reps 5
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -54,16 +57,12 @@ class Broker:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="bench-groups-")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kafkalite", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.dir, "data"),
-             "--log-level", "WARNING"],
+            [sys.executable, "-m", "kafkalite", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.dir, "data")],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 30
-        for line in self.proc.stdout:
+        for line in self.proc.stdout:  # until "listening on", or the end of its output
             match = re.search(r"listening on [^:]+:(\d+)", line)
             if match:
                 self.bootstrap = f"127.0.0.1:{match.group(1)}"
-                break
-            if time.monotonic() > deadline:
                 break
         else:
             raise RuntimeError("the broker did not start")
@@ -148,14 +147,22 @@ def balanced(members: list[Member], size: int):
 
 
 def noticed(members: list[Member], since: float) -> float:
-    """When the first of `members` began rejoining after `since`."""
-    times = [e["t"] for m in members for e in list(m.events)
-             if e["event"] in ("revoked", "rebalancing") and e["t"] >= since]
-    return min(times, default=float("nan"))
+    """When the last of `members` began rejoining after `since` (the first revocation or rebalancing event of each)."""
+    firsts = []
+    for m in members:
+        times = [e["t"] for e in list(m.events) if e["event"] in ("revoked", "rebalancing") and e["t"] >= since]
+        firsts.append(min(times, default=float("nan")))
+    return max(firsts)
 
 
 def settled(members: list[Member]) -> float:
     return max(m.last_assigned() for m in members)
+
+
+def pause() -> None:
+    """Let the group settle, then wait a random part of a heartbeat interval: the next event then falls
+    anywhere between two heartbeats, as it would in life, not always at the same phase."""
+    time.sleep(HEARTBEAT_MS / 1000 * (1 + random.random()))
 
 
 def one_run(client: str, bootstrap: str, topic: str, rep: int) -> dict[str, float]:
@@ -173,7 +180,7 @@ def one_run(client: str, bootstrap: str, topic: str, rep: int) -> dict[str, floa
         pair = [Member(client, bootstrap, topic, group) for _ in range(2)]
         started += pair
         wait_for(balanced(pair, 3), 60, "two members to settle")
-        time.sleep(HEARTBEAT_MS / 1000 + 0.5)  # let the stragglers' heartbeats pass
+        pause()
 
         third = Member(client, bootstrap, topic, group)
         started.append(third)
@@ -182,29 +189,38 @@ def one_run(client: str, bootstrap: str, topic: str, rep: int) -> dict[str, floa
         joined_at = third.first("started")["t"]
         figures["join"] = settled(trio) - joined_at
         figures["join round"] = settled(trio) - noticed(pair, joined_at)
-        time.sleep(HEARTBEAT_MS / 1000 + 0.5)
+        pause()
 
         left_at = time.time()
         third.stop()
         wait_for(balanced(pair, 3), 60, "the leave to settle")
         figures["leave"] = settled(pair) - left_at
         figures["leave round"] = settled(pair) - noticed(pair, left_at)
-        time.sleep(HEARTBEAT_MS / 1000 + 0.5)
+        pause()
 
-        survivor_of = Member(client, bootstrap, topic, group)  # back to three, then one dies
-        started.append(survivor_of)
-        trio = [*pair, survivor_of]
+        doomed = Member(client, bootstrap, topic, group)  # back to three, then one dies
+        started.append(doomed)
+        trio = [*pair, doomed]
         wait_for(balanced(trio, 2), 60, "three members again")
-        time.sleep(HEARTBEAT_MS / 1000 + 0.5)
+        pause()
         killed_at = time.time()
-        survivor_of.kill()
+        doomed.kill()
         wait_for(balanced(pair, 3), SESSION_MS / 1000 + 60, "the death to settle")
-        figures["death - session"] = settled(pair) - killed_at - SESSION_MS / 1000
+        figures["death"] = settled(pair) - killed_at
         figures["death round"] = settled(pair) - noticed(pair, killed_at)
     finally:
         for m in started:
             m.stop()
     return figures
+
+
+def fill(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(600):
+        producer.produce(topic, value=f"m-{i}".encode(), partition=i % PARTITIONS)
+    assert producer.flush(30) == 0
 
 
 def main() -> None:
@@ -220,12 +236,7 @@ def main() -> None:
     broker = Broker()
     try:
         topic = "bench-groups"
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-        admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(30)
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
-        for i in range(600):
-            producer.produce(topic, value=f"m-{i}".encode(), partition=i % PARTITIONS)
-        assert producer.flush(30) == 0
+        fill(broker.bootstrap, topic)
 
         results: dict[str, dict[str, list[float]]] = {}
         for client in args.clients:
@@ -237,7 +248,7 @@ def main() -> None:
     finally:
         broker.stop()
 
-    names = ["first message", "join", "join round", "leave", "leave round", "death - session", "death round"]
+    names = ["first message", "join", "join round", "leave", "leave round", "death", "death round"]
     print(f"\nmedians of {args.reps} runs, seconds (rebalances: session {SESSION_MS} ms, heartbeat {HEARTBEAT_MS} ms)")
     print(f"{'client':<14}" + "".join(f"{n:>17}" for n in names))
     for client, figures in results.items():

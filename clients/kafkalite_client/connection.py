@@ -17,6 +17,7 @@ from kafkalite.protocol.framing import FrameSplitter
 from kafkalite.protocol.messages import APIS
 from kafkalite.protocol.wire import decode_response, encode_request
 
+from kafkalite_client._aio import with_timeout
 from kafkalite_client.errors import (
     KafkaConnectionError,
     KafkaTimeoutError,
@@ -88,8 +89,7 @@ class Connection:
     async def connect(self, timeout: float | None = None) -> "Connection":
         timeout = self.request_timeout if timeout is None else timeout
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), timeout)
+            self._reader, self._writer = await with_timeout(asyncio.open_connection(self.host, self.port), timeout)
         except (OSError, asyncio.TimeoutError) as e:
             raise KafkaConnectionError(f"cannot connect to {self.address}: {describe_os_error(e)}") from None
         sock = self._writer.get_extra_info("socket")
@@ -151,8 +151,8 @@ class Connection:
             return None
         timeout = self.request_timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+            return await with_timeout(future, timeout)
+        except TimeoutError:
             # Kafka clients close a connection on which a request timed out: its later responses are suspect.
             name = APIS[api_key].name
             self._fail(f"connection to {self.address} closed after a {name} request timed out")

@@ -19,6 +19,7 @@ from typing import Awaitable, Callable, Iterable
 from kafkalite.protocol.errors import DecodeError, ErrorCode
 from kafkalite.protocol.record_batch import iter_batches_lenient
 
+from kafkalite_client._aio import wait_event
 from kafkalite_client.assignors import make_assignors
 from kafkalite_client.cluster import Cluster
 from kafkalite_client.errors import (
@@ -262,9 +263,7 @@ class Consumer:
             timeout = None if deadline is None else max(0.0, deadline - loop.time())
             if timeout == 0.0 or self._stopping.is_set():
                 return
-            try:
-                await asyncio.wait_for(self.group.stable.wait(), timeout)
-            except asyncio.TimeoutError:
+            if not await wait_event(self.group.stable, timeout):
                 return
 
     # Positions -------------------------------------------------------------------------------
@@ -599,9 +598,7 @@ class Consumer:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return {}
-            try:
-                await asyncio.wait_for(self._records_ready.wait(), remaining)
-            except asyncio.TimeoutError:
+            if not await wait_event(self._records_ready, remaining):
                 return {}
 
     def _drain(self, limit: int, wanted: set | None) -> dict[TopicPartition, list[ConsumerRecord]]:

@@ -14,6 +14,7 @@ from typing import Awaitable, Callable
 
 from kafkalite.protocol.errors import ErrorCode
 
+from kafkalite_client._aio import wait_event
 from kafkalite_client.assignors import Assignor
 from kafkalite_client.cluster import Cluster
 from kafkalite_client.consumer_protocol import (
@@ -226,11 +227,8 @@ class GroupCoordinatorClient:
         loop = asyncio.get_running_loop()
         next_metadata_check = loop.time() + self.metadata_check_interval
         while True:
-            try:
-                await asyncio.wait_for(self._rejoin.wait(), self.heartbeat_interval)
+            if await wait_event(self._rejoin, self.heartbeat_interval):
                 return  # the consumer asked to rejoin (subscription changed)
-            except asyncio.TimeoutError:
-                pass
             response = await self._request(HEARTBEAT, {
                 "group_id": self.group_id, "generation_id": self.generation, "member_id": self.member_id,
                 "group_instance_id": self.group_instance_id})
@@ -259,11 +257,9 @@ class GroupCoordinatorClient:
 
     async def stop(self, leave: bool = True) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=1)
             self._task = None
         if leave and self.member_id:
             try:

@@ -16,6 +16,7 @@ import time
 from kafkalite.protocol import compression
 from kafkalite.protocol.errors import ErrorCode
 
+from kafkalite_client._aio import wait_event, with_timeout
 from kafkalite_client.batch import RECORD_OVERHEAD, ProducerBatch
 from kafkalite_client.cluster import Cluster
 from kafkalite_client.errors import (
@@ -154,8 +155,8 @@ class Producer:
         self._flushing += 1
         self._wakeup.set()
         try:
-            await asyncio.wait_for(asyncio.gather(*(asyncio.shield(b.done) for b in batches),
-                                                  return_exceptions=True), timeout)
+            await with_timeout(asyncio.gather(*(asyncio.shield(b.done) for b in batches),
+                                              return_exceptions=True), timeout)
         finally:
             self._flushing -= 1
 
@@ -264,10 +265,7 @@ class Producer:
             else:
                 delay = next_wake - time.monotonic()
                 if delay > 0:
-                    try:
-                        await asyncio.wait_for(self._wakeup.wait(), delay)
-                    except asyncio.TimeoutError:
-                        pass
+                    await wait_event(self._wakeup, delay)
 
     def _dispatch_ready(self) -> float | None:
         """Start Produce requests for ready batches; return when the next batch becomes ready."""

@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 
-from kafkalite.config import BrokerConfig
+from kafkalite.config import BrokerConfig, DynamicSettings
 from kafkalite.log.config import LogConfig
 from kafkalite.log.manager import LogManager
 from kafkalite.log.partition import PartitionLog
@@ -57,6 +57,7 @@ class Broker:
     def __init__(self, config: BrokerConfig):
         self.config = config
         self.node_id = config.node_id
+        self.dynamic_settings = DynamicSettings(config)
         self.logs = LogManager(config.data_dir, self.topic_defaults())
         self.cluster_id = ""
         self.started_ms = 0
@@ -89,6 +90,8 @@ class Broker:
     async def start(self) -> dict:
         started = time.monotonic()
         os.makedirs(self.config.data_dir, exist_ok=True)
+        self.dynamic_settings.load()
+        self.logs.defaults = self.topic_defaults()  # settings changed at run time before the last stop apply
         self.cluster_id = self._load_cluster_id()
         summary = await asyncio.to_thread(self.logs.open)
         if OFFSETS_TOPIC not in self.logs.topics():

@@ -37,7 +37,11 @@ def supported_api_keys() -> list[dict]:
     from kafkalite.protocol.messages import APIS
 
     return [
-        {"api_key": key, "min_version": api.min_version, "max_version": api.max_version}
+        {
+            "api_key": key,
+            "min_version": api.min_version if api.advertised_min_version is None else api.advertised_min_version,
+            "max_version": api.max_version,
+        }
         for key, api in APIS.items()
         if key in HANDLERS
     ]

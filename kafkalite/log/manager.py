@@ -28,6 +28,10 @@ from kafkalite.log.partition import PartitionLog
 META_FILE = "meta.json"
 META_VERSION = 1
 MAX_TOPIC_NAME_LENGTH = 249
+# Partitions one request may create (Kafka's controller caps a batch at 10,000 too). Without a cap a single
+# CreateTopics/CreatePartitions asking for 2^31-1 partitions blocks the broker creating directories forever,
+# and meta.json would make every restart try again.
+MAX_PARTITIONS_PER_REQUEST = 10_000
 _LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]+")
 
 
@@ -157,6 +161,8 @@ class LogManager:
             raise TopicExists(f"topic {name!r} already exists")
         if partitions < 1:
             raise InvalidPartitions(f"number of partitions must be at least 1, not {partitions}")
+        if partitions > MAX_PARTITIONS_PER_REQUEST:
+            raise InvalidPartitions(f"{partitions} partitions is more than {MAX_PARTITIONS_PER_REQUEST} at once")
         configs = {k: str(v) for k, v in (configs or {}).items()}
         config = LogConfig.from_configs(configs, self.defaults)
         info = TopicInfo(name, topic_id or uuid.uuid4(), partitions, configs, config)
@@ -195,6 +201,9 @@ class LogManager:
         info = self.topic(name)
         if new_total <= info.partitions:
             raise InvalidPartitions(f"topic {name!r} has {info.partitions} partitions; {new_total} is not more")
+        if new_total - info.partitions > MAX_PARTITIONS_PER_REQUEST:
+            raise InvalidPartitions(f"adding {new_total - info.partitions} partitions is more than "
+                                    f"{MAX_PARTITIONS_PER_REQUEST} at once")
         old = info.partitions
         info.partitions = new_total
         try:

@@ -187,7 +187,7 @@ class PartitionLog:
                     truncated += later.size
                     later.delete_files()
                 self._segments = segments = segments[: i + 1]
-                self._dir_dirty = True
+                fs.fsync_dir(self.directory)
                 break
         if not clean:
             # The segments not yet sealed lost their final time index entry; re-seal closed ones.

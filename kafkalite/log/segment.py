@@ -301,6 +301,7 @@ class Segment:
         truncated = file_size - position
         if truncated:
             self.log.truncate(position)
+            self.log.fsync()  # else the cut-off bytes could come back after the next power cut
             self.bytes_since_index = self.index_interval_bytes
         return truncated
 

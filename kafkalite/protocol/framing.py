@@ -17,6 +17,9 @@ _SIZE = struct.Struct(">i")
 DEFAULT_MAX_FRAME = 104857600
 _SCRATCH = 64 * 1024
 _OWN_BUFFER_ABOVE = _SCRATCH // 2  # frames larger than this are received into a buffer of their own
+# A frame's own buffer starts at most this big and doubles as its bytes arrive, so memory follows the bytes
+# received, never the size a peer merely claims (a 4-byte prefix announcing 100 MB must not cost 100 MB).
+_FIRST_CHUNK = 1 << 20
 
 
 class FrameTooLarge(ValueError):
@@ -30,7 +33,7 @@ class FrameSplitter:
     writable memoryviews over bytearrays of their own, so the broker can assign offsets in place.
     """
 
-    __slots__ = ("max_frame", "_scratch", "_start", "_end", "_frame", "_filled")
+    __slots__ = ("max_frame", "_scratch", "_start", "_end", "_frame", "_filled", "_size")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME):
         self.max_frame = max_frame
@@ -39,10 +42,15 @@ class FrameSplitter:
         self._end = 0
         self._frame: bytearray | None = None  # a large frame being received directly
         self._filled = 0
+        self._size = 0  # the size of _frame once whole
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Where the next received bytes should go."""
         if self._frame is not None:
+            if self._filled == len(self._frame):  # full but not whole yet: double it, up to the frame size
+                grown = bytearray(min(self._size, 2 * len(self._frame)))
+                grown[: self._filled] = self._frame
+                self._frame = grown
             return memoryview(self._frame)[self._filled :]
         if len(self._scratch) - self._end < 4096:
             # Move the unconsumed tail (less than one small frame) to the front to make room.
@@ -55,7 +63,7 @@ class FrameSplitter:
         """`nbytes` were written into the last buffer from get_buffer(); return the frames now whole."""
         if self._frame is not None:
             self._filled += nbytes
-            if self._filled < len(self._frame):
+            if self._filled < self._size:
                 return []
             frame, self._frame = self._frame, None
             return [memoryview(frame)]
@@ -75,8 +83,9 @@ class FrameSplitter:
                 frames.append(memoryview(scratch[body : body + size]))  # a copy: scratch is reused
                 self._start = body + size
             elif size > _OWN_BUFFER_ABOVE:
-                # Allocated only now that `size` is known to be within the limit.
-                frame = bytearray(size)
+                # Allocated only now that `size` is known to be within the limit, and only in part.
+                frame = bytearray(min(size, max(have, _FIRST_CHUNK)))
+                self._size = size
                 frame[:have] = scratch[body : self._end]
                 self._frame, self._filled = frame, have
                 self._start = self._end = 0

@@ -55,11 +55,13 @@ def F(name, type, versions="0+", nullable="none", tag=None, tagged="none", defau
 class ApiSchema:
     key: int
     name: str
-    min_version: int  # the versions kafkalite supports and advertises
+    min_version: int  # the versions kafkalite supports
     max_version: int
     flexible: int | None  # first flexible version; None when no supported version is flexible
     request: tuple[Field, ...] = field(default=())
     response: tuple[Field, ...] = field(default=())
+    # ApiVersions advertises min_version unless this says otherwise (see produce.py for the one case).
+    advertised_min_version: int | None = None
 
     def is_flexible(self, version: int) -> bool:
         return self.flexible is not None and version >= self.flexible

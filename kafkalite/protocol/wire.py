@@ -98,7 +98,8 @@ def skip_tags(buf, pos: int) -> int:
 
 def decode_request(frame: memoryview) -> tuple[RequestHeader, dict | None]:
     """Decode a whole request frame (without its size prefix). The body is None for an
-    ApiVersions request of an unsupported version. Trailing bytes are an error."""
+    ApiVersions request of an unsupported version. Trailing bytes are an error, except librdkafka's
+    padded all-topics Metadata request (see _librdkafka_padded_all_topics)."""
     header, api, pos = decode_request_header(frame)
     if api is None:
         return header, None
@@ -107,7 +108,9 @@ def decode_request(frame: memoryview) -> tuple[RequestHeader, dict | None]:
         if _librdkafka_padded_all_topics(header, frame, pos, end):
             # Decode it as librdkafka meant it: the padding removed.
             unpadded = memoryview(bytes(frame[: pos + 1]) + bytes(frame[pos + 4 :]))
-            return header, message_codec(api, header.api_version, True).decode(unpadded, pos)[0]
+            unpadded_body, unpadded_end = message_codec(api, header.api_version, True).decode(unpadded, pos)
+            if unpadded_end == len(unpadded):
+                return header, unpadded_body
         raise DecodeError(f"{len(frame) - end} trailing bytes after {api.name} request")
     return header, body
 

@@ -13,6 +13,7 @@ from kafkalite.tools.common import Exit, Progress, ToolError, unescape
 from kafkalite.tools.render import bytes_json
 from kafkalite.tools.topics import admin_for, require_topics
 
+CLOSE_TIMEOUT = 10.0  # seconds for the final commit, and again for leaving the group
 NULL = b"null"  # how kafka-console-consumer prints a null key or value
 
 
@@ -73,11 +74,17 @@ async def consume(args) -> int:
             elif args.timeout is not None and loop.time() - idle_since >= args.timeout:
                 break
         if args.group is not None:
-            await consumer.commit()  # exactly what was printed: getmany never handed out more
+            # Exactly what was printed: getmany never handed out more.
+            await asyncio.wait_for(consumer.commit(), CLOSE_TIMEOUT)
     finally:
         progress.clear()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await consumer.close()
+        try:
+            await asyncio.wait_for(consumer.close(), CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            # A stop must not hang on a slow LeaveGroup: the coordinator expires the member anyway.
+            print(f"kafkalite: closing the consumer took over {CLOSE_TIMEOUT:g}s; exiting without waiting",
+                  file=sys.stderr)
     print(f"Processed a total of {progress.count} messages", file=sys.stderr)
     return Exit.OK

@@ -19,7 +19,7 @@ async def produce(bootstrap, topic, n, **kwargs):
     return [f.result() for f in futures]
 
 
-async def wait_until(predicate, timeout=15.0):
+async def wait_until(predicate, timeout=8.0):
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -9,6 +9,9 @@ import time
 import pytest
 
 from brokerproc import require_tool
+from kafkalite.protocol import compression
+from kafkalite.protocol.record_batch import iter_batches
+from rawclient import RawClient
 
 pytestmark = pytest.mark.interop
 
@@ -48,6 +51,18 @@ def test_produce_and_consume_every_codec(broker_process, codec):
     assert [(m["key"], m["payload"]) for m in got] == [tuple(line.split(":", 1)) for line in lines]
     assert [m["offset"] for m in got] == list(range(200))
     assert all(m["headers"] == ["source", "kcat", "codec", codec] for m in got)
+    # The batches are stored as kcat compressed them (older librdkafka only compresses when the broker
+    # advertises Produce v0).
+    assert {b.codec for b in stored_batches(broker_process.port, topic)} == {compression.BY_NAME[codec]}
+
+
+def stored_batches(port: int, topic: str) -> list:
+    with RawClient(port) as client:
+        response = client.request("Fetch", 12, {
+            "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 24,
+            "topics": [{"topic": topic, "partitions": [{"partition": 0, "fetch_offset": 0,
+                                                        "partition_max_bytes": 1 << 24}]}]})
+    return list(iter_batches(response["responses"][0]["partitions"][0]["records"]))
 
 
 def test_watermarks_and_offsets_by_timestamp(broker_process):

@@ -7,9 +7,9 @@ values and calls the same functions):
   - broker (resource name = this node id, or "" for the cluster default, the same thing on one broker): only
     DYNAMIC_BROKER_SETTINGS may change; any other known setting gets INVALID_REQUEST ("Cannot update these
     configs dynamically", as Kafka says), an unknown one INVALID_REQUEST, a bad value INVALID_CONFIG.
-    Broker changes take effect at once but are NOT persisted yet: the Broker has no store of dynamic settings,
-    so a restart goes back to the configured values. For the same reason AlterConfigs on a broker changes only
-    the settings it names (Kafka would also reset the dynamic settings it leaves out).
+    Broker changes take effect at once and are persisted by broker.dynamic_settings (they survive a restart).
+    As in Kafka, AlterConfigs replaces the broker's whole set of dynamic settings: those it leaves out go back
+    to their configured values; IncrementalAlterConfigs changes only the settings it names.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def alter_topic(broker, name: str, overrides: dict[str, str], validate_only: boo
 
 
 def alter_broker(broker, resource_name: str, changes: dict[str, str | None], validate_only: bool) -> None:
-    """Set broker settings by Kafka name; None puts a setting back to its default."""
+    """Set broker settings by Kafka name and persist them; None puts a setting back to its configured value."""
     check_broker_name(broker, resource_name)
     unknown = sorted(n for n in changes if n not in BROKER_SETTINGS)
     if unknown:
@@ -57,7 +57,7 @@ def alter_broker(broker, resource_name: str, changes: dict[str, str | None], val
     before = dict(config.settings)
     try:
         for name, value in changes.items():
-            config.set(name, BROKER_SETTINGS[name][1] if value is None else value)
+            config.set(name, broker.dynamic_settings.configured[name] if value is None else value)
         defaults = broker.topic_defaults()  # the log's own checks of the values that become topic defaults
     except ValueError as e:  # InvalidConfig is a ValueError too
         config.settings = before
@@ -65,9 +65,14 @@ def alter_broker(broker, resource_name: str, changes: dict[str, str | None], val
     if validate_only:
         config.settings = before
         return
+    try:
+        broker.dynamic_settings.save(changes)
+    except OSError:
+        config.settings = before
+        raise
     if defaults != broker.logs.defaults:
         refresh_topic_defaults(broker, defaults)
-    log.info("broker settings changed at run time (not persisted): %s", changes)
+    log.info("broker settings changed at run time: %s", changes)
 
 
 def refresh_topic_defaults(broker, defaults: LogConfig) -> None:
@@ -116,7 +121,11 @@ def alter_each(broker, request: dict, new_values) -> list[dict]:
 
 def replacement(broker, resource: dict) -> dict[str, str | None]:
     # Kafka's AlterConfigs drops entries with a null value: for a topic they are simply not overridden.
-    return {c["name"]: c["value"] for c in resource["configs"]}
+    changes = {c["name"]: c["value"] for c in resource["configs"]}
+    if resource["resource_type"] == BROKER_RESOURCE:
+        for name in broker.dynamic_settings.values:  # the whole set is replaced: the others are removed
+            changes.setdefault(name, None)
+    return changes
 
 
 @handler("AlterConfigs")

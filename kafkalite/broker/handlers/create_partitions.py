@@ -6,6 +6,7 @@ from kafkalite.broker.broker import OFFSETS_TOPIC
 from kafkalite.broker.errors import Rejected, error_code_for
 from kafkalite.broker.registry import handler
 from kafkalite.log.errors import LogError
+from kafkalite.log.manager import MAX_PARTITIONS_PER_REQUEST
 from kafkalite.protocol.errors import ErrorCode
 
 
@@ -25,6 +26,9 @@ def check(broker, topic: dict, names: list[str]) -> None:
                        f"Topic currently has {current} partitions, which is higher than the requested {count}.")
     if count == current:
         raise Rejected(ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions.")
+    if count - current > MAX_PARTITIONS_PER_REQUEST:
+        raise Rejected(ErrorCode.INVALID_PARTITIONS,
+                       f"Adding {count - current} partitions is more than {MAX_PARTITIONS_PER_REQUEST} at once.")
     assignments = topic["assignments"]
     if assignments is not None:
         if len(assignments) != count - current:

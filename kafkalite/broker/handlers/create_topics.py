@@ -4,7 +4,7 @@ from kafkalite.broker.errors import Rejected, error_code_for
 from kafkalite.broker.registry import handler
 from kafkalite.log.config import LogConfig
 from kafkalite.log.errors import LogError
-from kafkalite.log.manager import validate_topic_name
+from kafkalite.log.manager import MAX_PARTITIONS_PER_REQUEST, validate_topic_name
 from kafkalite.protocol.errors import ErrorCode
 
 
@@ -22,6 +22,8 @@ def check(broker, topic: dict) -> int:
                 raise Rejected(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"only broker {broker.node_id} exists")
     if partitions < 1:
         raise Rejected(ErrorCode.INVALID_PARTITIONS, "the number of partitions must be at least 1")
+    if partitions > MAX_PARTITIONS_PER_REQUEST:
+        raise Rejected(ErrorCode.INVALID_PARTITIONS, f"more than {MAX_PARTITIONS_PER_REQUEST} partitions at once")
     if topic["replication_factor"] not in (1, -1):
         raise Rejected(ErrorCode.INVALID_REPLICATION_FACTOR, "replication factor must be 1 on a single broker")
     return partitions

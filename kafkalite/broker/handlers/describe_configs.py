@@ -77,13 +77,14 @@ def check_broker_name(broker, resource_name: str) -> None:
 
 
 def broker_setting_chain(broker, name: str) -> list[tuple[str, str, int]]:
-    """(name, value, source) of a broker setting, the value in force first.
-
-    A value that differs from Kafka's default was set at start (file, flag or environment), or by AlterConfigs
-    at run time: kafkalite does not yet record which, so both show as STATIC_BROKER_CONFIG."""
+    """(name, value, source) of a broker setting, the value in force first: set by AlterConfigs at run time
+    (DYNAMIC_BROKER_CONFIG; one broker is its own cluster default), configured at start (file, flag or
+    environment) where that differs from Kafka's default, and the default."""
+    dynamic, configured = broker.dynamic_settings.values, broker.dynamic_settings.configured[name]
     default = BROKER_SETTINGS[name][1]
-    value = broker.config[name]
-    chain = [(name, setting_text(value), STATIC_BROKER_CONFIG)] if value != default else []
+    chain = [(name, setting_text(dynamic[name]), DYNAMIC_BROKER_CONFIG)] if name in dynamic else []
+    if configured != default:
+        chain.append((name, setting_text(configured), STATIC_BROKER_CONFIG))
     chain.append((name, setting_text(default), DEFAULT_CONFIG))
     return chain
 

@@ -8,6 +8,9 @@ API = ApiSchema(
     min_version=3,
     max_version=10,
     flexible=9,
+    # As Kafka 4 does (KAFKA-18659): librdkafka before 2.8 only compresses with gzip, snappy and lz4 when
+    # the broker advertises Produce v0, so v0 is advertised. Requests of v0-2 still close the connection.
+    advertised_min_version=0,
     request=(
         F("transactional_id", "string", "3+", nullable="3+", default=None),
         F("acks", "int16"),
