@@ -6,6 +6,6 @@ from kafkalite.cli import COMMANDS, main
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if not args or args[0] not in COMMANDS and args[0] not in ("-h", "--help"):
-        args = ["serve", *args]  # flags only: the broker
+    if not args or args[0] not in COMMANDS:
+        args = ["serve", *args]  # flags only (or --help): the broker
     sys.exit(main(args))

@@ -108,6 +108,7 @@ class GroupCoordinatorClient:
 
     async def _run(self) -> None:
         first = True
+        failures = 0
         while True:
             try:
                 if not first:
@@ -127,12 +128,15 @@ class GroupCoordinatorClient:
                     self.stable.set()  # wake waiters so they see the error
                     return
                 log.info("group %s: rejoining after %s", self.group_id, e)
-                await asyncio.sleep(self.retry_backoff)
+                failures += 1
+                await asyncio.sleep(min(self.retry_backoff * 2 ** min(failures, 10), 2.0))
+                continue
             except Exception as e:  # a failing callback must not kill membership silently
                 log.exception("group %s: membership task failed", self.group_id)
                 self.fatal_error = e
                 self.stable.set()
                 return
+            failures = 0
 
     async def _before_join(self) -> None:
         if not self.cooperative and self.on_revoke is not None:

@@ -488,7 +488,7 @@ class PartitionLog:
 
     # ================================================================================================ reading
 
-    def read(self, offset: int, max_bytes: int) -> list[bytes]:
+    def read(self, offset: int, max_bytes: int) -> list[memoryview]:
         """Whole batches from the one holding `offset`, up to max_bytes (but at least one batch), from a single
         segment. [] at the log end. Raises OffsetOutOfRange outside [log_start_offset, log_end_offset]."""
         if offset < self._log_start or offset > self._log_end:
@@ -500,35 +500,23 @@ class PartitionLog:
         i = max(0, bisect.bisect_right(segments, offset, key=_base_of) - 1)
         try:
             for seg in segments[i:]:
-                found = self._locate(seg, offset, max_bytes)
+                found = self._read_segment(seg, offset, max_bytes)
                 if found is not None:
-                    position, size = found
-                    return [seg.read(position, size)]
+                    return [found]
         except OSError as e:
             raise StorageError(f"read from {self.directory} failed: {e}") from e
         return []
 
-    def _locate(self, seg: Segment, offset: int, max_bytes: int) -> tuple[int, int] | None:
-        """(position, byte count) of the whole batches to return from this segment, or None."""
-        chunk = min(max(max_bytes, 16 << 10), 1 << 20)
+    def _read_segment(self, seg: Segment, offset: int, max_bytes: int) -> memoryview | None:
         for attempt in (0, 1):
             position, _ = seg.position_hint(offset)
-            start = total = None
             try:
-                for header in seg.headers(position, chunk=chunk):
-                    if start is None:
-                        if header.last_offset >= offset:
-                            start, total = header.position, header.size
-                    elif total + header.size > max_bytes:
-                        break
-                    else:
-                        total += header.size
+                return seg.read_batches(position, offset, max_bytes)
             except CorruptSegment:
                 if attempt == 0 and position != 0:
                     seg.rebuild_from_headers()  # a stale or damaged index sent us to a non-boundary
                     continue
                 raise StorageError(f"corrupt segment {seg.path('.log')} at or after position {position}")
-            return None if start is None else (start, total)
         return None
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:

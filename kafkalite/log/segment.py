@@ -235,6 +235,40 @@ class Segment:
     def read(self, position: int, size: int) -> bytes:
         return self.log.pread(size, position)
 
+    def read_batches(self, position: int, offset: int, max_bytes: int) -> memoryview | None:
+        """Whole batches from the first one holding an offset >= `offset`, walking from `position` (a batch
+        boundary at or before it): as many as fit in max_bytes, but at least one. None if there is none.
+
+        One pread covers the walk and the data (the batches before `offset` lie within about one index interval
+        of the index's hint), and the result is a view of what was read: the bytes are read once."""
+        end = self.size
+        window = max(max_bytes, HEADER_CHUNK) + self.index_interval_bytes
+        buf = memoryview(b"")
+        pos = 0  # within buf; buf starts at file position `position`
+        start = None
+        while True:
+            if pos + HEADER_SIZE > len(buf):
+                if start is not None or position + pos + HEADER_SIZE > end:
+                    break
+                position += pos  # walked past this window before finding `offset`: read the next one
+                buf, pos = memoryview(self.log.pread(min(window, end - position), position)), 0
+                if len(buf) < HEADER_SIZE:
+                    raise CorruptSegment(f"short read at {position}")
+                continue
+            header = parse_header(buf, pos, position + pos)
+            if (header.magic != 2 or header.size < HEADER_SIZE or position + pos + header.size > end
+                    or header.last_offset < header.base_offset):
+                raise CorruptSegment(f"no valid batch header at position {position + pos} of {self.path('.log')}")
+            if start is None:
+                if header.last_offset >= offset:
+                    if pos + header.size > len(buf):  # one batch larger than the window: read it whole
+                        return memoryview(self.log.pread(header.size, position + pos))
+                    start = pos
+            elif pos + header.size > len(buf) or pos - start + header.size > max_bytes:
+                break
+            pos += header.size
+        return None if start is None else buf[start:pos]
+
     # -- rebuilding and truncating --------------------------------------------------------------------------
 
     def reset_indexes(self) -> None:
