@@ -30,6 +30,7 @@ from kafkalite_client.errors import (
     OffsetOutOfRangeError,
     error_class,
 )
+from kafkalite_client.fetched import decode_batch
 from kafkalite_client.group import GroupCoordinatorClient, fetch_committed
 from kafkalite_client.offsets import EARLIEST, LATEST, list_offsets
 from kafkalite_client.records import ConsumerRecord, TopicPartition
@@ -461,7 +462,10 @@ class Consumer:
                 self._spawn(self._resolve_in_background(unresolved))
             by_node: dict[int, list[TopicPartition]] = {}
             for tp, st in self._states.items():
-                if st.paused or st.fetch_offset is None or st.records or st.error is not None:
+                # Fetch ahead while the caller works through a short buffer: the broker prepares the next
+                # response while this process decodes and hands out the last one.
+                if st.paused or st.fetch_offset is None or len(st.records) >= self.max_poll_records \
+                        or st.error is not None:
                     continue
                 leader = self.cluster.leader(tp.topic, tp.partition)
                 if leader < 0:
@@ -545,6 +549,8 @@ class Consumer:
         except asyncio.CancelledError:
             raise
         except (KafkaError, KafkaConnectionError, KafkaTimeoutError, DecodeError) as e:
+            if self._closed:
+                return
             log.info("fetch from node %d failed: %s", node, e)
             refresh = True
             await asyncio.sleep(self.retry_backoff)
@@ -557,6 +563,7 @@ class Consumer:
     def _take_records(self, tp: TopicPartition, st: _PartitionState, data) -> bool:
         offset = st.fetch_offset
         out = st.records
+        buffered_before = len(out)
         topic, partition = tp
         for batch in iter_batches_lenient(data):
             if batch.next_offset <= offset:
@@ -564,16 +571,12 @@ class Consumer:
             if batch.is_control:
                 offset = batch.next_offset
                 continue
-            ts_type = 1 if batch.log_append_time else 0
-            for r in batch.records():
-                if r.offset >= offset:
-                    out.append(ConsumerRecord(topic, partition, r.offset, r.timestamp, r.key, r.value,
-                                              r.headers, ts_type))
+            decode_batch(batch, topic, partition, offset, out)
             offset = batch.next_offset
         if not out and st.position == st.fetch_offset:
             st.position = offset  # only control batches: step over them, so lag and commits move on
         st.fetch_offset = offset
-        return bool(out)
+        return len(out) > buffered_before
 
     # Pull ------------------------------------------------------------------------------------------
 
@@ -620,7 +623,7 @@ class Consumer:
             limit -= len(taken)
             out[tp] = taken
             st.position = taken[-1].offset + 1
-            if not records:
+            if len(records) < self.max_poll_records:
                 self._fetch_wakeup.set()
         return out
 

@@ -23,39 +23,31 @@ FLOAT64 = struct.Struct(">d")
 ZERO_UUID = uuid.UUID(int=0)
 
 
-def read_uvarint(buf, pos: int) -> tuple[int, int]:
-    """Unsigned LEB128 varint, at most 5 bytes (Kafka's unsigned varints are 32-bit)."""
+def _read_unsigned(buf, pos: int, max_bytes: int, what: str) -> tuple[int, int]:
+    """Unsigned LEB128 of at most max_bytes bytes."""
     result = 0
     shift = 0
     end = len(buf)
     while True:
         if pos >= end:
-            raise DecodeError("varint runs past the end of the buffer")
+            raise DecodeError(f"{what} runs past the end of the buffer")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
         if not b & 0x80:
             return result, pos
         shift += 7
-        if shift > 28:
-            raise DecodeError("varint longer than 5 bytes")
+        if shift >= 7 * max_bytes:
+            raise DecodeError(f"{what} longer than {max_bytes} bytes")
+
+
+def read_uvarint(buf, pos: int) -> tuple[int, int]:
+    """Unsigned varint, at most 5 bytes (Kafka's unsigned varints are 32-bit)."""
+    return _read_unsigned(buf, pos, 5, "varint")
 
 
 def read_uvarlong(buf, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    end = len(buf)
-    while True:
-        if pos >= end:
-            raise DecodeError("varlong runs past the end of the buffer")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise DecodeError("varlong longer than 10 bytes")
+    return _read_unsigned(buf, pos, 10, "varlong")
 
 
 def read_varint(buf, pos: int) -> tuple[int, int]:

@@ -2,7 +2,11 @@
 //   node kafkajs_interop.js produce <broker> <topic> <count>   -> [{key, partition, offset}]
 //   node kafkajs_interop.js consume <broker> <topic> <count>   -> [{key, value, partition, offset, headers}]
 const path = require('path')
-const { Kafka, logLevel } = require(path.join(process.cwd(), 'node_modules', 'kafkajs'))
+const installed = (name) => require(path.join(process.cwd(), 'node_modules', name))
+const { Kafka, CompressionTypes, CompressionCodecs, logLevel } = installed('kafkajs')
+CompressionCodecs[CompressionTypes.Snappy] = installed('kafkajs-snappy')
+const LZ4Codec = installed('kafkajs-lz4')
+CompressionCodecs[CompressionTypes.LZ4] = new LZ4Codec().codec
 
 async function main() {
   const [mode, broker, topic, countText] = process.argv.slice(2)

@@ -1,7 +1,5 @@
 """The admin client against a real broker."""
 
-import asyncio
-
 import pytest
 
 from kafkalite_client import Admin, Consumer, NewTopic, Producer, TopicPartition

@@ -211,3 +211,31 @@ def test_choose_versions_picks_highest_common():
     assert chosen[0] == 10  # Produce: ours stop at 10
     assert 1 not in chosen  # Fetch: ours are 4-12, the broker's 0-3: nothing in common
     assert chosen[3] == 12 and 9999 not in chosen and 47 not in chosen
+
+
+_record = st.tuples(
+    st.one_of(st.none(), st.binary(max_size=300)),
+    st.one_of(st.none(), st.binary(max_size=300)),
+    st.lists(st.tuples(st.text(max_size=5), st.one_of(st.none(), st.binary(max_size=10))), max_size=3),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_record, min_size=1, max_size=80), st.sampled_from(sorted(compression.NAMES)),
+       st.integers(0, 2**40), st.integers(0, 90), st.booleans())
+def test_fast_fetch_decoder_matches_the_reference(records, codec, base_ts, min_index, log_append):
+    from kafkalite.protocol.record_batch import TIMESTAMP_TYPE_BIT, set_base_offset
+
+    from kafkalite_client.fetched import decode_batch
+
+    timestamps = [base_ts + (i * 7919) % 100_000 - 50_000 for i in range(len(records))]
+    raw = bytearray(build_batch(records, timestamps=timestamps, codec=codec,
+                                attributes=TIMESTAMP_TYPE_BIT if log_append else 0))
+    set_base_offset(raw, 1000)
+    batch = RecordBatch(memoryview(raw))
+    out = []
+    decode_batch(batch, "t", 3, 1000 + min_index, out)
+    expected = [r for r in batch.records() if r.offset >= 1000 + min_index]
+    assert [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in out] == \
+        [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in expected]
+    assert all(r.topic == "t" and r.partition == 3 and r.timestamp_type == int(log_append) for r in out)

@@ -3,7 +3,7 @@
 import json
 
 from brokerproc import BrokerProcess
-from conftest import run_kafkalite
+from toolrun import run_kafkalite
 
 
 def test_keys_values_round_trip(kafkalite, topic_name):

@@ -2,7 +2,7 @@
 
 import socket
 
-from conftest import run_kafkalite, run_parallel
+from toolrun import run_kafkalite, run_parallel
 
 
 def closed_port() -> int:

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import run_parallel
+from toolrun import run_parallel
 
 
 def test_describe_reset_and_delete(broker, kafkalite, topic_name):
