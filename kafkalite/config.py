@@ -116,7 +116,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _flattened(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """TOML tables and unquoted dotted keys as Kafka's dotted names: {"log": {"retention.ms": 1}} -> "log.retention.ms"."""
+    """TOML tables and unquoted dotted keys as Kafka's dotted names: {"log": {"retention": {"ms": 1}}} becomes
+    {"log.retention.ms": 1}."""
     flat: dict[str, Any] = {}
     for key, value in table.items():
         if isinstance(value, dict):

@@ -37,8 +37,12 @@ class Kafkalite:
         self.proc = subprocess.Popen([*entry, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=environ, cwd=cwd)
         self.lines: list[str] = []
-        self._pump = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self._pump = threading.Thread(target=self._collect, daemon=True)
         self._pump.start()
+
+    def _collect(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
 
     @property
     def output(self) -> str:
@@ -217,16 +221,27 @@ def test_bad_values_exit_with_one_clear_line(launch, tmp_path):
     assert "--listen" in procs[("--listen", "127.0.0.1:99999")].output
 
 
-def test_a_taken_port_is_a_clear_error(launch, tmp_path):
+def test_start_up_failures_are_one_clear_line(launch, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "dynamic_settings.json").write_text("{not json")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        broker = launch("--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "d"), *FAST)
-        assert broker.proc.wait(20) == 1
-    broker._pump.join(5)
-    assert broker.lines[-1].strip() == f"kafkalite: cannot listen on 127.0.0.1:{port}: Address already in use"
-    assert "Traceback" not in broker.output
+        expected = {
+            launch("--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "d"), *FAST):
+                f"kafkalite: cannot listen on 127.0.0.1:{port}: Address already in use",
+            launch("--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "a-file"), *FAST):
+                f"kafkalite: cannot open data dir {tmp_path / 'a-file'}: File exists",
+            launch("--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "corrupt"), *FAST):
+                f"kafkalite: cannot open data dir {tmp_path / 'corrupt'}: {tmp_path / 'corrupt'}/dynamic_settings.json",
+        }
+        for broker, message in expected.items():
+            assert broker.proc.wait(20) == 1, broker.output
+            broker._pump.join(5)
+            assert broker.lines[-1].startswith(message), broker.output
+            assert "Traceback" not in broker.output
 
 
 # --------------------------------------------------------------------------------------------- shutdown
@@ -276,8 +291,9 @@ def test_sigint_stops_cleanly_and_dynamic_settings_survive_the_restart(launch, t
     with RawClient(broker.started()) as client:
         metadata(client, "t")
         produce(client, "t", b"v")
-        resp = client.request("AlterConfigs", 1, {"validate_only": False, "resources": [
-            {"resource_type": BROKER, "resource_name": "0", "configs": [{"name": "log.retention.ms", "value": "3600000"}]}]})
+        resp = client.request("AlterConfigs", 1, {"validate_only": False, "resources": [{
+            "resource_type": BROKER, "resource_name": "0",
+            "configs": [{"name": "log.retention.ms", "value": "3600000"}]}]})
         assert resp["responses"][0]["error_code"] == 0
     assert broker.stop(signal.SIGINT) == 0
     assert "stopped cleanly" in broker.output and "Traceback" not in broker.output

@@ -305,6 +305,17 @@ def idempotent_producer(bootstrap: str, **overrides):
         "log_level": 2,
     }
     conf.update(overrides)
+    debug_file = os.environ.get("TORTURE_RDKAFKA_DEBUG")  # e.g. /tmp/rdkafka.log: librdkafka's own log
+    if debug_file:
+        import logging
+
+        logger = logging.getLogger("rdkafka")
+        if not logger.handlers:
+            handler = logging.FileHandler(debug_file)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.DEBUG)
+        conf.update({"debug": "eos,broker,topic,msg,protocol", "logger": logger, "log_level": 7})
     return Producer(conf)
 
 
@@ -510,10 +521,10 @@ class _Prober:
         self.n = 0
         self.codes: dict[int, int] = defaultdict(int)
 
-    def probe(self) -> int:
+    def probe(self, pad: int = 0) -> int:
         from kafkalite.protocol.record_batch import build_batch
 
-        value = f"probe:{self.n}".encode()
+        value = f"probe:{self.n}".encode() + (b"|" + b"p" * pad if pad else b"")
         partition = self.n % self.partitions
         self.n += 1
         batch = build_batch([(None, value)], timestamps=int(time.time() * 1000))
@@ -529,10 +540,10 @@ class _Prober:
                 self.ledger.acked[value] = (partition, resp["base_offset"])
         return code
 
-    def until(self, want: int, timeout: float, load: ProduceLoad) -> bool:
+    def until(self, want: int, timeout: float, load: ProduceLoad, pad: int = 0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.probe() == want:
+            if self.probe(pad) == want:
                 return True
             end = time.monotonic() + 0.2
             while time.monotonic() < end:
@@ -595,7 +606,8 @@ def run_storage_test(workdir: str, hold: float = 3.0, partitions: int = 8) -> Fa
                 set_fault(spec)
             report.faults += 1
             acked_before = len(ledger.acked)
-            if not prober.until(56, 30, load):
+            # Large probes fill the disk by themselves, whatever the producers manage meanwhile.
+            if not prober.until(56, 30, load, pad=32 * 1024 if spec == "full" else 0):
                 raise CheckFailed(f"R5 {name}: produce never failed with KAFKA_STORAGE_ERROR (56); "
                                   f"probe codes {dict(prober.codes)}\n{broker.tail()}")
             pump_for(hold)
