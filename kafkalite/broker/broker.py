@@ -1,8 +1,8 @@
 """The broker's state between requests: the logs, the groups, fsync group commit and fetch waiters.
 
-Handlers reach everything through `ctx.broker`. Slow file work (fsync, recovery, retention,
-compaction) runs in worker threads; appends and reads of recent data run on the event loop,
-where they only touch the page cache.
+Handlers reach everything through `ctx.broker`. fsync and start-up recovery run in worker threads;
+appends, reads, and the periodic retention, compaction and checkpoint run on the event loop (the log
+allows only flush() off its owning thread).
 """
 
 from __future__ import annotations
@@ -124,10 +124,13 @@ class Broker:
                 log.exception("background job %s failed", job.__name__)
 
     async def _housekeeping(self) -> None:
+        # On the event loop, not in a thread: these change segments and index files that appends touch too,
+        # and the log allows only flush() off its owning thread. They run every few minutes and are short
+        # (compaction rewrites only closed segments of compacted topics, such as __consumer_offsets).
         now = self.now_ms()
-        await asyncio.to_thread(self.logs.apply_retention, now)
-        await asyncio.to_thread(self.logs.compact, now)
-        await asyncio.to_thread(self.logs.checkpoint)
+        self.logs.apply_retention(now)
+        self.logs.compact(now)
+        self.logs.checkpoint()
 
     async def _flush_due(self) -> None:
         for plog in self.logs.flush_due(self.now_ms()):
