@@ -124,13 +124,13 @@ class Broker:
                 log.exception("background job %s failed", job.__name__)
 
     async def _housekeeping(self) -> None:
-        # On the event loop, not in a thread: these change segments and index files that appends touch too,
-        # and the log allows only flush() off its owning thread. They run every few minutes and are short
-        # (compaction rewrites only closed segments of compacted topics, such as __consumer_offsets).
-        now = self.now_ms()
-        self.logs.apply_retention(now)
-        self.logs.compact(now)
-        self.logs.checkpoint()
+        # On the event loop, not in a thread: retention, compaction and checkpoints change segments and index
+        # files that appends touch too, and the log allows only flush() off its owning thread. One partition
+        # at a time, serving requests in between, so no request waits for all of them.
+        for directory, error in self.logs.housekeeping(self.now_ms()):
+            if error is not None:
+                log.error("housekeeping of %s failed: %s", directory, error)
+            await asyncio.sleep(0)
 
     async def _flush_due(self) -> None:
         for plog in self.logs.flush_due(self.now_ms()):

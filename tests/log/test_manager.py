@@ -113,3 +113,20 @@ def test_retention_and_compaction_through_the_manager(tmp_path):
     assert m.partition("logs", 0).log_start_offset > 0
     assert m.flush_due(0) == []
     m.close()
+
+
+def test_housekeeping_goes_one_partition_at_a_time_and_survives_a_failing_one():
+    fs = FaultyFileSystem()
+    m = manager(fs)
+    m.create_topic("a", 2)
+    m.create_topic("b", 1)
+    for name, index in (("a", 0), ("a", 1), ("b", 0)):
+        m.partition(name, index).append(batch(b"v"))
+    fs.fail("fsync", path_contains="a-1", count=None)  # partition a-1's checkpoint cannot fsync
+    steps = list(m.housekeeping(now_ms=0))
+    failed = [directory for directory, error in steps if error is not None]
+    assert len(steps) == 3
+    assert len(failed) == 1 and failed[0].endswith("a-1")
+    fs.clear_faults()
+    # The healthy partitions got their recovery checkpoint: their data is no longer after the recovery point.
+    assert m.partition("a", 0).recovery_point == 1 and m.partition("b", 0).recovery_point == 1
