@@ -57,21 +57,8 @@ def api_file_name(api_key: int) -> str:
     return snake_case(api.name) if api else f"api{api_key}"
 
 
-def records_values(value):
-    """Every `records` field anywhere in a decoded message."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "records" and item is not None:
-                yield item
-            else:
-                yield from records_values(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from records_values(item)
-
-
 def codecs_in(body: dict) -> str:
-    names = {compression.NAMES.get(b.codec, str(b.codec)) for r in records_values(body) for b in iter_batches_lenient(r)}
+    names = {compression.NAMES.get(b.codec, str(b.codec)) for r in wire.records_fields(body) for b in iter_batches_lenient(r)}
     return "+".join(sorted(names))
 
 

@@ -180,3 +180,17 @@ def decode_response(api_key: int, version: int, frame: memoryview) -> tuple[int,
 def join(parts: list) -> bytes:
     """The buffers of an encoded frame as one bytes object (for tests and tools, not the hot path)."""
     return b"".join(bytes(p) for p in parts)
+
+
+def records_fields(message):
+    """Every non-null `records` field anywhere in a decoded message (Produce requests, Fetch responses)."""
+    if isinstance(message, dict):
+        for key, item in message.items():
+            if key == "records":
+                if item is not None:
+                    yield item
+            else:
+                yield from records_fields(item)
+    elif isinstance(message, list):
+        for item in message:
+            yield from records_fields(item)

@@ -42,20 +42,6 @@ def frame_id(frame) -> str:
     return f"{frame[0]}/{frame[4].name}"
 
 
-def records_values(value):
-    """Every non-null `records` field anywhere in a decoded message."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "records":
-                if item is not None:
-                    yield item
-            else:
-                yield from records_values(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from records_values(item)
-
-
 def librdkafka_padding_removed(frame: bytes, body_start: int) -> bytes:
     """librdkafka's all-topics flexible Metadata request (librdkafka issue #5049; see
     wire._librdkafka_padded_all_topics) carries 3 zero bytes after its null topics varint. We decode it as
@@ -136,7 +122,7 @@ def produced_batches(client: str):
             continue
         header, body = wire.decode_request(memoryview(path.read_bytes()))
         if header.api_key == PRODUCE_KEY:
-            for records in records_values(body):
+            for records in wire.records_fields(body):
                 yield from iter_batches(records)
 
 
