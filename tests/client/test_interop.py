@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 
+import confluent_kafka
 import pytest
 
 from brokerproc import missing
@@ -39,7 +40,6 @@ async def consume_ours(bootstrap, topic, n, partitions):
 
 
 async def test_confluent_kafka_reads_ours_and_we_read_theirs(bootstrap, new_topic):
-    confluent_kafka = pytest.importorskip("confluent_kafka")
     topic = await new_topic(4)
     ours = await produce_ours(bootstrap, topic)
 
