@@ -27,6 +27,8 @@ BROKER_SETTINGS: dict[str, tuple[type, Any, str]] = {
     "log.retention.check.interval.ms": (int, 300000, "how often retention and compaction run"),
     "log.flush.interval.messages": (int, 9223372036854775807, "fsync after this many messages"),
     "log.flush.interval.ms": (int, 9223372036854775807, "fsync data older than this"),
+    "producer.id.expiration.ms": (int, 86400000, "forget an idempotent producer whose last batch in a partition is "
+                                  "this old"),
     # kafkalite's durability policy: "always" fsyncs before acknowledging acks=all, "interval" fsyncs
     # on log.flush.interval.* only, "never" leaves it to the OS.
     "kafkalite.durability": (str, "always", "when data is fsynced: always | interval | never (topics may override)"),
@@ -92,6 +94,8 @@ class BrokerConfig:
             value = kind(value)
         except (TypeError, ValueError):
             raise ValueError(f"{name} must be {kind.__name__}, not {value!r}") from None
+        if name == "producer.id.expiration.ms" and not 1 <= value <= 2**31 - 1:
+            raise ValueError(f"producer.id.expiration.ms must be between 1 and {2**31 - 1}, not {value!r}")
         if name == "kafkalite.durability" and value not in DURABILITY_POLICIES:
             raise ValueError(f"kafkalite.durability must be one of {', '.join(DURABILITY_POLICIES)}, not {value!r}")
         self.settings[name] = value

@@ -75,7 +75,7 @@ class Broker:
     def topic_defaults(self) -> LogConfig:
         """Topic settings that a topic does not set itself, from the broker's log.* settings."""
         c = self.config
-        return LogConfig.from_configs(
+        defaults = LogConfig.from_configs(
             {
                 "segment.bytes": str(c["log.segment.bytes"]),
                 "retention.ms": str(c["log.retention.ms"]),
@@ -86,6 +86,8 @@ class Broker:
                 "kafkalite.durability": c["kafkalite.durability"],
             }
         )
+        # A broker-only setting: not a topic config name, so set on the defaults directly (see LogConfig).
+        return dataclasses.replace(defaults, producer_id_expiration_ms=c["producer.id.expiration.ms"])
 
     async def start(self) -> dict:
         started = time.monotonic()

@@ -2,6 +2,7 @@
 
 TOPIC_CONFIGS is the table DescribeConfigs lists (name, type, default, doc). LogConfig holds the parsed values;
 LogConfig.from_configs({"retention.ms": "1000"}, defaults=broker_defaults) applies overrides on top of defaults.
+LogConfig.producer_id_expiration_ms is the one field that is not a topic config (see there).
 """
 
 from __future__ import annotations
@@ -132,6 +133,10 @@ class LogConfig:
     segment_index_bytes: int = 10485760
     segment_ms: int = 604800000
     durability: str = "always"
+    # Not a topic config (Kafka's producer.id.expiration.ms is a broker setting), so it is not in TOPIC_CONFIGS:
+    # topics cannot set it and DescribeConfigs does not list it. Broker.topic_defaults copies the broker setting
+    # into the defaults, and every topic's LogConfig inherits it from there.
+    producer_id_expiration_ms: int = 86400000
 
     @classmethod
     def from_configs(cls, configs: dict[str, Any] | None, defaults: "LogConfig | None" = None) -> "LogConfig":

@@ -210,7 +210,9 @@ class PartitionLog:
         self.recovery = RecoveryInfo(clean, len(segments), scanned, truncated, time.monotonic() - started)
 
     def _load_producer_state(self) -> None:
-        """Newest valid snapshot at or below the log end, then replay batch headers after it."""
+        """Newest valid snapshot at or below the log end, then replay batch headers after it; then forget the
+        producers that expired (producer_id_expiration_ms) while the log was closed."""
+        now = self.clock()
         offsets = sorted((int(n[:-9]) for n in self.fs.listdir(self.directory)
                           if n.endswith(".snapshot") and n[:-9].isdigit()), reverse=True)
         self._producers = ProducerStateTable()
@@ -222,22 +224,30 @@ class PartitionLog:
                 self.fs.remove(path)  # describes batches that are gone
                 continue
             try:
-                snap_offset, table = ProducerStateTable.decode(self.fs.read_file(path))
+                snap_offset, table = ProducerStateTable.decode(self.fs.read_file(path), now)
             except ValueError:
                 self.fs.remove(path)
                 continue
             if snap_offset == offset:
                 self._producers, replay_from, self._snapshot_offset = table, max(offset, self._log_start), offset
                 break
-        if replay_from >= self._log_end:
-            return
-        for seg in self._segments:
+        for seg in self._segments:  # none is left to replay when the snapshot is at the log end
             if seg.next_offset <= replay_from:
                 continue
             position, _ = seg.position_hint(replay_from)
             for header in seg.headers(position):
                 if header.base_offset >= replay_from and is_idempotent(header):
-                    self._producers.update(header)
+                    # The append time is not stored, and a batch's own timestamp is the producer's clock (which
+                    # may be days behind when old data is replayed into Kafka): count replayed batches as
+                    # appended now, so a retry after a crash is always deduplicated. Expiry is only delayed.
+                    self._producers.update(header, now)
+        self._expire_producers(now)
+
+    def _expire_producers(self, now_ms: int) -> None:
+        """Forget producers whose last batch is older than producer_id_expiration_ms (Kafka's
+        producer.id.expiration.ms): a later batch of theirs is accepted at any sequence, as from a new producer."""
+        if self._producers.remove_expired(now_ms - self.config.producer_id_expiration_ms):
+            self._snapshot_offset = -1  # the newest snapshot still holds them: the next checkpoint/close rewrites it
 
     # ================================================================================================ properties
 
@@ -338,7 +348,7 @@ class PartitionLog:
                 self._first_unflushed_ms = now
             flush_now = self._unflushed_messages >= config.flush_messages
         if idempotent:
-            self._producers.update(header)
+            self._producers.update(header, now)
         if flush_now:
             self.flush()
         return AppendResult(base, header.last_offset, False, append_time)
@@ -589,7 +599,8 @@ class PartitionLog:
 
     def apply_retention(self, now_ms: int) -> int:
         """Delete whole closed segments past retention.ms / retention.bytes (cleanup.policy contains delete),
-        and those wholly below the log start offset. Returns the number of segments deleted."""
+        and those wholly below the log start offset; forget expired producers (whatever the cleanup.policy).
+        Returns the number of segments deleted."""
         self._check_writable()
         config = self.config
         segments = self._segments
@@ -612,6 +623,7 @@ class PartitionLog:
                     self._delete_leading_segments(n)
                 except OSError as e:
                     raise StorageError(f"retention in {self.directory} failed: {e}") from e
+        self._expire_producers(now_ms)
         self._close_retired()
         return n
 

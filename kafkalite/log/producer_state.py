@@ -8,6 +8,9 @@ Rules on append (Kafka's), for batches with producerId >= 0 and baseSequence >= 
   - same epoch otherwise: first sequence must be last sequence + 1 (wrapping from 2^31-1 to 0), else
     OutOfOrderSequence.
 
+Expiry (Kafka's producer.id.expiration.ms): each entry remembers when its last batch was appended; remove_expired
+forgets entries whose last batch is older than a cut-off, after which the producer counts as unknown again.
+
 Snapshot file `<offset, 20 digits>.snapshot` holds the state as of `offset` (the log end when it was taken);
 recovery loads the newest snapshot at or below the recovered log end and replays batch headers after it.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -27,9 +31,10 @@ MAX_BATCHES_PER_PRODUCER = 5
 SEQUENCE_WRAP = 2**31
 
 SNAPSHOT_MAGIC = b"KLPS"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2 added the last append timestamp per producer; version 1 is still read
 _SNAPSHOT_HEADER = struct.Struct(">4sHHqiI")  # magic, version, reserved, offset, producer count, crc32c of body
-_PRODUCER = struct.Struct(">qhH")  # producer id, epoch, batch count
+_PRODUCER = struct.Struct(">qhHq")  # producer id, epoch, batch count, last append timestamp (ms)
+_PRODUCER_V1 = struct.Struct(">qhH")  # producer id, epoch, batch count
 _BATCH = struct.Struct(">iiqq")  # first seq, last seq, base offset, last offset
 
 
@@ -44,6 +49,7 @@ class BatchMetadata:
 @dataclass(slots=True)
 class ProducerEntry:
     epoch: int
+    last_timestamp: int = -1  # ms: when its last batch was appended (on replay: that batch's max timestamp)
     batches: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCHES_PER_PRODUCER))
 
 
@@ -87,13 +93,22 @@ class ProducerStateTable:
                 f"producer {header.producer_id} sequence {first} does not follow {entry.batches[-1].last_seq}")
         return None
 
-    def update(self, header: BatchHeader) -> None:
-        """Record a batch that is now in the log (offsets assigned). Used on append and on replay."""
+    def update(self, header: BatchHeader, timestamp_ms: int) -> None:
+        """Record a batch that is now in the log (offsets assigned), appended at `timestamp_ms`. Used on append
+        and on replay."""
         entry = self.producers.get(header.producer_id)
         if entry is None or header.producer_epoch != entry.epoch:
             entry = self.producers[header.producer_id] = ProducerEntry(header.producer_epoch)
         entry.batches.append(
             BatchMetadata(header.base_sequence, last_sequence(header), header.base_offset, header.last_offset))
+        entry.last_timestamp = timestamp_ms
+
+    def remove_expired(self, cutoff_ms: int) -> int:
+        """Forget producers whose last batch was appended before `cutoff_ms`. Returns how many were removed."""
+        expired = [pid for pid, entry in self.producers.items() if entry.last_timestamp < cutoff_ms]
+        for pid in expired:
+            del self.producers[pid]
+        return len(expired)
 
     def clear(self) -> None:
         self.producers.clear()
@@ -103,27 +118,34 @@ class ProducerStateTable:
     def encode(self, offset: int) -> bytes:
         body = bytearray()
         for pid, entry in self.producers.items():
-            body += _PRODUCER.pack(pid, entry.epoch, len(entry.batches))
+            body += _PRODUCER.pack(pid, entry.epoch, len(entry.batches), entry.last_timestamp)
             for m in entry.batches:
                 body += _BATCH.pack(m.first_seq, m.last_seq, m.base_offset, m.last_offset)
         return _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, offset, len(self.producers),
                                      crc32c(bytes(body))) + bytes(body)
 
     @classmethod
-    def decode(cls, data: bytes) -> tuple[int, "ProducerStateTable"]:
-        """(offset, table); raises ValueError if the snapshot is damaged."""
+    def decode(cls, data: bytes, now_ms: int | None = None) -> tuple[int, "ProducerStateTable"]:
+        """(offset, table); raises ValueError if the snapshot is damaged. A version 1 snapshot has no timestamps:
+        its producers count as appended at `now_ms` (default: the wall clock), so they expire one window later."""
         if len(data) < _SNAPSHOT_HEADER.size:
             raise ValueError("snapshot too short")
         magic, version, _, offset, count, crc = _SNAPSHOT_HEADER.unpack_from(data, 0)
         body = data[_SNAPSHOT_HEADER.size:]
-        if magic != SNAPSHOT_MAGIC or version != SNAPSHOT_VERSION or crc32c(body) != crc:
+        if magic != SNAPSHOT_MAGIC or version not in (1, SNAPSHOT_VERSION) or crc32c(body) != crc:
             raise ValueError("snapshot header or checksum mismatch")
+        if version == 1 and now_ms is None:
+            now_ms = int(time.time() * 1000)
         table = cls()
         pos = 0
         for _ in range(count):
-            pid, epoch, n = _PRODUCER.unpack_from(body, pos)
-            pos += _PRODUCER.size
-            entry = table.producers[pid] = ProducerEntry(epoch)
+            if version == 1:
+                pid, epoch, n = _PRODUCER_V1.unpack_from(body, pos)
+                last_timestamp, pos = now_ms, pos + _PRODUCER_V1.size
+            else:
+                pid, epoch, n, last_timestamp = _PRODUCER.unpack_from(body, pos)
+                pos += _PRODUCER.size
+            entry = table.producers[pid] = ProducerEntry(epoch, last_timestamp)
             for _ in range(n):
                 entry.batches.append(BatchMetadata(*_BATCH.unpack_from(body, pos)))
                 pos += _BATCH.size

@@ -1,16 +1,22 @@
 """Idempotent producer state: duplicates, sequence gaps, epochs, and retries across restarts."""
 
+import struct
+
 import pytest
 
 from kafkalite.log import FaultyFileSystem, InvalidProducerEpoch, LogConfig, OutOfOrderSequence
+from kafkalite.log.producer_state import ProducerStateTable
+from kafkalite.protocol.record_batch import crc32c
 
-from logstore_helpers import batch, open_log, values
+from logstore_helpers import DIR, batch, open_log, values
 
 PID = 4000
+DAY = 86_400_000  # producer.id.expiration.ms default
+T0 = 1_700_000_000_000
 
 
-def produce(log, seq, *vals, epoch=0, pid=PID):
-    return log.append(batch(*vals, pid=pid, epoch=epoch, seq=seq))
+def produce(log, seq, *vals, epoch=0, pid=PID, ts=1000):
+    return log.append(batch(*vals, pid=pid, epoch=epoch, seq=seq, ts=ts))
 
 
 def test_duplicates_of_any_of_the_last_five_batches_return_the_original_offsets():
@@ -94,3 +100,156 @@ def test_state_rolls_back_with_truncation_and_lost_tail():
     assert log.log_end_offset == 8
     assert not produce(log, 8, b"lost").duplicate  # the lost batch is not remembered
     assert values(log)[-1] == b"lost"
+
+
+# -- expiry (producer.id.expiration.ms) ----------------------------------------------------------------------------
+
+class Clock:
+    def __init__(self, now: int):
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def newest_snapshot(fs) -> tuple[int, ProducerStateTable]:
+    newest = max(n for n in fs.listdir(DIR) if n.endswith(".snapshot"))
+    return ProducerStateTable.decode(fs.read_file(f"{DIR}/{newest}"))
+
+
+def test_producers_older_than_the_window_are_forgotten_younger_ones_kept():
+    clock = Clock(T0)
+    log = open_log(FaultyFileSystem(), clock=clock)
+    assert LogConfig().producer_id_expiration_ms == DAY
+    produce(log, 0, b"old0")
+    produce(log, 1, b"old1")
+    clock.now = T0 + DAY // 2
+    produce(log, 0, b"young", pid=PID + 1)
+
+    log.apply_retention(T0 + DAY)  # exactly one window old: kept, still deduplicated and sequence-checked
+    assert produce(log, 1, b"old1").duplicate
+    with pytest.raises(OutOfOrderSequence):
+        produce(log, 7, b"gap")
+
+    log.apply_retention(T0 + DAY + 1)  # older than the window: forgotten
+    clock.now = T0 + DAY + 1
+    again = produce(log, 1, b"old1")  # a retry now is a new batch, as from an unknown producer
+    assert not again.duplicate and again.base_offset == 3
+    assert produce(log, 1000, b"any sequence", pid=PID + 2).base_offset == 4  # (an unknown one, for comparison)
+    assert produce(log, 0, b"young", pid=PID + 1).duplicate  # the younger producer is kept
+    with pytest.raises(OutOfOrderSequence):
+        produce(log, 5, b"gap", pid=PID + 1)
+
+
+def test_expiry_window_comes_from_the_config():
+    clock = Clock(T0)
+    log = open_log(FaultyFileSystem(), LogConfig(producer_id_expiration_ms=1000), clock=clock)
+    produce(log, 0, b"a")
+    log.apply_retention(T0 + 1000)
+    assert produce(log, 0, b"a").duplicate
+    log.apply_retention(T0 + 1001)
+    assert not produce(log, 0, b"a").duplicate
+
+
+def test_snapshot_v2_round_trip_keeps_timestamps():
+    fs = FaultyFileSystem()
+    clock = Clock(T0)
+    log = open_log(fs, clock=clock)
+    produce(log, 0, b"a")
+    clock.now = T0 + 5
+    produce(log, 0, b"b", pid=PID + 1)
+    produce(log, 1, b"c", pid=PID + 1)
+    log.checkpoint()
+    data = fs.read_file(f"{DIR}/{3:020d}.snapshot")
+    assert struct.unpack_from(">4sH", data) == (b"KLPS", 2)
+    offset, table = ProducerStateTable.decode(data)
+    assert offset == 3
+    assert {pid: e.last_timestamp for pid, e in table.producers.items()} == {PID: T0, PID + 1: T0 + 5}
+    assert table.encode(3) == data
+    # A clean reopen reads only the snapshot; its timestamps still decide expiry.
+    log.close()
+    log = open_log(fs, clock=clock)
+    log.apply_retention(T0 + DAY + 1)
+    assert not produce(log, 0, b"a").duplicate
+    assert produce(log, 1, b"c", pid=PID + 1).duplicate
+
+
+def v1_snapshot(offset: int, producers) -> bytes:
+    """producers: (pid, epoch, [(first seq, last seq, base offset, last offset)])"""
+    body = b"".join(struct.pack(">qhH", pid, epoch, len(batches)) + b"".join(struct.pack(">iiqq", *b) for b in batches)
+                    for pid, epoch, batches in producers)
+    return struct.pack(">4sHHqiI", b"KLPS", 1, 0, offset, len(producers), crc32c(body)) + body
+
+
+def test_v1_snapshot_still_loads_and_its_producers_expire_a_window_after_loading():
+    _, table = ProducerStateTable.decode(v1_snapshot(1, [(PID, 0, [(0, 0, 0, 0)])]), now_ms=77)
+    assert table.producers[PID].last_timestamp == 77
+    fs = FaultyFileSystem()
+    log = open_log(fs, clock=Clock(T0))
+    produce(log, 0, b"a")
+    produce(log, 1, b"b")
+    log.close()
+    # As an older kafkalite left it: a clean shutdown with a version 1 snapshot at the log end (nothing replayed).
+    fs.write_file_atomic(f"{DIR}/{2:020d}.snapshot", v1_snapshot(2, [(PID, 0, [(0, 0, 0, 0), (1, 1, 1, 1)])]))
+    loaded = T0 + 3 * DAY
+    log = open_log(fs, clock=Clock(loaded))
+    assert log.recovery.clean
+    assert produce(log, 1, b"b").duplicate  # loaded from the v1 snapshot
+    with pytest.raises(OutOfOrderSequence):
+        produce(log, 9, b"gap")
+    log.apply_retention(loaded + DAY)  # unknown timestamp counts as the load time
+    assert produce(log, 1, b"b").duplicate
+    log.apply_retention(loaded + DAY + 1)
+    assert produce(log, 9, b"any").base_offset == 2
+    log.checkpoint()
+    assert newest_snapshot(fs)[1].producers[PID].last_timestamp == loaded  # rewritten as version 2
+
+
+@pytest.mark.parametrize("restart", ["checkpoint_then_kill", "clean_close", "kill_before_checkpoint"])
+def test_expired_producers_do_not_come_back_after_a_restart(restart):
+    fs = FaultyFileSystem()
+    clock = Clock(T0)
+    log = open_log(fs, clock=clock)
+    for i in range(3):
+        produce(log, i, b"old%d" % i)
+    log.checkpoint()  # a snapshot that still holds PID
+    clock.now = T0 + DAY
+    produce(log, 0, b"young", pid=PID + 1)
+    log.checkpoint()
+    now = clock.now = T0 + DAY + 1
+    if restart != "kill_before_checkpoint":
+        log.apply_retention(now)  # forgets PID; the snapshot at the log end still has it until rewritten
+        if restart == "clean_close":
+            log.close()
+        else:
+            log.checkpoint()
+            produce(log, 1, b"young1", pid=PID + 1, ts=now)  # a tail replayed after the snapshot
+            fs.restart(lose_unsynced="none")
+        assert PID not in newest_snapshot(fs)[1].producers
+    else:
+        produce(log, 1, b"young1", pid=PID + 1, ts=now)  # replayed after the snapshot on load
+        fs.restart(lose_unsynced="none")  # the newest snapshot still holds PID: expired again on load
+    log = open_log(fs, clock=clock)
+    end = log.log_end_offset
+    assert produce(log, 17, b"any sequence").base_offset == end  # PID is unknown: any sequence is accepted
+    assert produce(log, 0, b"young", pid=PID + 1).duplicate  # the young producer survived, deduplicated
+    if restart != "clean_close":
+        assert produce(log, 1, b"young1", pid=PID + 1).duplicate  # rebuilt by replay after the snapshot
+
+
+def test_replayed_batches_count_as_appended_at_load_time_whatever_their_timestamps():
+    fs = FaultyFileSystem()
+    clock = Clock(T0 + DAY)
+    log = open_log(fs, clock=clock)
+    log.append(batch(b"old", pid=PID, epoch=0, seq=0, ts=T0 - 1))  # producer clock more than a window behind
+    log.append(batch(b"future", pid=PID + 1, epoch=0, seq=0, ts=T0 + 10 * DAY))
+    fs.restart(lose_unsynced="none")  # no snapshot: rebuilt from the batch headers
+    log = open_log(fs, clock=clock)
+    # A retry after the crash is deduplicated even for the producer whose timestamps are old.
+    assert produce(log, 0, b"old").duplicate
+    assert produce(log, 0, b"future", pid=PID + 1).duplicate
+    log.apply_retention(T0 + 2 * DAY)  # exactly one window after the load: kept
+    assert produce(log, 0, b"old").duplicate
+    log.apply_retention(T0 + 2 * DAY + 1)  # then both expire, a window after the load
+    assert not produce(log, 0, b"old").duplicate
+    assert not produce(log, 0, b"future", pid=PID + 1).duplicate
