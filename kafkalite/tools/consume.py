@@ -75,14 +75,16 @@ async def consume(args) -> int:
                 break
         if args.group is not None:
             # Exactly what was printed: getmany never handed out more.
-            await asyncio.wait_for(consumer.commit(), CLOSE_TIMEOUT)
+            async with asyncio.timeout(CLOSE_TIMEOUT):  # not wait_for: on 3.11 it can swallow a cancellation
+                await consumer.commit()
     finally:
         progress.clear()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         try:
-            await asyncio.wait_for(consumer.close(), CLOSE_TIMEOUT)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await consumer.close()
+        except TimeoutError:
             # A stop must not hang on a slow LeaveGroup: the coordinator expires the member anyway.
             print(f"kafkalite: closing the consumer took over {CLOSE_TIMEOUT:g}s; exiting without waiting",
                   file=sys.stderr)
