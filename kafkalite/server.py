@@ -68,7 +68,7 @@ class Connection(asyncio.BufferedProtocol):
         self.server.connections.add(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        # The socket reads straight into the splitter: a large request is never copied on its way in.
+        # The socket reads straight into the splitter: a large request lands in its own buffer, not a copy.
         return self.splitter.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:

@@ -17,7 +17,7 @@ import uuid
 
 from kafkalite.config import BrokerConfig, DynamicSettings
 from kafkalite.log.config import LogConfig
-from kafkalite.log.manager import LogManager
+from kafkalite.log.manager import LogManager, OpenSummary
 from kafkalite.log.partition import PartitionLog
 
 log = logging.getLogger("kafkalite.broker")
@@ -89,7 +89,7 @@ class Broker:
         # A broker-only setting: not a topic config name, so set on the defaults directly (see LogConfig).
         return dataclasses.replace(defaults, producer_id_expiration_ms=c["producer.id.expiration.ms"])
 
-    async def start(self) -> dict:
+    async def start(self) -> OpenSummary:
         started = time.monotonic()
         os.makedirs(self.config.data_dir, exist_ok=True)
         self.dynamic_settings.load()

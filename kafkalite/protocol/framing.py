@@ -3,8 +3,9 @@
 Two ways in, one splitter: `feed(data)` for bytes already received, or `get_buffer()` and
 `buffer_updated(n)` for a socket that reads straight into the splitter's memory (asyncio's
 BufferedProtocol). Small frames are gathered in a reusable scratch buffer and copied out; a large
-frame (a Produce of a big batch) gets a buffer of its own that the socket fills directly, so its
-bytes are never copied on their way in.
+frame (a Produce of a big batch) gets a buffer of its own that the socket fills directly. Up to 1 MiB
+(Kafka's default batch limit) its bytes are never copied on their way in; beyond that the buffer
+doubles as bytes arrive, so a size prefix alone cannot make the broker allocate what it claims.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ from kafkalite.protocol import record_batch
 from kafkalite.protocol.errors import DecodeError, ErrorCode
 
 
-def validate(records, max_message_bytes: int) -> record_batch.RecordBatch:
-    """Check a partition's records as Kafka does for v3+: exactly one well-formed v2 batch."""
+def validate(records) -> record_batch.RecordBatch:
+    """Check a partition's records as Kafka does for v3+: exactly one well-formed v2 batch. Limits that
+    depend on the topic's config (max.message.bytes, timestamps) are the log's to check, on append."""
     if records is None or len(records) == 0:
         raise Rejected(ErrorCode.INVALID_RECORD, "no record batch")
     try:
@@ -23,8 +24,6 @@ def validate(records, max_message_bytes: int) -> record_batch.RecordBatch:
     if len(batches) != 1:
         raise Rejected(ErrorCode.INVALID_RECORD, "a produce request carries exactly one batch per partition")
     batch = batches[0]
-    if batch.size > max_message_bytes:
-        raise Rejected(ErrorCode.MESSAGE_TOO_LARGE, f"batch of {batch.size} bytes exceeds max.message.bytes")
     if not batch.crc_ok():
         raise Rejected(ErrorCode.CORRUPT_MESSAGE, "batch CRC does not match")
     if batch.base_offset != 0:
@@ -64,7 +63,7 @@ async def handle(ctx, request):
                 resp["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
             try:
-                batch = validate(part["records"], plog.config.max_message_bytes)
+                batch = validate(part["records"])
                 result = plog.append(batch.buf)
             except Rejected as e:
                 resp["error_code"], resp["error_message"] = e.code, e.message
