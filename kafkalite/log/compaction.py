@@ -160,5 +160,5 @@ def _swap_in(log: "PartitionLog", old: Segment, pieces: list[bytes]) -> bool:
         new.flush_indexes()
         new.next_offset = old.next_offset  # keep "ends where the next segment starts"
         log._segments = [new if s is old else s for s in log._segments]
-        log._retired.append(old)  # a concurrent read may still use its handle; closed at the next maintenance
+        log._retired.append(old)  # a concurrent read may still use its handle; see PartitionLog.close_retired
     return True

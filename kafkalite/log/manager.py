@@ -17,7 +17,6 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from kafkalite.log.config import LogConfig
 from kafkalite.log.errors import (
@@ -152,24 +151,10 @@ class LogManager:
                         total += log.compact(now_ms)
         return total
 
-    def housekeeping(self, now_ms: int) -> Iterator[tuple[str, StorageError | None]]:
-        """Retention, compaction and a recovery checkpoint, one partition per step: the caller (the event loop,
-        which owns the logs) serves requests between steps instead of stalling for all partitions at once.
-        Yields (partition directory, the StorageError it raised or None); one failing partition stops no other."""
-        for info in list(self._topics.values()):
-            for log in list(info.logs):
-                if log.failed:
-                    continue
-                try:
-                    log.apply_retention(now_ms)
-                    if info.config.compact:
-                        log.checkpoint()  # compaction rewrites only segments below the recovery point
-                        log.compact(now_ms)
-                    log.checkpoint()
-                except StorageError as e:
-                    yield log.directory, e
-                else:
-                    yield log.directory, None
+    def housekeeping_logs(self) -> list[PartitionLog]:
+        """The partitions for periodic housekeeping (PartitionLog.housekeep), one at a time: the broker runs each
+        in a worker thread and serves requests meanwhile."""
+        return [log for log in self._all_logs() if not log.failed]
 
     # -------------------------------------------------------------------------------------------- topics
 

@@ -2,7 +2,10 @@
 
 Threading: one owning thread (the broker's event loop) calls everything, except that
   - flush() may run in worker threads at the same time (group commit: concurrent callers share one fsync);
-  - compact() may run in a worker thread (it swaps segments under the lock; see compaction.py).
+  - housekeep() (retention, compaction, checkpoint) may run in a worker thread while the owner goes on
+    reading, provided the owner holds back everything else that changes this log (appends, DeleteRecords,
+    truncation, close) until it returns. Segments it removes are retired, not closed: a read on the owning
+    thread may still hold one. The owner closes them afterwards with close_retired().
 Segment lists are copy-on-write, so reads never take the lock.
 
 Files in the partition directory (layouts in docs/storage.md):
@@ -104,7 +107,7 @@ class PartitionLog:
         self._first_unflushed_ms: int | None = None
         self._producers = ProducerStateTable()
         self._snapshot_offset = -1
-        self._retired: list[Segment] = []  # replaced by compaction; closed at the next maintenance call
+        self._retired: list[Segment] = []  # removed from the log; closed by close_retired() on the owning thread
         self._failed: StorageError | None = None
         self._closed = False
         self.recovery: RecoveryInfo | None = None
@@ -285,6 +288,10 @@ class PartitionLog:
         return len(self._segments)
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def failed(self) -> bool:
         """True after a write-path I/O error that left the log in an unknown state (reopen to recover)."""
         return self._failed is not None
@@ -455,7 +462,6 @@ class PartitionLog:
         self._check_writable()
         self.flush()
         try:
-            self._close_retired()
             for seg in self._segments:
                 seg.flush_indexes()
             end = self._log_end
@@ -588,6 +594,7 @@ class PartitionLog:
                 self._delete_leading_segments(self._count_breached_segments())
             except OSError as e:
                 raise StorageError(f"delete records in {self.directory} failed: {e}") from e
+        self.close_retired()  # on the owning thread no read is in progress
         return self._log_start
 
     def _count_breached_segments(self) -> int:
@@ -624,7 +631,6 @@ class PartitionLog:
                 except OSError as e:
                     raise StorageError(f"retention in {self.directory} failed: {e}") from e
         self._expire_producers(now_ms)
-        self._close_retired()
         return n
 
     def _delete_leading_segments(self, n: int) -> None:
@@ -633,7 +639,8 @@ class PartitionLog:
         doomed, self._segments = self._segments[:n], self._segments[n:]
         self._log_start = max(self._log_start, self._segments[0].base_offset)
         for seg in doomed:
-            seg.delete_files()
+            seg.remove_files()  # unlinked now, closed by close_retired(): a concurrent read may hold its handle
+            self._retired.append(seg)
         self.fs.fsync_dir(self.directory)
 
     def truncate_to(self, offset: int) -> int:
@@ -680,7 +687,24 @@ class PartitionLog:
         self._write_checkpoint(clean=False)  # a recovery point above the new end would skip validating new data
         self._load_producer_state()
 
-    # ================================================================================================ compaction
+    # ================================================================================================ housekeeping
+
+    def housekeep(self, now_ms: int) -> None:
+        """Retention, compaction (when cleanup.policy contains compact) and a recovery checkpoint.
+        May run in a worker thread; see the module docstring for what the owner must hold back meanwhile."""
+        self.apply_retention(now_ms)
+        if self.config.compact:
+            self.checkpoint()  # compaction rewrites only segments below the recovery point
+            self.compact(now_ms)
+        self.checkpoint()
+
+    def close_retired(self) -> None:
+        """Close the files of segments removed by retention, DeleteRecords or compaction. Owning thread only,
+        between reads (a read in progress may hold a removed segment)."""
+        with self._lock:
+            retired, self._retired = self._retired, []
+        for seg in retired:
+            seg.close()
 
     def compact(self, now_ms: int) -> int:
         """Compact closed segments when cleanup.policy contains compact (see compaction.py).
@@ -717,12 +741,6 @@ class PartitionLog:
         for seg in self._segments + self._retired:
             seg.close()
         self._retired = []
-
-    def _close_retired(self) -> None:
-        with self._lock:
-            retired, self._retired = self._retired, []
-        for seg in retired:
-            seg.close()
 
     def _path(self, name: str) -> str:
         return os.path.join(self.directory, name)

@@ -120,8 +120,12 @@ class Segment:
                     pass
 
     def delete_files(self) -> None:
-        """Remove .log first: a crash in between leaves orphan index files, which open() removes."""
         self.close()
+        self.remove_files()
+
+    def remove_files(self) -> None:
+        """Unlink the files; open handles still read them until closed. Removes .log first: a crash in between
+        leaves orphan index files, which open() removes."""
         for suffix in (".log", ".index", ".timeindex"):
             try:
                 self.fs.remove(self.path(suffix))

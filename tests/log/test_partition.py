@@ -250,3 +250,20 @@ def test_size_and_close_rejects_appends(fs):
     from kafkalite.log import StorageError
     with pytest.raises(StorageError):
         log.append(batch(b"b"))
+
+
+def test_segments_removed_by_retention_stay_readable_until_the_owner_closes_them(fs):
+    # housekeep() may run in a worker thread while the owning thread is in the middle of a read that
+    # already picked its segment: removal must not close that segment's file under it.
+    log = open_log(fs, LogConfig(segment_bytes=300, retention_ms=1000))
+    for i in range(30):
+        log.append(batch(b"v%02d" % i, ts=10_000))
+    first = log._segments[0]
+    assert log.apply_retention(now_ms=10**12) > 0
+    assert first not in log._segments and not fs.exists(first.path(".log"))
+    assert first.read(0, 10), "a removed segment's file was closed before the owner said so"
+    log.close_retired()
+    assert first.closed
+    with pytest.raises((OSError, ValueError)):
+        first.read(0, 10)
+    assert log.log_end_offset == 30 and values(log)[-1] == b"v29"

@@ -21,6 +21,8 @@ async def handle(ctx, request):
             resp = {"partition_index": part["partition_index"], "low_watermark": -1, "error_code": 0}
             partitions.append(resp)
             plog = broker.partition_log(name, part["partition_index"])
+            if plog is not None and await broker.wait_writable(plog):
+                plog = broker.partition_log(name, part["partition_index"])
             if plog is None:
                 resp["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             elif name == OFFSETS_TOPIC:

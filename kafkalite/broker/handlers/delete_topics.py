@@ -29,7 +29,9 @@ async def handle(ctx, request):
         if name == OFFSETS_TOPIC:
             resp["error_code"], resp["error_message"] = ErrorCode.INVALID_TOPIC_EXCEPTION, "internal topic"
             continue
-        if name not in broker.logs.topics():
+        if name in broker.logs.topics():
+            await broker.wait_housekeeping_done(broker.logs.topic(name).logs)
+        if name not in broker.logs.topics():  # (also when deleted by another request while we waited)
             resp["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             continue
         try:

@@ -59,6 +59,8 @@ async def handle(ctx, request):
                 resp["error_message"] = "clients may not write to an internal topic"
                 continue
             plog = broker.partition_log(name, part["index"])
+            if plog is not None and await broker.wait_writable(plog):
+                plog = broker.partition_log(name, part["index"])
             if plog is None:
                 resp["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
