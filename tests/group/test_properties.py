@@ -28,7 +28,12 @@ def check_invariants(h: Harness, last_generation: int) -> int:
         return 0
     members = group.members.values()
     assert group.state != GroupState.DEAD
-    assert (group.state == GroupState.EMPTY) == (not group.members)
+    if group.state == GroupState.EMPTY:
+        assert not group.members
+    elif not group.members:
+        # As in Kafka: a rebalance with no members left still waits for members that were given an id
+        # (MEMBER_ID_REQUIRED) to join with it, until they do or their join deadline passes.
+        assert group.state == GroupState.PREPARING_REBALANCE and group.pending_members
     if group.members:
         assert group.leader_id in group.members
     if group.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE, GroupState.EMPTY):

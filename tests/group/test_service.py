@@ -66,6 +66,12 @@ class FakeBroker:
         self.fail_appends = False
         self.groups = GroupService(self)
 
+    # Data topics that exist, for OffsetCommit's check: name -> partition count.
+    user_topics = {"t": 8, "u": 8}
+
+    def partition_log(self, topic, index):
+        return object() if 0 <= index < self.user_topics.get(topic, 0) else None
+
     async def append_records(self, topic, partition, batch):
         assert topic == OFFSETS_TOPIC
         await asyncio.sleep(0)
@@ -194,6 +200,19 @@ async def test_offset_commit_and_fetch_every_version(broker, version):
             assert rows == [(0, 42), (5, -1)]
             if v >= 5:  # the epoch is committed from OffsetCommit v6
                 assert f["topics"][0]["partitions"][0]["committed_leader_epoch"] == (0 if version >= 6 else -1)
+
+
+async def test_offset_commit_to_a_missing_topic_or_partition_is_refused(broker):
+    r = await call(broker, "OffsetCommit", 8, {
+        "group_id": "solo", "generation_id_or_member_epoch": -1, "member_id": "",
+        "topics": [{"name": "t", "partitions": [{"partition_index": 0, "committed_offset": 5},
+                                                 {"partition_index": 8, "committed_offset": 5}]},
+                   {"name": "nope", "partitions": [{"partition_index": 0, "committed_offset": 5}]}]})
+    codes = {(t["name"], p["partition_index"]): p["error_code"] for t in r["topics"] for p in t["partitions"]}
+    assert codes == {("t", 0): 0, ("t", 8): E.UNKNOWN_TOPIC_OR_PARTITION, ("nope", 0): E.UNKNOWN_TOPIC_OR_PARTITION}
+    f = await call(broker, "OffsetFetch", 8, {"groups": [{"group_id": "solo", "topics": None}]})
+    committed = {(t["name"], p["partition_index"]) for t in f["groups"][0]["topics"] for p in t["partitions"]}
+    assert committed == {("t", 0)}
 
 
 async def test_offset_fetch_all_partitions_before_v8(broker):

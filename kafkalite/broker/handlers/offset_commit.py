@@ -2,7 +2,8 @@
 
 Generation -1 with an empty member id commits for a consumer that uses assign() (no group
 management); it is accepted while the group has no members. retention_time_ms (v2-4) is ignored:
-offsets.retention.minutes applies, as in Kafka 2.1+ for empty groups.
+offsets.retention.minutes applies, as in Kafka 2.1+ for empty groups. Offsets for a topic or partition
+that does not exist get UNKNOWN_TOPIC_OR_PARTITION, as in Kafka.
 """
 
 from __future__ import annotations
@@ -14,16 +15,23 @@ from kafkalite.protocol.errors import ErrorCode
 
 @handler("OffsetCommit")
 async def handle(ctx, request):
-    groups = ctx.broker.groups
-    offsets = [
-        (t["name"], p["partition_index"], p["committed_offset"], p.get("committed_leader_epoch", -1),
-         p.get("committed_metadata"))
-        for t in request["topics"] for p in t["partitions"]
-    ]
-    if not groups.loaded:
-        errors = {(t, p): ErrorCode.COORDINATOR_LOAD_IN_PROGRESS for t, p, *_ in offsets}
+    broker = ctx.broker
+    groups = broker.groups
+    offsets = []
+    errors = {}
+    for t in request["topics"]:
+        for p in t["partitions"]:
+            if broker.partition_log(t["name"], p["partition_index"]) is None:  # as Kafka: only existing partitions
+                errors[(t["name"], p["partition_index"])] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                offsets.append((t["name"], p["partition_index"], p["committed_offset"],
+                                p.get("committed_leader_epoch", -1), p.get("committed_metadata")))
+    if not offsets:
+        pass
+    elif not groups.loaded:
+        errors.update({(t, p): ErrorCode.COORDINATOR_LOAD_IN_PROGRESS for t, p, *_ in offsets})
     else:
-        errors = await groups.offset_commit(OffsetCommitRequest(
+        errors |= await groups.offset_commit(OffsetCommitRequest(
             group_id=request["group_id"],
             generation_id=request.get("generation_id_or_member_epoch", -1),
             member_id=request.get("member_id", ""),
