@@ -566,13 +566,12 @@ class Consumer:
         buffered_before = len(out)
         topic, partition = tp
         for batch in iter_batches_lenient(data):
-            if batch.next_offset <= offset:
+            next_offset = batch.next_offset
+            if next_offset <= offset:
                 continue
-            if batch.is_control:
-                offset = batch.next_offset
-                continue
-            decode_batch(batch, topic, partition, offset, out)
-            offset = batch.next_offset
+            if not batch.is_control:
+                decode_batch(batch, topic, partition, offset, out)
+            offset = next_offset
         if not out and st.position == st.fetch_offset:
             st.position = offset  # only control batches: step over them, so lag and commits move on
         st.fetch_offset = offset

@@ -1,17 +1,30 @@
 """Turning fetched record batches into ConsumerRecords: the consumer's hot loop.
 
-RecordBatch.records() (kafkalite.protocol) is the reference decoder; this one gives the same records
-(tests compare the two) but inlines one- and two-byte varints, which are nearly all of them, because decoding
-is most of a Python consumer's time.
+RecordBatch.records() (kafkalite.protocol) is the reference decoder; the ones here give the same records
+(tests compare them) faster. decode_records_py inlines one- and two-byte varints, which are nearly all of
+them, because decoding is most of a Python consumer's time; the C extension kafkalite_client._records
+(built from _records.c when a compiler is there) does the same several times faster and is used when it
+imports, unless KAFKALITE_PURE_PYTHON=1 is set. ACCELERATED says which one decode_batch uses.
 """
 
 from __future__ import annotations
 
+import os
+
 from kafkalite.protocol import compression
 from kafkalite.protocol.errors import DecodeError
-from kafkalite.protocol.record_batch import HEADER_SIZE, RecordBatch
+from kafkalite.protocol.record_batch import CODEC_MASK, HEADER_SIZE, TIMESTAMP_TYPE_BIT, RecordBatch
 
 from kafkalite_client.records import ConsumerRecord
+
+_decode_records_c = None
+if os.environ.get("KAFKALITE_PURE_PYTHON") != "1":
+    try:
+        from kafkalite_client._records import decode_records as _decode_records_c
+    except ImportError:  # installed without a compiler
+        pass
+
+ACCELERATED = _decode_records_c is not None
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -21,26 +34,38 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     while True:
         b = data[pos]
         pos += 1
+        if shift == 63 and b > 1:  # the tenth byte holds bit 63 only, as in the C decoder
+            raise DecodeError("varint is too long")
         n |= (b & 0x7F) << shift
         if b < 0x80:
             return (n >> 1) ^ -(n & 1), pos
         shift += 7
-        if shift > 63:
-            raise DecodeError("varint is too long")
 
 
 def decode_batch(batch: RecordBatch, topic: str, partition: int, min_offset: int, out: list) -> None:
     """Append the batch's records at or after min_offset to `out`."""
+    # The attribute bits directly, not through the codec and log_append_time properties: this runs per batch,
+    # and with 1 KiB records that is every 15 records. Uncompressed records go to C as a view, uncopied.
+    attributes = batch.attributes
+    codec = attributes & CODEC_MASK
     body = batch.buf[HEADER_SIZE:]
-    data = compression.decompress(batch.codec, body) if batch.codec else bytes(body)
-    base_offset = batch.base_offset
-    base_ts = batch.base_timestamp
-    log_append = batch.log_append_time
+    data = compression.decompress(codec, body) if codec else body
+    _decode_records(data, batch.records_count, batch.base_offset, batch.base_timestamp,
+                    attributes & TIMESTAMP_TYPE_BIT != 0, batch.max_timestamp, topic, partition, min_offset,
+                    ConsumerRecord, out)
+
+
+def decode_records_py(data, count: int, base_offset: int, base_ts: int, log_append: bool, max_timestamp: int,
+                      topic: str, partition: int, min_offset: int, record_class, out) -> None:
+    """Append a record_class(...) to `out` for each of the `count` records in `data` (a batch's decompressed
+    records) at or after min_offset. The C decode_records takes the same arguments and must agree."""
+    if type(data) is not bytes:
+        data = bytes(data)  # slices of a memoryview would be views, not the bytes records hold
     ts_type = 1 if log_append else 0
     size = len(data)
     pos = 0
     try:
-        for _ in range(batch.records_count):
+        for _ in range(count):
             b = data[pos]
             if b < 0x80:
                 length = (b >> 1) ^ -(b & 1)
@@ -85,8 +110,10 @@ def decode_batch(batch: RecordBatch, topic: str, partition: int, min_offset: int
                 pos += 2
             else:
                 n, pos = _varint(data, pos)
-            if n < 0:
+            if n == -1:
                 key = None
+            elif n < 0:
+                raise DecodeError("record field length is negative")
             else:
                 key = data[pos : pos + n]
                 pos += n
@@ -100,29 +127,37 @@ def decode_batch(batch: RecordBatch, topic: str, partition: int, min_offset: int
                 pos += 2
             else:
                 n, pos = _varint(data, pos)
-            if n < 0:
+            if n == -1:
                 value = None
+            elif n < 0:
+                raise DecodeError("record field length is negative")
             else:
                 value = data[pos : pos + n]
                 pos += n
             b = data[pos]
             if b < 0x80:
-                count = (b >> 1) ^ -(b & 1)
+                n_headers = (b >> 1) ^ -(b & 1)
                 pos += 1
             elif data[pos + 1] < 0x80:
                 b = (b & 0x7F) | (data[pos + 1] << 7)
-                count = (b >> 1) ^ -(b & 1)
+                n_headers = (b >> 1) ^ -(b & 1)
                 pos += 2
             else:
-                count, pos = _varint(data, pos)
+                n_headers, pos = _varint(data, pos)
+            if n_headers < 0 or n_headers > end - pos:
+                raise DecodeError("bad record header count")
             headers = []
-            for _ in range(count):
+            for _ in range(n_headers):
                 n, pos = _varint(data, pos)
+                if n < 0:
+                    raise DecodeError("bad record header key")
                 hkey = data[pos : pos + n].decode("utf-8")
                 pos += n
                 n, pos = _varint(data, pos)
-                if n < 0:
+                if n == -1:
                     hvalue = None
+                elif n < 0:
+                    raise DecodeError("record header value length is negative")
                 else:
                     hvalue = data[pos : pos + n]
                     pos += n
@@ -131,10 +166,12 @@ def decode_batch(batch: RecordBatch, topic: str, partition: int, min_offset: int
                 raise DecodeError("record length does not match its fields")
             offset = base_offset + off_delta
             if offset >= min_offset:
-                out.append(ConsumerRecord(topic, partition, offset,
-                                          batch.max_timestamp if log_append else base_ts + ts_delta,
-                                          key, value, headers, ts_type))
+                out.append(record_class(topic, partition, offset, max_timestamp if log_append else base_ts + ts_delta,
+                                        key, value, headers, ts_type))
     except (IndexError, UnicodeDecodeError) as e:
         raise DecodeError(f"malformed record in batch at offset {base_offset}: {e}") from None
     if pos != size:
         raise DecodeError(f"{size - pos} bytes left after the last record of a batch")
+
+
+_decode_records = _decode_records_c or decode_records_py
