@@ -66,16 +66,10 @@ class ProducerBatch:
             self.base_timestamp = self.max_timestamp = timestamp
         elif timestamp > self.max_timestamp:
             self.max_timestamp = timestamp
-        parts = [b"\x00", varint(timestamp - self.base_timestamp), varint(index)]
-        if key is None:
-            parts.append(_NULL)
-        else:
-            parts += (varint(len(key)), key)
-        if value is None:
-            parts.append(_NULL)
-        else:
-            parts += (varint(len(value)), value)
-        parts.append(varint(len(headers)))
+        parts = [b"\x00", varint(timestamp - self.base_timestamp), varint(index),
+                 _NULL if key is None else varint(len(key)), key or b"",
+                 _NULL if value is None else varint(len(value)), value or b"",
+                 varint(len(headers))]
         for hkey, hvalue in headers:
             hk = hkey.encode("utf-8")
             parts += (varint(len(hk)), hk)

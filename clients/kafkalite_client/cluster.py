@@ -55,6 +55,7 @@ class TopicInfo:
     partitions: dict[int, PartitionInfo] = field(default_factory=dict)
     is_internal: bool = False
     error_code: int = 0
+    available: list[int] = field(default_factory=list)  # partitions with a known leader
 
 
 class Cluster:
@@ -172,6 +173,7 @@ class Cluster:
                 info.partitions[p["partition_index"]] = PartitionInfo(
                     p["partition_index"], p["leader_id"], p["leader_epoch"], list(p["replica_nodes"]),
                     list(p["isr_nodes"]), p["error_code"])
+            info.available = [p for p, pi in info.partitions.items() if pi.leader >= 0]
             if info.error_code and not info.partitions:
                 self.topics.pop(info.name, None)
             else:

@@ -15,6 +15,7 @@ import time
 
 from kafkalite.protocol import compression
 from kafkalite.protocol.errors import ErrorCode
+from kafkalite.protocol.record_batch import HEADER_SIZE
 
 from kafkalite_client._aio import wait_event, with_timeout
 from kafkalite_client.batch import RECORD_OVERHEAD, ProducerBatch
@@ -30,7 +31,7 @@ from kafkalite_client.errors import (
     error_class,
 )
 from kafkalite_client.partitioner import StickyPartitioner
-from kafkalite_client.records import RecordMetadata, TopicPartition, to_bytes, to_headers
+from kafkalite_client.records import RecordMetadata, to_bytes, to_headers
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,10 @@ class Producer:
 
         self.producer_id = -1
         self.producer_epoch = -1
-        self._next_sequence: dict[TopicPartition, int] = collections.defaultdict(int)
-        self._queues: dict[TopicPartition, collections.deque[ProducerBatch]] = {}
-        self._in_flight_partitions: set[TopicPartition] = set()
+        # Keyed by (topic, partition) tuples: made per record, and cheaper than TopicPartition (equal to them).
+        self._next_sequence: dict[tuple[str, int], int] = collections.defaultdict(int)
+        self._queues: dict[tuple[str, int], collections.deque[ProducerBatch]] = {}
+        self._in_flight_partitions: set[tuple[str, int]] = set()
         self._in_flight_requests: dict[int, int] = collections.defaultdict(int)
         self._unfinished: set[ProducerBatch] = set()
         self._buffered_bytes = 0
@@ -98,6 +100,7 @@ class Producer:
         self._wakeup = asyncio.Event()
         self._flushing = 0
         self._sender: asyncio.Task | None = None
+        self._sender_error: KafkaError | None = None  # the sender died of a bug: nothing can be sent any more
         self._request_tasks: set[asyncio.Task] = set()
         self._started = False
         self._closed = False
@@ -115,6 +118,7 @@ class Producer:
             if self.idempotent:
                 await self._init_producer_id()
             self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+            self._sender.add_done_callback(self._sender_stopped)
             self._started = True
         return self
 
@@ -205,11 +209,16 @@ class Producer:
     async def _append(self, topic, value, key, headers, partition, timestamp) -> tuple[ProducerBatch, int, int]:
         if self._closed:
             raise ClientClosedError("the producer is closed")
+        if self._sender_error is not None:
+            raise self._sender_error
         if not self._started:
             await self.start()
-        key = to_bytes(key, "a key")
-        value = to_bytes(value, "a value")
-        headers = to_headers(headers)
+        # Per record, so the common types skip the conversion calls.
+        if key is not None and type(key) is not bytes:
+            key = to_bytes(key, "a key")
+        if value is not None and type(value) is not bytes:
+            value = to_bytes(value, "a value")
+        headers = to_headers(headers) if headers else ()
         if timestamp is None:
             timestamp = int(time.time() * 1000)
         info = self.cluster.topics.get(topic)
@@ -217,13 +226,13 @@ class Producer:
             info = await self.cluster.topic(topic, self.request_timeout)
         count = len(info.partitions)
         if partition is None:
-            available = [p for p, pi in info.partitions.items() if pi.leader >= 0]
-            partition = self.partitioner.partition(topic, key, count, available)
+            partition = self.partitioner.partition(topic, key, count, info.available)
         elif not 0 <= partition < count:
             raise UnknownTopicOrPartitionError(f"topic {topic!r} has no partition {partition} "
                                                f"(it has {count})")
-        size = RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0) + \
-            sum(len(k) + len(v or b"") + 8 for k, v in headers)
+        size = RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
+        if headers:
+            size += sum(len(k) + len(v or b"") + 8 for k, v in headers)
         if size + 61 > self.max_request_size:
             raise MessageTooLargeError(f"a record of about {size} bytes is larger than max_request_size "
                                        f"({self.max_request_size})")
@@ -231,12 +240,12 @@ class Producer:
             self._space.clear()
             self._wakeup.set()
             await self._space.wait()
-        tp = TopicPartition(topic, partition)
+        tp = (topic, partition)
         queue = self._queues.get(tp)
         if queue is None:
             queue = self._queues[tp] = collections.deque()
         batch = queue[-1] if queue else None
-        if batch is None or batch.closed or (batch.count and batch.size + size > self.batch_size):
+        if batch is None or batch.closed or (batch.count and HEADER_SIZE + len(batch.body) + size > self.batch_size):
             if batch is not None and not batch.closed:
                 batch.closed = True  # full: the sender may take it now
                 self.partitioner.next_batch(topic, partition)
@@ -248,13 +257,23 @@ class Producer:
         index = batch.append(key, value, headers, timestamp)
         batch.buffered += size
         self._buffered_bytes += size
-        if batch.size >= self.batch_size:
+        if HEADER_SIZE + len(batch.body) >= self.batch_size:
             batch.closed = True
             self.partitioner.next_batch(topic, partition)
             self._wakeup.set()
         return batch, index, timestamp
 
     # The sender -----------------------------------------------------------------------------
+
+    def _sender_stopped(self, task: asyncio.Task) -> None:
+        """The sender only ends when cancelled by close(). If a bug ends it, fail every record now rather than
+        leave callers waiting for acknowledgements that cannot come."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("the producer's sender failed", exc_info=task.exception())
+        self._sender_error = KafkaError(f"the producer's sender failed: {task.exception()!r}")
+        for batch in list(self._unfinished):
+            self._finish(batch, self._sender_error)
 
     async def _send_loop(self) -> None:
         while True:
@@ -286,7 +305,7 @@ class Producer:
                 if ready_at > now:
                     next_wake = ready_at if next_wake is None else min(next_wake, ready_at)
                     continue
-            leader = self.cluster.leader(tp.topic, tp.partition)
+            leader = self.cluster.leader(*tp)
             if leader < 0:
                 need_metadata = True
                 next_wake = now + self.retry_backoff if next_wake is None else min(next_wake, now + self.retry_backoff)
@@ -305,7 +324,7 @@ class Producer:
                 chosen.append(batch)
                 total += batch_size
             for batch in chosen:
-                tp = TopicPartition(batch.topic, batch.partition)
+                tp = (batch.topic, batch.partition)
                 self._queues[tp].popleft()
                 batch.closed = True
                 self.partitioner.next_batch(batch.topic, batch.partition)
@@ -330,7 +349,7 @@ class Producer:
         if batch.encoded is None:
             sequence = -1
             if self.idempotent:
-                tp = TopicPartition(batch.topic, batch.partition)
+                tp = (batch.topic, batch.partition)
                 sequence = self._next_sequence[tp]
                 self._next_sequence[tp] = (sequence + batch.count) & 0x7FFFFFFF
             batch.encode(self.codec, self.producer_id, self.producer_epoch, sequence)
@@ -378,7 +397,7 @@ class Producer:
         finally:
             self._in_flight_requests[node] -= 1
             for batch in batches:
-                self._in_flight_partitions.discard(TopicPartition(batch.topic, batch.partition))
+                self._in_flight_partitions.discard((batch.topic, batch.partition))
             self._wakeup.set()
 
     def _retry_or_fail(self, batch: ProducerBatch, error: Exception, refresh: bool = False) -> None:
@@ -387,7 +406,7 @@ class Producer:
         if retriable and batch.attempts <= self.retries and not expired and not self._closed:
             log.info("retrying a batch for %s-%d after: %s", batch.topic, batch.partition, error)
             batch.retry_at = time.monotonic() + min(self.retry_backoff * 2 ** (batch.attempts - 1), 1.0)
-            self._queues[TopicPartition(batch.topic, batch.partition)].appendleft(batch)
+            self._queues[(batch.topic, batch.partition)].appendleft(batch)
             return
         if expired and retriable:
             error = KafkaTimeoutError(f"records for {batch.topic}-{batch.partition} were not delivered within "
@@ -399,7 +418,7 @@ class Producer:
         if batch.done.done():
             return
         self._unfinished.discard(batch)
-        tp = TopicPartition(batch.topic, batch.partition)
+        tp = (batch.topic, batch.partition)
         queue = self._queues.get(tp)
         if queue and batch in queue:
             queue.remove(batch)

@@ -11,9 +11,9 @@ class TopicPartition(NamedTuple):
     partition: int
 
 
-@dataclass(slots=True, frozen=True)
-class RecordMetadata:
-    """Where a produced record was written. offset is -1 when acks=0 (the broker does not say)."""
+class RecordMetadata(NamedTuple):
+    """Where a produced record was written. offset is -1 when acks=0 (the broker does not say).
+    A NamedTuple: the producer makes one per record, and a tuple is the cheapest immutable value to make."""
 
     topic: str
     partition: int

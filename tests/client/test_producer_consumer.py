@@ -8,7 +8,7 @@ import pytest
 from kafkalite_client import (
     ClientClosedError, Consumer, KafkaConnectionError, Producer, TopicPartition, partition_for_key,
 )
-from kafkalite_client.errors import UnknownTopicOrPartitionError
+from kafkalite_client.errors import KafkaError, UnknownTopicOrPartitionError
 
 
 async def read_all(bootstrap, topic, partitions, expected, **kwargs):
@@ -193,3 +193,21 @@ async def test_auto_commit_commits_only_handled_records(bootstrap, new_topic):
     await c.close()  # record 4 counts as handled once the loop left it
     async with Consumer(bootstrap_servers=bootstrap, group_id=group) as c2:
         assert await c2.committed(tp) == 5
+
+
+async def test_a_failed_sender_fails_records_instead_of_hanging(bootstrap, new_topic):
+    topic = await new_topic(1)
+    async with Producer(bootstrap, linger_ms=50) as p:
+        await p.send(topic, "before")
+
+        def broken():
+            raise RuntimeError("a bug in the sender")
+
+        p._dispatch_ready = broken
+        pending = await p.enqueue(topic, "stuck")
+        p._wakeup.set()
+        async with asyncio.timeout(10):
+            with pytest.raises(KafkaError, match="sender failed"):
+                await pending
+            with pytest.raises(KafkaError, match="sender failed"):
+                await p.send(topic, "after")
