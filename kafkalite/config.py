@@ -39,6 +39,7 @@ BROKER_SETTINGS: dict[str, tuple[type, Any, str]] = {
     "group.initial.rebalance.delay.ms": (int, 100, "wait for more members before the first rebalance"),
     "group.min.session.timeout.ms": (int, 6000, "smallest session timeout a member may ask for"),
     "group.max.session.timeout.ms": (int, 1800000, "largest session timeout a member may ask for"),
+    "group.max.size": (int, 2147483647, "most members in a group (GROUP_MAX_SIZE_REACHED beyond)"),
     "connections.max.idle.ms": (int, 600000, "close connections idle this long"),
     "queued.max.requests": (int, 500, "requests buffered per connection before reading pauses"),
     "socket.request.max.bytes": (int, 104857600, "largest request frame"),

@@ -10,6 +10,7 @@ KAFKA_NAMES = {
     "initial_rebalance_delay_ms": "group.initial.rebalance.delay.ms",
     "min_session_timeout_ms": "group.min.session.timeout.ms",
     "max_session_timeout_ms": "group.max.session.timeout.ms",
+    "max_size": "group.max.size",
     "offsets_retention_minutes": "offsets.retention.minutes",
     "offsets_retention_check_interval_ms": "offsets.retention.check.interval.ms",
     "offsets_topic_num_partitions": "offsets.topic.num.partitions",
@@ -24,6 +25,7 @@ class GroupConfig:
     initial_rebalance_delay_ms: int = 100
     min_session_timeout_ms: int = 6000
     max_session_timeout_ms: int = 1800000
+    max_size: int = 2147483647  # members per group; Kafka's default, i.e. no limit
     offsets_retention_minutes: int = 10080  # 7 days
     offsets_retention_check_interval_ms: int = 600000
     offsets_topic_num_partitions: int = 50

@@ -330,6 +330,10 @@ class GroupCoordinator:
         if not group.supports(r.protocol_type, [name for name, _ in r.protocols], known):
             self._drop_if_unused(group)
             return fail(ErrorCode.INCONSISTENT_GROUP_PROTOCOL)
+        # A static member coming back replaces itself: it never makes the group bigger.
+        if r.group_instance_id not in group.static_members and not self._accepts_joining(group, r.member_id):
+            self._drop_if_unused(group)
+            return fail(ErrorCode.GROUP_MAX_SIZE_REACHED)
         if not r.member_id:
             return self._join_new_member(group, token, now, r)
         if r.member_id in group.pending_members:
@@ -357,6 +361,19 @@ class GroupCoordinator:
                 self._reply(token, self._join_result(group, member))
         else:
             fail(ErrorCode.UNKNOWN_MEMBER_ID)
+
+    def _accepts_joining(self, group: Group, member_id: str) -> bool:
+        """group.max.size, as Kafka applies it: members already in the group are always let back in (during a
+        rebalance, those already waiting for it); new ones only while the group has room. Counting the waiting
+        members during a rebalance lets a lowered limit shed the last members to rejoin."""
+        limit = self.config.max_size
+        if group.state == GroupState.PREPARING_REBALANCE:
+            member = group.members.get(member_id)
+            waiting = sum(1 for m in group.members.values() if m.join_token is not None)
+            return (member is not None and member.join_token is not None) or waiting < limit
+        if group.state in (GroupState.COMPLETING_REBALANCE, GroupState.STABLE):
+            return member_id in group.members or len(group.members) < limit
+        return True  # an empty group takes anyone
 
     def _join_new_member(self, group: Group, token: Token, now: int, r: JoinRequest) -> None:
         member_id = f"{r.client_id}-{self._new_uuid()}"

@@ -440,3 +440,27 @@ def test_stale_timers_are_harmless():
         fx = h.c.timer_fired(key, h.now)
         assert not fx.replies and not fx.records
     assert h.state() == "Stable" and a in h.c.groups["g"].members
+
+
+def test_group_max_size_refuses_new_members_beyond_it_and_lets_known_ones_back():
+    h = Harness(max_size=2)
+    (leader, other), generation = h.stable_group("g", n=2)
+    third = h.join("g")
+    assert h.replies[third].error == E.GROUP_MAX_SIZE_REACHED
+    assert h.state() == "Stable" and len(h.c.groups["g"].members) == 2  # nothing disturbed
+    assert h.heartbeat("g", other, generation) == E.NONE
+    # Once one leaves there is room again.
+    h.leave("g", other)
+    newcomer, token = h.join_new("g")
+    assert newcomer is not None and h.c.groups["g"].members.keys() == {leader, newcomer}
+
+
+def test_group_max_size_sheds_the_last_members_to_rejoin_after_it_is_lowered():
+    h = Harness()
+    members, generation = h.stable_group("g", n=3)
+    h.c.config = type(h.c.config)(**{**h.c.config.__dict__, "max_size": 2})
+    first, second, last = members
+    h.join("g", first)
+    h.join("g", second)
+    refused = h.join("g", last)
+    assert h.replies[refused].error == E.GROUP_MAX_SIZE_REACHED
