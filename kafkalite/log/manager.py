@@ -3,10 +3,11 @@
 Layout:
   <data_dir>/meta.json               topics: id, partition count, config overrides (atomic: temp, fsync, rename)
   <data_dir>/<topic>-<partition>/    one PartitionLog each
-  <data_dir>/<topic>-<p>.<id>-delete/  a deleted topic's partition, removed on the next open()
+  <data_dir>/<topic>-<p>.<id>-delete/  a deleted topic's partition: removed by remove_deleted(), or on the next
+                                       open() after a crash
 
 meta.json is the source of truth: a topic exists once meta.json names it (partition directories are created
-right after, and again on open if a crash came in between), and is gone once meta.json no longer does.
+right after, without fsyncs, and again on open if a crash lost them), and is gone once meta.json no longer does.
 """
 
 from __future__ import annotations
@@ -181,7 +182,10 @@ class LogManager:
             info.logs.append(self._open_partition(info, index))
         return info.id
 
-    def delete_topic(self, name: str) -> None:
+    def delete_topic(self, name: str, remove_files: bool = True) -> list[str]:
+        """Forget the topic (durably: topics.json is the commit point) and rename its partition directories to
+        `*-delete`. Those are removed here, or with remove_files=False returned for remove_deleted() (which
+        may run in a worker thread: nothing else touches them). open() removes leftovers after a crash."""
         info = self.topic(name)
         del self._topics[name]
         try:
@@ -189,18 +193,26 @@ class LogManager:
         except (OSError, StorageError) as e:
             self._topics[name] = info
             raise StorageError(f"cannot persist deletion of {name!r}: {e}") from e
+        doomed = []
         for index, log in enumerate(info.logs):
-            try:
-                log.close()
-            except StorageError:
-                pass  # being deleted anyway
+            log.abandon()  # no flush: its data is going
             path = self._partition_dir(name, index)
-            doomed = f"{path}.{info.id.hex}-delete"
             try:
-                self.fs.rename(path, doomed)
-                self.fs.rmtree(doomed)
+                self.fs.rename(path, f"{path}.{info.id.hex}-delete")
+                doomed.append(f"{path}.{info.id.hex}-delete")
             except OSError:
-                pass  # open() removes *-delete leftovers; a dir that was not renamed is stray and left alone
+                pass  # a dir that was not renamed is stray and left alone
+        if remove_files:
+            self.remove_deleted(doomed)
+            return []
+        return doomed
+
+    def remove_deleted(self, directories: list[str]) -> None:
+        for directory in directories:
+            try:
+                self.fs.rmtree(directory)
+            except OSError:
+                pass  # open() removes *-delete leftovers
 
     def add_partitions(self, name: str, new_total: int) -> None:
         info = self.topic(name)

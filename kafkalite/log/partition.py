@@ -203,7 +203,13 @@ class PartitionLog:
         self._high_watermark = self._log_end
         self._flushed = self._recovery_point = min(recovery_point, self._log_end)
         self._load_producer_state()
-        if not clean:
+        brand_new = ckpt is None and self._log_end == 0
+        if brand_new:
+            # Nothing to make durable yet: if a crash loses its files, the next open creates them again (the
+            # topic itself is durable in topics.json). The first flush fsyncs the segment and the directory,
+            # whose entry for the segment may not be durable even when the file was already there.
+            self._dir_dirty = True
+        elif not clean:
             # Make what recovery wrote durable and move the recovery point to the log end.
             self.checkpoint()
         # After a clean open the clean checkpoint stays (no fsync at startup). It remains true until the
@@ -736,6 +742,11 @@ class PartitionLog:
         finally:
             self._closed = True
             self._close_files()
+
+    def abandon(self) -> None:
+        """Close the files without flushing or checkpointing: the log is being deleted."""
+        self._closed = True
+        self._close_files()
 
     def _close_files(self) -> None:
         for seg in self._segments + self._retired:

@@ -135,3 +135,42 @@ def test_housekeeping_goes_one_partition_at_a_time_and_survives_a_failing_one():
     fs.clear_faults()
     # The healthy partitions got their recovery checkpoint: their data is no longer after the recovery point.
     assert m.partition("a", 0).recovery_point == 1 and m.partition("b", 0).recovery_point == 1
+
+
+def test_creating_a_topic_fsyncs_only_its_metadata_and_survives_a_power_cut():
+    # New partitions are empty: their files need no fsync (the first flush makes them durable), so creating
+    # many partitions costs the broker one metadata write, not fsyncs per partition.
+    fs = FaultyFileSystem()
+    m = manager(fs)
+    fs.fail("fsync", path_contains="/kafka/t-", count=None)
+    fs.fail("fsync_dir", path_contains="/kafka/t-", count=None)
+    m.create_topic("t", 4)
+    assert m.partition("t", 3).log_end_offset == 0
+    fs.restart()  # a power cut: everything not fsynced is lost, the faults with it
+    m = manager(fs)
+    assert m.topic("t").partitions == 4
+    for p in range(4):
+        log = m.partition("t", p)
+        assert log.log_end_offset == 0
+        log.append(batch(b"after"))
+        assert log.flush() == 1
+    fs.restart()
+    m = manager(fs)
+    assert [values(m.partition("t", p)) for p in range(4)] == [[b"after"]] * 4
+
+
+def test_deleted_topic_files_can_be_removed_later_and_are_gone_after_a_crash_in_between():
+    fs = FaultyFileSystem()
+    m = manager(fs)
+    m.create_topic("t", 2)
+    m.partition("t", 0).append(batch(b"x"))
+    doomed = m.delete_topic("t", remove_files=False)
+    assert len(doomed) == 2 and all(d.endswith("-delete") and fs.exists(d) for d in doomed)
+    assert not any(n.startswith("t-") and not n.endswith("-delete") for n in fs.listdir("/kafka"))
+    m.create_topic("t", 1)  # the name is free at once
+    m.remove_deleted(doomed)
+    assert not any(fs.exists(d) for d in doomed)
+    m.delete_topic("t", remove_files=False)
+    fs.restart(lose_unsynced="none")  # a crash before the files were removed
+    m = manager(fs)
+    assert m.topics() == [] and not any(n.startswith("t-") for n in fs.listdir("/kafka"))

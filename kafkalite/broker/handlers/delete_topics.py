@@ -1,5 +1,7 @@
 """DeleteTopics (key 20): versions 1-6 (names in topic_names up to v5, in topics[] from v6)."""
 
+import asyncio
+
 from kafkalite.broker.broker import OFFSETS_TOPIC
 from kafkalite.broker.errors import error_code_for
 from kafkalite.broker.registry import handler
@@ -36,7 +38,8 @@ async def handle(ctx, request):
             continue
         try:
             resp["topic_id"] = broker.logs.topic(name).id
-            broker.logs.delete_topic(name)
+            doomed = broker.logs.delete_topic(name, remove_files=False)
+            await asyncio.to_thread(broker.logs.remove_deleted, doomed)  # large files take a while to unlink
         except (LogError, OSError) as e:
             resp["error_code"], resp["error_message"] = error_code_for(e), str(e)
     return {"throttle_time_ms": 0, "responses": responses}
