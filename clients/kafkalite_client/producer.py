@@ -15,7 +15,6 @@ import time
 
 from kafkalite.protocol import compression
 from kafkalite.protocol.errors import ErrorCode
-from kafkalite.protocol.record_batch import HEADER_SIZE
 
 from kafkalite_client._aio import wait_event, with_timeout
 from kafkalite_client.batch import RECORD_OVERHEAD, ProducerBatch
@@ -245,7 +244,7 @@ class Producer:
         if queue is None:
             queue = self._queues[tp] = collections.deque()
         batch = queue[-1] if queue else None
-        if batch is None or batch.closed or (batch.count and HEADER_SIZE + len(batch.body) + size > self.batch_size):
+        if batch is None or batch.closed or (batch.count and batch.size + size > self.batch_size):
             if batch is not None and not batch.closed:
                 batch.closed = True  # full: the sender may take it now
                 self.partitioner.next_batch(topic, partition)
@@ -257,7 +256,7 @@ class Producer:
         index = batch.append(key, value, headers, timestamp)
         batch.buffered += size
         self._buffered_bytes += size
-        if HEADER_SIZE + len(batch.body) >= self.batch_size:
+        if batch.size >= self.batch_size:
             batch.closed = True
             self.partitioner.next_batch(topic, partition)
             self._wakeup.set()

@@ -229,9 +229,8 @@ class Broker:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        # A cancelled housekeeping task returns only after its worker thread is done with the log.
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._housekeeping_work is not None:
-            await asyncio.wait([self._housekeeping_work])
         await self.groups.stop()
         await asyncio.to_thread(self.logs.close)
         self.fsync_threads.stop()

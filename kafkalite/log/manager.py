@@ -197,9 +197,10 @@ class LogManager:
         for index, log in enumerate(info.logs):
             log.abandon()  # no flush: its data is going
             path = self._partition_dir(name, index)
+            renamed = f"{path}.{info.id.hex}-delete"
             try:
-                self.fs.rename(path, f"{path}.{info.id.hex}-delete")
-                doomed.append(f"{path}.{info.id.hex}-delete")
+                self.fs.rename(path, renamed)
+                doomed.append(renamed)
             except OSError:
                 pass  # a dir that was not renamed is stray and left alone
         if remove_files:

@@ -31,9 +31,10 @@ def check_invariants(h: Harness, last_generation: int) -> int:
     if group.state == GroupState.EMPTY:
         assert not group.members
     elif not group.members:
-        # As in Kafka: a rebalance with no members left still waits for members that were given an id
-        # (MEMBER_ID_REQUIRED) to join with it, until they do or their join deadline passes.
-        assert group.state == GroupState.PREPARING_REBALANCE and group.pending_members
+        # As in Kafka: a rebalance with no members left still runs to its end, waiting for members that were
+        # given an id (MEMBER_ID_REQUIRED) or for the initial delay; then the group is Empty (checked below).
+        assert group.state == GroupState.PREPARING_REBALANCE
+        assert group.pending_members or group.in_initial_delay
     if group.members:
         assert group.leader_id in group.members
     if group.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE, GroupState.EMPTY):

@@ -26,11 +26,9 @@ async def handle(ctx, request):
             else:
                 offsets.append((t["name"], p["partition_index"], p["committed_offset"],
                                 p.get("committed_leader_epoch", -1), p.get("committed_metadata")))
-    if not offsets:
-        pass
-    elif not groups.loaded:
+    if offsets and not groups.loaded:
         errors.update({(t, p): ErrorCode.COORDINATOR_LOAD_IN_PROGRESS for t, p, *_ in offsets})
-    else:
+    elif offsets:
         errors |= await groups.offset_commit(OffsetCommitRequest(
             group_id=request["group_id"],
             generation_id=request.get("generation_id_or_member_epoch", -1),
