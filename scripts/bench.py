@@ -184,9 +184,15 @@ def consume_throughput(bootstrap: str, topic: str, count: int) -> float:
 
 
 def produce_latency(bootstrap: str, topic: str, size: int, rate: int, seconds: float) -> tuple[float, float]:
-    """Send at a fixed rate with no batching delay; latency = send to acknowledgement."""
+    """Send at a fixed rate with no batching delay; latency = send to acknowledgement. The producer first
+    connects and writes one message to each partition, so that connecting and fetching metadata, which a
+    long-running producer does once, are not counted as produce latency."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
     value = os.urandom(size)
+    for partition in range(PARTITIONS):
+        producer.produce(topic, value=value, partition=partition)
+    if producer.flush(30) != 0:
+        raise RuntimeError("warm-up messages left unacknowledged")
     latencies: list[float] = []
 
     def delivered(err, msg, sent=None):
