@@ -12,25 +12,60 @@ The only place the log store decodes records (it must read keys). Rules:
     loses records is rebuilt as one batch per run of consecutive kept offsets (same producer id/epoch, codec,
     timestamp type, leader epoch; sequence numbers shifted to match), so every kept record keeps its offset.
 
-Swap, crash-safe (each arrow ends with an fsync of the file or directory):
-  1. write <base>.log.cleaned                         crash: the leftover .cleaned file is deleted on open
-  2. rename .log.cleaned -> .log.swap                 commit point: open() completes steps 3-4
-  3. remove <base>.index and <base>.timeindex         (so no stale index ever sits next to the new log)
-  4. rename .log.swap -> .log                         open() rebuilds the missing indexes from batch headers
+When, as in Kafka: offsets below the cleaner point were compacted by an earlier round; the segments from there up
+to the first uncleanable one are dirty. A round runs only if some are, and then only if they make up more than
+min.cleanable.dirty.ratio of the compactable bytes, or the oldest of them (its first batch's max timestamp) has
+waited longer than max.compaction.lag.ms. The cleaner point is kept in cleaner.checkpoint; it only decides when
+rounds run, so losing it (or finding it stale after a truncation) costs at most an early or late round.
+
+A round rewrites groups of adjacent segments whose sizes add up to at most segment.bytes as one segment each
+(as Kafka does), so segments that earlier rounds shrank merge instead of piling up. Swap of a group whose first
+and last segments have bases F and L, crash-safe (each arrow ends with an fsync of the file or directory):
+  1. write F.log.cleaned                              crash: the leftover .cleaned file is deleted on open
+  2. rename F.log.cleaned -> F-L.log.swap             commit point: open() completes steps 3-4
+  3. remove the group's indexes and its other .logs   (so no stale index or segment sits next to the new log)
+  4. rename F-L.log.swap -> F.log                     open() rebuilds the missing indexes from batch headers
 """
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING
 
 from kafkalite.log.segment import Segment, segment_name
-from kafkalite.protocol.record_batch import CODEC_MASK, CONTROL_BIT, RecordBatch, build_batch
+from kafkalite.protocol.record_batch import CODEC_MASK, CONTROL_BIT, RecordBatch, build_batch, crc32c
 
 if TYPE_CHECKING:
     from kafkalite.log.partition import PartitionLog
 
 CLEANED = ".log.cleaned"
 SWAP = ".log.swap"
+CLEANER_CHECKPOINT = "cleaner.checkpoint"
+_CLEANER_POINT = struct.Struct(">qI")  # the cleaner point, CRC-32C of those 8 bytes
+_MAX_RELATIVE_OFFSET = 2**31 - 1  # index entries hold offsets relative to the segment's base as int32
+
+
+def read_cleaner_point(log: "PartitionLog") -> int:
+    """The cleaner point saved by the last round, or 0 (everything dirty) if there is none or it is damaged."""
+    path = log._path(CLEANER_CHECKPOINT)
+    if not log.fs.exists(path):
+        return 0
+    data = log.fs.read_file(path)
+    if len(data) != _CLEANER_POINT.size:
+        return 0
+    offset, crc = _CLEANER_POINT.unpack(data)
+    return offset if crc == crc32c(data[:8]) else 0
+
+
+def _save_cleaner_point(log: "PartitionLog", offset: int) -> None:
+    body = struct.pack(">q", offset)
+    log.fs.write_file_atomic(log._path(CLEANER_CHECKPOINT), body + struct.pack(">I", crc32c(body)))
+    log.cleaner_point = offset
+
+
+def _swap_name(first: Segment, last: Segment) -> str:
+    """<first base>-<last base>.log.swap: recovery then knows every segment the swap replaces."""
+    return f"{first.base_offset:020d}-{last.base_offset:020d}{SWAP}"
 
 
 def finish_interrupted(log: "PartitionLog") -> None:
@@ -41,15 +76,19 @@ def finish_interrupted(log: "PartitionLog") -> None:
         if name.endswith(CLEANED):
             fs.remove(log._path(name))
             changed = True
-    for name in fs.listdir(log.directory):
+    names = fs.listdir(log.directory)
+    for name in names:
         if name.endswith(SWAP):
-            base = int(name[: -len(SWAP)])
-            for suffix in (".index", ".timeindex"):
-                path = log._path(segment_name(base, suffix))
-                if fs.exists(path):
-                    fs.remove(path)
+            first, _, last = name[: -len(SWAP)].partition("-")
+            first = int(first)
+            last = int(last) if last else first  # a swap of one segment, as older versions named it
+            for other in names:
+                stem, _, suffix = other.partition(".")
+                if suffix in ("log", "index", "timeindex") and stem.isdigit() and first <= int(stem) <= last:
+                    if not (suffix == "log" and int(stem) == first):
+                        fs.remove(log._path(other))
             fs.fsync_dir(log.directory)
-            fs.rename(log._path(name), log._path(segment_name(base, ".log")))
+            fs.rename(log._path(name), log._path(segment_name(first, ".log")))
             changed = True
     if changed:
         fs.fsync_dir(log.directory)
@@ -67,6 +106,9 @@ def compact(log: "PartitionLog", now_ms: int) -> int:
         candidates.append(seg)
     if not candidates:
         return 0
+    first_uncleanable = segments[len(candidates)].base_offset
+    if not _due(log, candidates, now_ms):
+        return 0
 
     newest: dict[bytes, int] = {}  # key -> offset of its newest record in the candidate segments
     for seg in candidates:
@@ -78,24 +120,58 @@ def compact(log: "PartitionLog", now_ms: int) -> int:
 
     tombstone_horizon = now_ms - config.delete_retention_ms
     rewritten = 0
-    for seg in candidates:
-        pieces, changed = [], False
-        for batch in _batches(seg):
-            if batch.attributes & CONTROL_BIT:
-                pieces.append(bytes(batch.buf))
-                continue
-            records = list(batch.records())
-            expired = batch.max_timestamp < tombstone_horizon
-            kept = [r for r in records
-                    if r.key is None or (newest[r.key] == r.offset and not (r.value is None and expired))]
-            if len(kept) == len(records):
-                pieces.append(bytes(batch.buf))
-                continue
-            changed = True
-            pieces.extend(_rebuild(batch, kept))
-        if changed and _swap_in(log, seg, pieces):
-            rewritten += 1
+    for group in _groups(candidates, config.segment_bytes):
+        pieces, changed = [], len(group) > 1
+        for seg in group:
+            for batch in _batches(seg):
+                if batch.attributes & CONTROL_BIT:
+                    pieces.append(bytes(batch.buf))
+                    continue
+                records = list(batch.records())
+                expired = batch.max_timestamp < tombstone_horizon
+                kept = [r for r in records
+                        if r.key is None or (newest[r.key] == r.offset and not (r.value is None and expired))]
+                if len(kept) == len(records):
+                    pieces.append(bytes(batch.buf))
+                    continue
+                changed = True
+                pieces.extend(_rebuild(batch, kept))
+        if changed and _swap_in(log, group, pieces):
+            rewritten += len(group)
+    _save_cleaner_point(log, first_uncleanable)
     return rewritten
+
+
+def _groups(candidates: list[Segment], segment_bytes: int) -> list[list[Segment]]:
+    """Adjacent segments whose sizes add up to at most segment.bytes, each group to be rewritten as one segment,
+    so that compacted segments shrunk by earlier rounds merge instead of piling up (as Kafka groups them). Sizes
+    before compaction, so a group always fits; offsets relative to the first base stay within an int32."""
+    groups: list[list[Segment]] = []
+    size = 0
+    for seg in candidates:
+        if (groups and size + seg.size <= segment_bytes
+                and seg.next_offset - groups[-1][0].base_offset <= _MAX_RELATIVE_OFFSET):
+            groups[-1].append(seg)
+            size += seg.size
+        else:
+            groups.append([seg])
+            size = seg.size
+    return groups
+
+
+def _due(log: "PartitionLog", candidates: list[Segment], now_ms: int) -> bool:
+    """Whether the compactable segments hold enough dirty data for a round (see the module docstring)."""
+    first_dirty = max(log.cleaner_point, log.log_start_offset)
+    dirty = [seg for seg in candidates if seg.next_offset > first_dirty]
+    if not dirty:
+        return False
+    dirty_bytes = sum(seg.size for seg in dirty)
+    total_bytes = sum(seg.size for seg in candidates)
+    if dirty_bytes > log.config.min_cleanable_dirty_ratio * total_bytes:
+        return True
+    oldest = next(dirty[0].headers(0), None)
+    return (oldest is not None and oldest.max_timestamp >= 0
+            and now_ms - oldest.max_timestamp > log.config.max_compaction_lag_ms)
 
 
 def _batches(seg: Segment):
@@ -128,9 +204,11 @@ def _rebuild(batch: RecordBatch, kept) -> list[bytes]:
     return out
 
 
-def _swap_in(log: "PartitionLog", old: Segment, pieces: list[bytes]) -> bool:
+def _swap_in(log: "PartitionLog", group: list[Segment], pieces: list[bytes]) -> bool:
+    """Replace the group's segments by one segment of `pieces`, named after the first (see the module docstring)."""
     fs = log.fs
-    cleaned, swap = old.path(CLEANED), old.path(SWAP)
+    first = group[0]
+    cleaned, swap = first.path(CLEANED), log._path(_swap_name(first, group[-1]))
     f = fs.open(cleaned, create=True)
     try:
         f.truncate(0)
@@ -142,23 +220,27 @@ def _swap_in(log: "PartitionLog", old: Segment, pieces: list[bytes]) -> bool:
     finally:
         f.close()
     with log._lock:
-        if old not in log._segments:  # deleted or truncated away meanwhile
+        if any(seg not in log._segments for seg in group):  # deleted or truncated away meanwhile
             fs.remove(cleaned)
             return False
         fs.rename(cleaned, swap)
         fs.fsync_dir(log.directory)
-        for suffix in (".index", ".timeindex"):
-            fs.remove(old.path(suffix))
+        for seg in group:
+            for suffix in (".index", ".timeindex"):
+                fs.remove(seg.path(suffix))
+        for seg in group[1:]:
+            fs.remove(seg.path(".log"))
         fs.fsync_dir(log.directory)
-        fs.rename(swap, old.path(".log"))
+        fs.rename(swap, first.path(".log"))
         fs.fsync_dir(log.directory)
-        new = Segment(fs, log.directory, old.base_offset, log.config.index_interval_bytes, old.created_ms)
+        new = Segment(fs, log.directory, first.base_offset, log.config.index_interval_bytes, first.created_ms)
         new.open_files(create=False)
         new.size = position
         new.rebuild_from_headers()
         new.seal_time_index()
         new.flush_indexes()
-        new.next_offset = old.next_offset  # keep "ends where the next segment starts"
-        log._segments = [new if s is old else s for s in log._segments]
-        log._retired.append(old)  # a concurrent read may still use its handle; see PartitionLog.close_retired
+        new.next_offset = group[-1].next_offset  # keep "ends where the next segment starts"
+        at = log._segments.index(first)
+        log._segments = log._segments[:at] + [new] + log._segments[at + len(group):]
+        log._retired.extend(group)  # a concurrent read may still use their handles; see PartitionLog.close_retired
     return True

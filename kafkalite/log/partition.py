@@ -12,7 +12,8 @@ Files in the partition directory (layouts in docs/storage.md):
   <base>.log / .index / .timeindex   segments (segment.py)
   <offset>.snapshot                  idempotent producer state as of <offset> (producer_state.py)
   partition.checkpoint               log start offset, recovery point, clean-shutdown flag
-  <base>.log.cleaned / .log.swap     compaction in progress (compaction.py)
+  cleaner.checkpoint                 where the last compaction round ended (compaction.py)
+  <base>.log.cleaned, <first>-<last>.log.swap   compaction in progress (compaction.py)
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class PartitionLog:
         self._closed = False
         self.recovery: RecoveryInfo | None = None
         self.high_watermark_follows_log_end = True  # single broker: HW == LEO; replication turns this off
+        self.cleaner_point = 0  # compaction: offsets below it were compacted by the last round (compaction.py)
 
     # ================================================================================================ opening
 
@@ -202,6 +204,7 @@ class PartitionLog:
         self._log_start = min(start, self._log_end)
         self._high_watermark = self._log_end
         self._flushed = self._recovery_point = min(recovery_point, self._log_end)
+        self.cleaner_point = min(compaction.read_cleaner_point(self), self._log_end)
         self._load_producer_state()
         brand_new = ckpt is None and self._log_end == 0
         if brand_new:
@@ -688,6 +691,7 @@ class PartitionLog:
         self._high_watermark = min(self._high_watermark, new_end)
         self._flushed = min(self._flushed, new_end)
         self._recovery_point = min(self._recovery_point, new_end)
+        self.cleaner_point = min(self.cleaner_point, new_end)
         self._unflushed_messages = 0
         self._first_unflushed_ms = None
         self._write_checkpoint(clean=False)  # a recovery point above the new end would skip validating new data

@@ -44,13 +44,89 @@ def test_compaction_keeps_newest_per_key_and_original_offsets():
     assert after == expected_after(before, log)
     assert (None in [v for _, _, v in after])  # tombstone still younger than delete.retention.ms
     assert all(b.crc_ok() for b in read_all(log))
-    log.compact(now_ms=10_000)  # now the tombstone is old enough to go
+    # The tombstone is old enough to go now, but as in Kafka it goes in the next round, which waits for dirt.
+    assert log.compact(now_ms=10_000) == 0
+    more(log, 8)
+    log.checkpoint()
+    assert log.compact(now_ms=10_000) > 0
     assert [(o, k) for o, k, v in records(log) if v is None] == []
     for offset in range(log.log_start_offset, log.log_end_offset):  # every offset still readable
         assert log.read(offset, 1)
+    final = records(log)
     log.close()
     log = open_log(fs, CONFIG)
-    assert log.recovery.clean and records(log) == [r for r in after if r[2] is not None]
+    assert log.recovery.clean and records(log) == final
+
+
+def more(log, count, ts=2000):
+    """`count` batches of new keys: dirty data for the next round."""
+    for i in range(count):
+        log.append(batch(b"m%d" % i, key=b"m%d" % i, ts=ts + i))
+
+
+def dirty_fraction(log):
+    """Dirty bytes / compactable bytes, from the segment sizes (every closed segment is compactable here)."""
+    closed = log._segments[:-1]
+    dirty = sum(seg.size for seg in closed if seg.next_offset > log.cleaner_point)
+    return dirty / sum(seg.size for seg in closed), dirty
+
+
+def test_a_round_needs_dirty_data_above_the_ratio():
+    config = LogConfig(cleanup_policy="compact", segment_bytes=350, min_cleanable_dirty_ratio=0.9)
+    log = open_log(FaultyFileSystem(), config)
+    fill(log)
+    log.checkpoint()
+    assert log.compact(now_ms=1500) > 0  # the first round: everything is dirty
+    point = log.cleaner_point
+    assert point == log._segments[-1].base_offset
+    skipped_with_dirt = 0
+    for i in range(300):  # add dirty data batch by batch until a round runs
+        log.append(batch(b"m%d" % i, key=b"m%d" % i, ts=2000))
+        log.checkpoint()
+        fraction, dirty = dirty_fraction(log)
+        log.compact(now_ms=2000)
+        if log.cleaner_point != point:
+            assert fraction > 0.9
+            break
+        assert fraction <= 0.9
+        skipped_with_dirt += dirty > 0
+    else:
+        raise AssertionError("no round ran")
+    assert skipped_with_dirt > 0  # rounds were held back while the dirty fraction was at or below 0.9
+
+
+def test_max_compaction_lag_forces_a_round_below_the_ratio():
+    config = LogConfig(cleanup_policy="compact", segment_bytes=350, min_cleanable_dirty_ratio=0.99,
+                       max_compaction_lag_ms=5000)
+    log = open_log(FaultyFileSystem(), config)
+    fill(log)
+    log.checkpoint()
+    log.compact(now_ms=1500)
+    point = log.cleaner_point
+    more(log, 3, ts=3000)
+    log.checkpoint()
+    assert dirty_fraction(log)[0] < 0.99
+    oldest_dirty = next(seg for seg in log._segments if seg.next_offset > point)
+    since = next(oldest_dirty.headers(0)).max_timestamp  # its first batch's max timestamp, as in Kafka
+    assert log.compact(now_ms=since + 5000) == 0  # exactly max.compaction.lag.ms old: not yet
+    log.compact(now_ms=since + 5001)
+    assert log.cleaner_point > point
+
+
+def test_the_cleaner_point_survives_a_restart_and_a_damaged_one_means_all_dirty():
+    fs = FaultyFileSystem()
+    log = open_log(fs, CONFIG)
+    fill(log)
+    log.checkpoint()
+    log.compact(now_ms=1500)
+    point = log.cleaner_point
+    log.close()
+    log = open_log(fs, CONFIG)
+    assert log.cleaner_point == point and log.compact(now_ms=1500) == 0
+    log.close()
+    fs.flip_bit("/data/topic-0/cleaner.checkpoint", 3)
+    log = open_log(fs, CONFIG)
+    assert log.cleaner_point == 0
 
 
 def test_compaction_needs_the_recovery_point_and_the_lag():
@@ -91,6 +167,68 @@ def test_crash_at_every_step_of_compaction_loses_nothing():
         # Each segment is either old or compacted: the newest value of every key is there, offsets unchanged.
         assert set(compacted) <= set(got) <= set(before), step
         assert dict((k, v) for _, k, v in got) == dict((k, v) for _, k, v in before)
+        if finished:
+            break
+        step += 1
+    assert step > 10
+
+
+def live(rows):
+    """Each key's newest value, keys whose newest record is a tombstone left out (it may be gone by now)."""
+    newest = dict((k, v) for _, k, v in rows)
+    return {k: v for k, v in newest.items() if v is not None}
+
+
+def merge_round(log):
+    """A first round empties or shrinks segments; after more dirt, the second merges the small ones."""
+    fill(log)
+    log.checkpoint()
+    log.compact(now_ms=1500)
+    more(log, 8)
+    log.checkpoint()
+
+
+def test_a_round_merges_segments_that_earlier_rounds_shrank():
+    fs = FaultyFileSystem()
+    log = open_log(fs, CONFIG)
+    merge_round(log)
+    before = records(log)
+    segments_before = log.segment_count
+    log.compact(now_ms=3000)
+    assert log.segment_count < segments_before
+    assert sum(seg.size for seg in log._segments[:-1]) <= CONFIG.segment_bytes * (log.segment_count - 1)
+    after = records(log)
+    assert set(after) <= set(before) and live(after) == live(before)
+    for offset in range(log.log_start_offset, log.log_end_offset):  # every offset still readable
+        assert log.read(offset, 1)
+    log.close()
+    log = open_log(fs, CONFIG)
+    assert records(log) == after and log.segment_count < segments_before
+
+
+def test_crash_at_every_step_of_a_merging_round_loses_nothing():
+    reference = open_log(FaultyFileSystem(), CONFIG)
+    merge_round(reference)
+    before = records(reference)
+    reference.compact(now_ms=3000)
+    compacted = records(reference)
+    step = 0
+    while True:
+        fs = FaultyFileSystem()
+        log = open_log(fs, CONFIG)
+        merge_round(log)
+        fs.crash_after(step, torn=True)
+        try:
+            log.compact(now_ms=3000)
+            finished = True
+        except SimulatedCrash:
+            finished = False
+        fs.restart()
+        log = open_log(fs, CONFIG)
+        got = records(log)
+        assert set(compacted) <= set(got) <= set(before), step
+        assert live(got) == live(before)
+        assert [o for o, _, _ in got] == sorted(o for o, _, _ in got)
         if finished:
             break
         step += 1
