@@ -11,7 +11,7 @@ import pytest
 
 from kafkalite.broker.broker import Broker, Turnstile
 from kafkalite.config import BrokerConfig
-from kafkalite.protocol.record_batch import build_batch
+from kafkalite.protocol.record_batch import build_batch, iter_batches
 
 
 def make_broker(tmp_path, interval_ms: int) -> Broker:
@@ -78,6 +78,41 @@ async def test_retention_runs_periodically_beside_appends(tmp_path):
                 break
             await asyncio.sleep(0.01)
         assert not plog._retired, "segments removed by retention were left open"
+    finally:
+        await broker.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_compaction_keeps_a_busy_compacted_partition_to_a_few_segments(tmp_path):
+    broker = make_broker(tmp_path, 50)
+    await broker.start()
+    try:
+        broker.logs.create_topic("latest", 1, {"cleanup.policy": "compact", "segment.bytes": "1024"})
+        plog = broker.logs.partition("latest", 0)
+        newest = {}
+        rolled = set()
+        for i in range(600):  # about 100 segments' worth of overwrites of 5 keys, while housekeeping runs
+            key, value = b"k%d" % (i % 5), b"v%d-" % i + b"x" * 100
+            await append(broker, "latest", build_batch([(key, value)], timestamps=int(time.time() * 1000) - 1000))
+            newest[key] = value
+            rolled.update(seg.base_offset for seg in plog._segments)
+            if i % 20 == 0:
+                await asyncio.sleep(0.01)
+        for _ in range(300):  # let a round that started meanwhile finish
+            if broker._housekeeping_work is None and plog.segment_count < 10:
+                break
+            await asyncio.sleep(0.02)
+        assert len(rolled) > 50
+        assert plog.segment_count < 10, "compacted segments piled up instead of merging"
+        got = {}
+        offset = plog.log_start_offset
+        while offset < plog.log_end_offset:
+            for chunk in plog.read(offset, 1 << 20):
+                for batch in iter_batches(chunk):
+                    for record in batch.records():
+                        got[record.key] = record.value
+                    offset = max(offset, batch.next_offset)
+        assert got == newest
     finally:
         await broker.stop()
 
