@@ -11,6 +11,7 @@ write + fdatasync alone at the latency run's rate: the floor for any broker that
     python scripts/bench.py                       # both brokers, default sizes
     python scripts/bench.py --mb 20 --rate 2000   # more data per size, a different latency rate
     python scripts/bench.py --only kafkalite      # no reference
+    python scripts/bench.py --measure latency --client-config socket.nagle.disable=true
 
 Absolute figures on a shared 2-core machine are noise; read the ratios.
 """
@@ -18,6 +19,7 @@ Absolute figures on a shared 2-core machine are noise; read the ratios.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -34,6 +36,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 SIZES = [100, 1024, 10 * 1024]
+CLIENT_CONFIG: dict[str, str] = {}  # --client-config: extra librdkafka settings for every client
 PARTITIONS = 4
 CONSUME_PASSES = 3
 
@@ -129,7 +132,7 @@ class Result:
 
 
 def create_topic(bootstrap: str, topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **CLIENT_CONFIG})
     admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(30)
     time.sleep(0.5)  # let metadata settle on brokers that create asynchronously
 
@@ -137,7 +140,7 @@ def create_topic(bootstrap: str, topic: str) -> None:
 def produce_throughput(bootstrap: str, topic: str, size: int, count: int) -> float:
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
                          "batch.size": 1 << 20, "queue.buffering.max.messages": 1_000_000,
-                         "queue.buffering.max.kbytes": 1 << 21})
+                         "queue.buffering.max.kbytes": 1 << 21, **CLIENT_CONFIG})
     value = os.urandom(size)
     errors = []
 
@@ -166,7 +169,7 @@ def consume_throughput(bootstrap: str, topic: str, count: int) -> float:
     """Seconds from assign() to the last message, on a consumer already connected (so connecting and
     metadata are left out, but every fetch is counted)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False,
-                         "fetch.max.bytes": 50 << 20, "max.partition.fetch.bytes": 10 << 20})
+                         "fetch.max.bytes": 50 << 20, "max.partition.fetch.bytes": 10 << 20, **CLIENT_CONFIG})
     partitions = [TopicPartition(topic, p, 0) for p in range(PARTITIONS)]
     for tp in partitions:
         consumer.get_watermark_offsets(tp, timeout=10)  # connects and learns the leaders
@@ -189,7 +192,7 @@ def produce_latency(bootstrap: str, topic: str, size: int, rate: int, seconds: f
     """Send at a fixed rate with no batching delay; latency = send to acknowledgement. The producer first
     connects and writes one message to each partition, so that connecting and fetching metadata, which a
     long-running producer does once, are not counted as produce latency."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0, **CLIENT_CONFIG})
     value = os.urandom(size)
     for partition in range(PARTITIONS):
         producer.produce(topic, value=value, partition=partition)
@@ -259,18 +262,24 @@ def fsync_floor(size: int, rate: int, seconds: float) -> tuple[float, float]:
     return latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
 
 
-def run(broker: Broker, size: int, megabytes: float, rate: int, seconds: float) -> Result:
-    count = max(1000, int(megabytes * 1e6 / size))
-    topic = f"bench-{size}-{time.monotonic_ns()}"
-    create_topic(broker.bootstrap, topic)
-    p_elapsed = produce_throughput(broker.bootstrap, topic, size, count)
-    # A pass takes a fraction of a second, so one hiccup of this shared machine can halve it: take the median of 3.
-    c_elapsed = median([consume_throughput(broker.bootstrap, topic, count) for _ in range(CONSUME_PASSES)])
-    lat_topic = topic + "-lat"
-    create_topic(broker.bootstrap, lat_topic)
-    p50, p99 = produce_latency(broker.bootstrap, lat_topic, size, rate, seconds)
-    mb = count * size / 1e6
-    return Result(count / p_elapsed, mb / p_elapsed, count / c_elapsed, mb / c_elapsed, p50, p99)
+def run(broker: Broker, size: int, megabytes: float, rate: int, seconds: float, measure: str) -> Result:
+    """One round for one broker and size; what --measure leaves out is NaN."""
+    nan = float("nan")
+    produce_msgs = produce_mb = consume_msgs = consume_mb = p50 = p99 = nan
+    if measure in ("all", "throughput"):
+        count = max(1000, int(megabytes * 1e6 / size))
+        topic = f"bench-{size}-{time.monotonic_ns()}"
+        create_topic(broker.bootstrap, topic)
+        p_elapsed = produce_throughput(broker.bootstrap, topic, size, count)
+        # A pass takes a fraction of a second, so one hiccup of this shared machine can halve it: median of 3.
+        c_elapsed = median([consume_throughput(broker.bootstrap, topic, count) for _ in range(CONSUME_PASSES)])
+        produce_msgs, produce_mb = count / p_elapsed, count * size / 1e6 / p_elapsed
+        consume_msgs, consume_mb = count / c_elapsed, count * size / 1e6 / c_elapsed
+    if measure in ("all", "latency"):
+        lat_topic = f"bench-{size}-{time.monotonic_ns()}-lat"
+        create_topic(broker.bootstrap, lat_topic)
+        p50, p99 = produce_latency(broker.bootstrap, lat_topic, size, rate, seconds)
+    return Result(produce_msgs, produce_mb, consume_msgs, consume_mb, p50, p99)
 
 
 def median(values: list[float]) -> float:
@@ -287,8 +296,17 @@ def main() -> int:
     parser.add_argument("--only", choices=["kafkalite", "tansu"], help="run one broker only")
     parser.add_argument("--interval", action="store_true",
                         help="also run kafkalite with kafkalite.durability=interval (no fsync before acks=all)")
+    parser.add_argument("--measure", choices=["all", "throughput", "latency"], default="all",
+                        help="measure only throughput or only latency (default all)")
+    parser.add_argument("--client-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra librdkafka setting for every client, e.g. socket.nagle.disable=true")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    for setting in args.client_config:
+        key, sep, value = setting.partition("=")
+        if not sep:
+            parser.error(f"--client-config wants KEY=VALUE, not {setting!r}")
+        CLIENT_CONFIG[key] = value
 
     brokers: list[Broker] = []
     if args.only != "tansu":
@@ -311,21 +329,31 @@ def main() -> int:
             order = brokers if round_number % 2 == 0 else brokers[::-1]
             for size in sizes:
                 for broker in order:
-                    r = run(broker, size, args.mb, args.rate, args.latency_seconds)
+                    r = run(broker, size, args.mb, args.rate, args.latency_seconds, args.measure)
                     results.setdefault((broker.name, size), []).append(r)
                     print(f"{broker.name:>18} {size:>6} B: produce {r.produce_msgs:>9.0f} msg/s {r.produce_mb:>7.1f} MB/s"
                           f" | consume {r.consume_msgs:>9.0f} msg/s {r.consume_mb:>7.1f} MB/s"
                           f" | latency p50 {r.p50_ms:6.2f} ms p99 {r.p99_ms:6.2f} ms", flush=True)
-                floor = fsync_floor(size, args.rate, args.latency_seconds)
-                floors.setdefault(size, []).append(floor)
-                print(f"{'write+fdatasync':>18} {size:>6} B: latency p50 {floor[0]:6.2f} ms p99 {floor[1]:6.2f} ms",
-                      flush=True)
+                if args.measure != "throughput":
+                    floor = fsync_floor(size, args.rate, args.latency_seconds)
+                    floors.setdefault(size, []).append(floor)
+                    print(f"{'write+fdatasync':>18} {size:>6} B: latency p50 {floor[0]:6.2f} ms p99 {floor[1]:6.2f} ms",
+                          flush=True)
     finally:
         for broker in brokers:
             broker.stop()
 
     def med(name: str, size: int, field: str) -> float:
         return median([getattr(r, field) for r in results[(name, size)]])
+
+    def cell(value: float, reference: float | None = None, digits: int = 1, bold: bool = True) -> str:
+        """A table cell: the value, with its ratio to the reference's when given; '-' when not measured."""
+        if math.isnan(value):
+            return "-"
+        if reference is None:
+            return f"{value:.{digits}f}"
+        ratio = f"{value / reference:.2f}×"
+        return f"{value:.{digits}f} ({f'**{ratio}**' if bold else ratio})"
 
     if args.only is None:
         print(f"\nMedians of {args.rounds} rounds; ratios are kafkalite / tansu (throughput: higher is better; "
@@ -336,18 +364,14 @@ def main() -> int:
             t = {f: med("tansu", size, f) for f in ("produce_mb", "consume_mb", "p50_ms", "p99_ms")}
             for broker in brokers:
                 k = {f: med(broker.name, size, f) for f in t}
-                if broker.name == "tansu":
-                    print(f"| {size} B | tansu | {k['produce_mb']:.1f} | {k['consume_mb']:.1f} "
-                          f"| {k['p50_ms']:.2f} | {k['p99_ms']:.2f} |")
-                else:
-                    print(f"| {size} B | {broker.name} "
-                          f"| {k['produce_mb']:.1f} (**{k['produce_mb'] / t['produce_mb']:.2f}×**) "
-                          f"| {k['consume_mb']:.1f} (**{k['consume_mb'] / t['consume_mb']:.2f}×**) "
-                          f"| {k['p50_ms']:.2f} ({k['p50_ms'] / t['p50_ms']:.2f}×) "
-                          f"| {k['p99_ms']:.2f} (**{k['p99_ms'] / t['p99_ms']:.2f}×**) |")
-            p50 = median([f[0] for f in floors[size]])
-            p99 = median([f[1] for f in floors[size]])
-            print(f"| {size} B | write+fdatasync alone | | | {p50:.2f} | {p99:.2f} |")
+                ref = (lambda f: None) if broker.name == "tansu" else (lambda f: t[f])
+                print(f"| {size} B | {broker.name} | {cell(k['produce_mb'], ref('produce_mb'))} "
+                      f"| {cell(k['consume_mb'], ref('consume_mb'))} "
+                      f"| {cell(k['p50_ms'], ref('p50_ms'), 2, bold=False)} | {cell(k['p99_ms'], ref('p99_ms'), 2)} |")
+            if size in floors:
+                p50 = median([f[0] for f in floors[size]])
+                p99 = median([f[1] for f in floors[size]])
+                print(f"| {size} B | write+fdatasync alone | | | {p50:.2f} | {p99:.2f} |")
     return 0
 
 
