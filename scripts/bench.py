@@ -11,7 +11,7 @@ write + fdatasync alone at the latency run's rate: the floor for any broker that
     python scripts/bench.py                       # both brokers, default sizes
     python scripts/bench.py --mb 20 --rate 2000   # more data per size, a different latency rate
     python scripts/bench.py --only kafkalite      # no reference
-    python scripts/bench.py --measure latency --client-config socket.nagle.disable=true
+    python scripts/bench.py --measure latency --also-client-config socket.nagle.disable=true
 
 Absolute figures on a shared 2-core machine are noise; read the ratios.
 """
@@ -36,7 +36,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 SIZES = [100, 1024, 10 * 1024]
-CLIENT_CONFIG: dict[str, str] = {}  # --client-config: extra librdkafka settings for every client
+CLIENT_CONFIG: dict[str, str] = {}  # extra librdkafka settings for the clients of the run in progress
 PARTITIONS = 4
 CONSUME_PASSES = 3
 
@@ -62,6 +62,7 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> Non
 
 class Broker:
     name = ""
+    client_config: dict[str, str] = {}  # extra client settings for this row (see OtherClients)
 
     def __init__(self):
         self.port = free_port()
@@ -99,6 +100,26 @@ class Kafkalite(Broker):
     def stop(self) -> None:
         super().stop()
         shutil.rmtree(self.data, ignore_errors=True)
+
+
+class OtherClients(Broker):
+    """A row for an already running broker driven by clients with extra settings (--also-client-config), so
+    that a client setting is compared in the same run, taking turns with the rest."""
+
+    def __init__(self, broker: Broker, client_config: dict[str, str]):
+        self.broker = broker
+        self.client_config = client_config
+        self.name = broker.name + "".join(f" {k}={v}" for k, v in client_config.items())
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    def start(self) -> None:
+        pass  # the broker is started and stopped as its own row
+
+    def stop(self) -> None:
+        pass
 
 
 class Tansu(Broker):
@@ -300,17 +321,28 @@ def main() -> int:
                         help="measure only throughput or only latency (default all)")
     parser.add_argument("--client-config", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra librdkafka setting for every client, e.g. socket.nagle.disable=true")
+    parser.add_argument("--also-client-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="also measure kafkalite with clients that add this setting, as a row of its own")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    for setting in args.client_config:
-        key, sep, value = setting.partition("=")
-        if not sep:
-            parser.error(f"--client-config wants KEY=VALUE, not {setting!r}")
-        CLIENT_CONFIG[key] = value
+
+    def settings(option: str, values: list[str]) -> dict[str, str]:
+        out = {}
+        for setting in values:
+            key, sep, value = setting.partition("=")
+            if not sep:
+                parser.error(f"{option} wants KEY=VALUE, not {setting!r}")
+            out[key] = value
+        return out
+
+    every_client = settings("--client-config", args.client_config)
+    also = settings("--also-client-config", args.also_client_config)
 
     brokers: list[Broker] = []
     if args.only != "tansu":
         brokers.append(Kafkalite())
+        if also:
+            brokers.append(OtherClients(brokers[0], also))
         if args.interval:
             brokers.append(Kafkalite("interval"))
     if args.only != "kafkalite":
@@ -329,6 +361,8 @@ def main() -> int:
             order = brokers if round_number % 2 == 0 else brokers[::-1]
             for size in sizes:
                 for broker in order:
+                    CLIENT_CONFIG.clear()
+                    CLIENT_CONFIG.update(every_client, **broker.client_config)
                     r = run(broker, size, args.mb, args.rate, args.latency_seconds, args.measure)
                     results.setdefault((broker.name, size), []).append(r)
                     print(f"{broker.name:>18} {size:>6} B: produce {r.produce_msgs:>9.0f} msg/s {r.produce_mb:>7.1f} MB/s"
