@@ -216,3 +216,20 @@ def test_a_round_merges_segments_that_earlier_rounds_shrank():
 
 def test_crash_at_every_step_of_a_merging_round_loses_nothing():
     assert crash_at_every_step(merge_round, now_ms=3000) > 10
+
+
+def test_a_swap_named_by_an_older_version_is_completed_on_open():
+    fs = FaultyFileSystem()
+    log = open_log(fs, CONFIG)
+    fill(log)
+    before = records(log)
+    log.close()
+    # An interrupted one-segment swap as older versions named it: <base>.log.swap, its indexes still there.
+    first = "/data/topic-0/" + "0" * 20
+    swap = fs.open(first + ".log.swap", create=True)
+    swap.pwrite(fs.read_file(first + ".log"), 0)
+    swap.fsync()
+    swap.close()
+    log = open_log(fs, CONFIG)
+    assert not [n for n in fs.listdir("/data/topic-0") if n.endswith(".swap")]
+    assert records(log) == before
