@@ -36,7 +36,6 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 SIZES = [100, 1024, 10 * 1024]
-CLIENT_CONFIG: dict[str, str] = {}  # extra librdkafka settings for the clients of the run in progress
 PARTITIONS = 4
 CONSUME_PASSES = 3
 
@@ -152,16 +151,16 @@ class Result:
     p99_ms: float
 
 
-def create_topic(bootstrap: str, topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, **CLIENT_CONFIG})
+def create_topic(clients: dict, topic: str) -> None:
+    admin = AdminClient(clients)
     admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(30)
     time.sleep(0.5)  # let metadata settle on brokers that create asynchronously
 
 
-def produce_throughput(bootstrap: str, topic: str, size: int, count: int) -> float:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+def produce_throughput(clients: dict, topic: str, size: int, count: int) -> float:
+    producer = Producer({**clients, "acks": "all", "linger.ms": 5,
                          "batch.size": 1 << 20, "queue.buffering.max.messages": 1_000_000,
-                         "queue.buffering.max.kbytes": 1 << 21, **CLIENT_CONFIG})
+                         "queue.buffering.max.kbytes": 1 << 21})
     value = os.urandom(size)
     errors = []
 
@@ -186,11 +185,11 @@ def produce_throughput(bootstrap: str, topic: str, size: int, count: int) -> flo
     return elapsed
 
 
-def consume_throughput(bootstrap: str, topic: str, count: int) -> float:
+def consume_throughput(clients: dict, topic: str, count: int) -> float:
     """Seconds from assign() to the last message, on a consumer already connected (so connecting and
     metadata are left out, but every fetch is counted)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False,
-                         "fetch.max.bytes": 50 << 20, "max.partition.fetch.bytes": 10 << 20, **CLIENT_CONFIG})
+    consumer = Consumer({**clients, "group.id": "bench", "enable.auto.commit": False,
+                         "fetch.max.bytes": 50 << 20, "max.partition.fetch.bytes": 10 << 20})
     partitions = [TopicPartition(topic, p, 0) for p in range(PARTITIONS)]
     for tp in partitions:
         consumer.get_watermark_offsets(tp, timeout=10)  # connects and learns the leaders
@@ -209,11 +208,11 @@ def consume_throughput(bootstrap: str, topic: str, count: int) -> float:
     return elapsed
 
 
-def produce_latency(bootstrap: str, topic: str, size: int, rate: int, seconds: float) -> tuple[float, float]:
+def produce_latency(clients: dict, topic: str, size: int, rate: int, seconds: float) -> tuple[float, float]:
     """Send at a fixed rate with no batching delay; latency = send to acknowledgement. The producer first
     connects and writes one message to each partition, so that connecting and fetching metadata, which a
     long-running producer does once, are not counted as produce latency."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0, **CLIENT_CONFIG})
+    producer = Producer({**clients, "acks": "all", "linger.ms": 0})
     value = os.urandom(size)
     for partition in range(PARTITIONS):
         producer.produce(topic, value=value, partition=partition)
@@ -283,23 +282,24 @@ def fsync_floor(size: int, rate: int, seconds: float) -> tuple[float, float]:
     return latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
 
 
-def run(broker: Broker, size: int, megabytes: float, rate: int, seconds: float, measure: str) -> Result:
-    """One round for one broker and size; what --measure leaves out is NaN."""
+def run(clients: dict, size: int, megabytes: float, rate: int, seconds: float, measure: str) -> Result:
+    """One round for one broker (its client settings, bootstrap.servers included) and size; what --measure leaves
+    out is NaN."""
     nan = float("nan")
     produce_msgs = produce_mb = consume_msgs = consume_mb = p50 = p99 = nan
     if measure in ("all", "throughput"):
         count = max(1000, int(megabytes * 1e6 / size))
         topic = f"bench-{size}-{time.monotonic_ns()}"
-        create_topic(broker.bootstrap, topic)
-        p_elapsed = produce_throughput(broker.bootstrap, topic, size, count)
+        create_topic(clients, topic)
+        p_elapsed = produce_throughput(clients, topic, size, count)
         # A pass takes a fraction of a second, so one hiccup of this shared machine can halve it: median of 3.
-        c_elapsed = median([consume_throughput(broker.bootstrap, topic, count) for _ in range(CONSUME_PASSES)])
+        c_elapsed = median([consume_throughput(clients, topic, count) for _ in range(CONSUME_PASSES)])
         produce_msgs, produce_mb = count / p_elapsed, count * size / 1e6 / p_elapsed
         consume_msgs, consume_mb = count / c_elapsed, count * size / 1e6 / c_elapsed
     if measure in ("all", "latency"):
         lat_topic = f"bench-{size}-{time.monotonic_ns()}-lat"
-        create_topic(broker.bootstrap, lat_topic)
-        p50, p99 = produce_latency(broker.bootstrap, lat_topic, size, rate, seconds)
+        create_topic(clients, lat_topic)
+        p50, p99 = produce_latency(clients, lat_topic, size, rate, seconds)
     return Result(produce_msgs, produce_mb, consume_msgs, consume_mb, p50, p99)
 
 
@@ -361,9 +361,8 @@ def main() -> int:
             order = brokers if round_number % 2 == 0 else brokers[::-1]
             for size in sizes:
                 for broker in order:
-                    CLIENT_CONFIG.clear()
-                    CLIENT_CONFIG.update(every_client, **broker.client_config)
-                    r = run(broker, size, args.mb, args.rate, args.latency_seconds, args.measure)
+                    clients = {"bootstrap.servers": broker.bootstrap, **every_client, **broker.client_config}
+                    r = run(clients, size, args.mb, args.rate, args.latency_seconds, args.measure)
                     results.setdefault((broker.name, size), []).append(r)
                     print(f"{broker.name:>18} {size:>6} B: produce {r.produce_msgs:>9.0f} msg/s {r.produce_mb:>7.1f} MB/s"
                           f" | consume {r.consume_msgs:>9.0f} msg/s {r.consume_mb:>7.1f} MB/s"

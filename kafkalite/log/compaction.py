@@ -58,8 +58,8 @@ def read_cleaner_point(log: "PartitionLog") -> int:
 
 
 def _save_cleaner_point(log: "PartitionLog", offset: int) -> None:
-    body = struct.pack(">q", offset)
-    log.fs.write_file_atomic(log._path(CLEANER_CHECKPOINT), body + struct.pack(">I", crc32c(body)))
+    crc = crc32c(struct.pack(">q", offset))
+    log.fs.write_file_atomic(log._path(CLEANER_CHECKPOINT), _CLEANER_POINT.pack(offset, crc))
     log.cleaner_point = offset
 
 
@@ -82,11 +82,12 @@ def finish_interrupted(log: "PartitionLog") -> None:
             first, _, last = name[: -len(SWAP)].partition("-")
             first = int(first)
             last = int(last) if last else first  # a swap of one segment, as older versions named it
-            for other in names:
+            for other in names:  # the group's files, except the first .log, which the swap replaces
                 stem, _, suffix = other.partition(".")
-                if suffix in ("log", "index", "timeindex") and stem.isdigit() and first <= int(stem) <= last:
-                    if not (suffix == "log" and int(stem) == first):
-                        fs.remove(log._path(other))
+                base = int(stem) if stem.isdigit() else -1
+                if (suffix in ("log", "index", "timeindex") and first <= base <= last
+                        and other != segment_name(first, ".log")):
+                    fs.remove(log._path(other))
             fs.fsync_dir(log.directory)
             fs.rename(log._path(name), log._path(segment_name(first, ".log")))
             changed = True
