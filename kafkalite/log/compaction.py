@@ -18,8 +18,8 @@ min.cleanable.dirty.ratio of the compactable bytes, or the oldest of them (its f
 waited longer than max.compaction.lag.ms. The cleaner point is kept in cleaner.checkpoint; it only decides when
 rounds run, so losing it (or finding it stale after a truncation) costs at most an early or late round.
 
-A round rewrites groups of adjacent segments whose sizes add up to at most segment.bytes as one segment each
-(as Kafka does), so segments that earlier rounds shrank merge instead of piling up. Swap of a group whose first
+A round rewrites groups of adjacent segments whose compacted sizes add up to at most segment.bytes as one segment
+each (Kafka groups them too), so compacted segments merge instead of piling up. Swap of a group whose first
 and last segments have bases F and L, crash-safe (each arrow ends with an fsync of the file or directory):
   1. write F.log.cleaned                              crash: the leftover .cleaned file is deleted on open
   2. rename F.log.cleaned -> F-L.log.swap             commit point: open() completes steps 3-4
@@ -121,43 +121,48 @@ def compact(log: "PartitionLog", now_ms: int) -> int:
 
     tombstone_horizon = now_ms - config.delete_retention_ms
     rewritten = 0
-    for group in _groups(candidates, config.segment_bytes):
-        pieces, changed = [], len(group) > 1
-        for seg in group:
-            for batch in _batches(seg):
-                if batch.attributes & CONTROL_BIT:
-                    pieces.append(bytes(batch.buf))
-                    continue
-                records = list(batch.records())
-                expired = batch.max_timestamp < tombstone_horizon
-                kept = [r for r in records
-                        if r.key is None or (newest[r.key] == r.offset and not (r.value is None and expired))]
-                if len(kept) == len(records):
-                    pieces.append(bytes(batch.buf))
-                    continue
-                changed = True
-                pieces.extend(_rebuild(batch, kept))
-        if changed and _swap_in(log, group, pieces):
-            rewritten += len(group)
+    # Segments are cleaned in order and gathered into groups whose cleaned bytes fit in segment.bytes; each group
+    # becomes one segment. So segments shrunk by compaction merge (as Kafka groups them), and at most one
+    # group's bytes are held in memory.
+    group: list[Segment] = []
+    pieces: list[bytes] = []
+    size, changed = 0, False
+    for seg in candidates:
+        seg_pieces, seg_changed = _clean(seg, newest, tombstone_horizon)
+        seg_size = sum(len(piece) for piece in seg_pieces)
+        if group and (size + seg_size > config.segment_bytes
+                      or seg.next_offset - group[0].base_offset > _MAX_RELATIVE_OFFSET):
+            if (changed or len(group) > 1) and _swap_in(log, group, pieces):
+                rewritten += len(group)
+            group, pieces, size, changed = [], [], 0, False
+        group.append(seg)
+        pieces.extend(seg_pieces)
+        size += seg_size
+        changed = changed or seg_changed
+    if (changed or len(group) > 1) and _swap_in(log, group, pieces):
+        rewritten += len(group)
     _save_cleaner_point(log, first_uncleanable)
     return rewritten
 
 
-def _groups(candidates: list[Segment], segment_bytes: int) -> list[list[Segment]]:
-    """Adjacent segments whose sizes add up to at most segment.bytes, each group to be rewritten as one segment,
-    so that compacted segments shrunk by earlier rounds merge instead of piling up (as Kafka groups them). Sizes
-    before compaction, so a group always fits; offsets relative to the first base stay within an int32."""
-    groups: list[list[Segment]] = []
-    size = 0
-    for seg in candidates:
-        if (groups and size + seg.size <= segment_bytes
-                and seg.next_offset - groups[-1][0].base_offset <= _MAX_RELATIVE_OFFSET):
-            groups[-1].append(seg)
-            size += seg.size
-        else:
-            groups.append([seg])
-            size = seg.size
-    return groups
+def _clean(seg: Segment, newest: dict[bytes, int], tombstone_horizon: int) -> tuple[list[bytes], bool]:
+    """The segment's batches with superseded records (and tombstones past the horizon) left out, and whether any
+    were."""
+    pieces, changed = [], False
+    for batch in _batches(seg):
+        if batch.attributes & CONTROL_BIT:
+            pieces.append(bytes(batch.buf))
+            continue
+        records = list(batch.records())
+        expired = batch.max_timestamp < tombstone_horizon
+        kept = [r for r in records
+                if r.key is None or (newest[r.key] == r.offset and not (r.value is None and expired))]
+        if len(kept) == len(records):
+            pieces.append(bytes(batch.buf))
+            continue
+        changed = True
+        pieces.extend(_rebuild(batch, kept))
+    return pieces, changed
 
 
 def _due(log: "PartitionLog", candidates: list[Segment], now_ms: int) -> bool:

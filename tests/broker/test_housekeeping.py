@@ -84,24 +84,26 @@ async def test_retention_runs_periodically_beside_appends(tmp_path):
 
 @pytest.mark.timeout(60)
 async def test_compaction_keeps_a_busy_compacted_partition_to_a_few_segments(tmp_path):
-    broker = make_broker(tmp_path, 50)
+    broker = make_broker(tmp_path, 3_600_000)  # no periodic run: the test starts the rounds, beside its appends
     await broker.start()
     try:
-        broker.logs.create_topic("latest", 1, {"cleanup.policy": "compact", "segment.bytes": "1024"})
+        # Any dirt makes a round due, so the last round below compacts everything that is closed.
+        broker.logs.create_topic("latest", 1, {"cleanup.policy": "compact", "segment.bytes": "1024",
+                                               "min.cleanable.dirty.ratio": "0.01"})
         plog = broker.logs.partition("latest", 0)
         newest = {}
         rolled = set()
-        for i in range(600):  # about 100 segments' worth of overwrites of 5 keys, while housekeeping runs
+        round_ = None
+        for i in range(600):  # about 100 segments' worth of overwrites of 5 keys
             key, value = b"k%d" % (i % 5), b"v%d-" % i + b"x" * 100
             await append(broker, "latest", build_batch([(key, value)], timestamps=int(time.time() * 1000) - 1000))
             newest[key] = value
             rolled.update(seg.base_offset for seg in plog._segments)
-            if i % 20 == 0:
-                await asyncio.sleep(0.01)
-        for _ in range(300):  # let a round that started meanwhile finish
-            if broker._housekeeping_work is None and plog.segment_count < 10:
-                break
-            await asyncio.sleep(0.02)
+            if i % 50 == 0 and (round_ is None or round_.done()):
+                round_ = asyncio.create_task(broker._housekeeping())
+            await asyncio.sleep(0)
+        await round_
+        await broker._housekeeping()  # a last round once the appends are over
         assert len(rolled) > 50
         assert plog.segment_count < 10, "compacted segments piled up instead of merging"
         got = {}
