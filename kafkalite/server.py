@@ -15,7 +15,7 @@ import os
 import signal
 import time
 
-from kafkalite.broker.broker import Broker
+from kafkalite.app import App
 from kafkalite.broker.dispatch import dispatch, unsupported_api_versions_response
 from kafkalite.config import BrokerConfig
 from kafkalite.log.errors import LogError
@@ -136,7 +136,7 @@ class Connection(asyncio.BufferedProtocol):
         self._update_reading()
 
     async def _handle(self, header: wire.RequestHeader, body: dict) -> list | None:
-        response = await dispatch(self.broker, header, body, self.peer, self.id)
+        response = await dispatch(self.broker.services, header, body, self.peer, self.id)
         if response is None:
             return None
         return wire.encode_response(header.api_key, header.api_version, header.correlation_id, response)
@@ -223,7 +223,7 @@ def _os_reason(e: OSError) -> str:
 class Server:
     def __init__(self, config: BrokerConfig):
         self.config = config
-        self.broker = Broker(config)
+        self.broker = App(config)
         self.connections: set[Connection] = set()
         self._server: asyncio.AbstractServer | None = None
         self._idle_task: asyncio.Task | None = None
@@ -249,6 +249,7 @@ class Server:
         sock = self._server.sockets[0].getsockname()
         if self.config.listen_port == 0:  # an ephemeral port: tell clients the real one
             self.config.listen_port = sock[1]
+        self.broker.metadata.set_endpoint(self.config.host, self.config.port)
         self._idle_task = asyncio.create_task(self._watch_idle_connections())
         scanned = summary.recovered_partitions
         recovery = (f"{scanned} of {summary.partitions} partition(s) needed a recovery scan, "

@@ -1,4 +1,4 @@
-"""What a handler sees of the request it serves and of the broker around it."""
+"""What a handler sees of the request it serves and of the services around it (built in kafkalite/app.py)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,64 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kafkalite.broker.broker import Broker
+    from kafkalite.broker.groups import GroupService
+    from kafkalite.broker.producer_ids import ProducerIdBlocks
+    from kafkalite.config import BrokerConfig, DynamicSettings
+    from kafkalite.metadata.local import LocalMetadataStore
+    from kafkalite.replication.replica_manager import ReplicaManager
+
+
+@dataclass(slots=True)
+class Services:
+    """The services handlers may use; one per broker, shared by every request."""
+
+    config: "BrokerConfig"
+    dynamic_settings: "DynamicSettings"
+    metadata: "LocalMetadataStore"  # the image (leaders, topics, brokers) and topic changes
+    replicas: "ReplicaManager"  # local replicas: append, read, wait on watermarks
+    groups: "GroupService"
+    producer_ids: "ProducerIdBlocks"
+
+    @property
+    def node_id(self) -> int:
+        return self.config.node_id
 
 
 @dataclass(slots=True)
 class RequestContext:
-    broker: "Broker"
+    services: Services
     api_key: int
     api_version: int
     correlation_id: int
     client_id: str | None
     client_host: str  # the peer's address, as DescribeGroups reports it
     connection_id: int
+
+    # The services, by name, so a handler reads ctx.replicas rather than ctx.services.replicas.
+    @property
+    def config(self) -> "BrokerConfig":
+        return self.services.config
+
+    @property
+    def node_id(self) -> int:
+        return self.services.config.node_id
+
+    @property
+    def metadata(self) -> "LocalMetadataStore":
+        return self.services.metadata
+
+    @property
+    def replicas(self) -> "ReplicaManager":
+        return self.services.replicas
+
+    @property
+    def groups(self) -> "GroupService":
+        return self.services.groups
+
+    @property
+    def producer_ids(self) -> "ProducerIdBlocks":
+        return self.services.producer_ids
+
+    @property
+    def dynamic_settings(self) -> "DynamicSettings":
+        return self.services.dynamic_settings

@@ -15,14 +15,14 @@ def unsupported_api_versions_response(correlation_id: int) -> list:
     return wire.encode_response(wire.API_VERSIONS_KEY, 0, correlation_id, body)
 
 
-async def dispatch(broker, header: wire.RequestHeader, body: dict, client_host: str, connection_id: int):
+async def dispatch(services, header: wire.RequestHeader, body: dict, client_host: str, connection_id: int):
     handler = HANDLERS.get(header.api_key)
     if handler is None:
         raise wire.UnsupportedRequest(
             f"no handler for API key {header.api_key}", header.api_key, header.api_version, header.correlation_id
         )
     ctx = RequestContext(
-        broker, header.api_key, header.api_version, header.correlation_id, header.client_id, client_host,
+        services, header.api_key, header.api_version, header.correlation_id, header.client_id, client_host,
         connection_id,
     )
     return await handler(ctx, body)

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from kafkalite.broker.broker import OFFSETS_TOPIC, Broker
+from kafkalite.app import App as Broker
+from kafkalite.group import OFFSETS_TOPIC
 from kafkalite.broker.context import RequestContext
 from kafkalite.broker.registry import HANDLERS
 from kafkalite.config import BrokerConfig
@@ -49,7 +50,7 @@ class Running:
         api = APIS_BY_NAME[api_name]
         frame = wire.join(wire.encode_request(api.key, version, 1, "test", body))
         _, request = wire.decode_request(memoryview(frame)[4:])
-        ctx = RequestContext(self.broker, api.key, version, 1, "test", "127.0.0.1", 1)
+        ctx = RequestContext(self.broker.services, api.key, version, 1, "test", "127.0.0.1", 1)
         response = await HANDLERS[api.key](ctx, request)
         encoded = wire.join(wire.encode_response(api.key, version, 1, response))
         _, decoded = wire.decode_response(api.key, version, memoryview(encoded)[4:])
@@ -64,8 +65,8 @@ async def running(tmp_path):
     await r.broker.stop()
 
 
-def create_topic(broker, name: str, partitions: int = 1, configs: dict | None = None) -> None:
-    broker.logs.create_topic(name, partitions, configs or {})
+async def create_topic(broker, name: str, partitions: int = 1, configs: dict | None = None) -> None:
+    await broker.metadata.create_topic(name, partitions, configs or {})
 
 
 async def produce(broker, name: str, count: int, partition: int = 0) -> None:
@@ -84,18 +85,18 @@ def create_partitions_request(*topics, validate_only=False):
 
 @pytest.mark.parametrize("version", [0, 3])
 async def test_create_partitions_grows_the_topic_and_survives_a_restart(running, version):
-    create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "t", 1)
     resp = await running.call("CreatePartitions", version, create_partitions_request(("t", 3, None)))
     assert resp["results"] == [{"name": "t", "error_code": 0, "error_message": None}]
     assert running.broker.logs.topic("t").partitions == 3
     broker = await running.restart()
     assert broker.logs.topic("t").partitions == 3
-    assert broker.partition_log("t", 2) is not None
+    assert broker.logs.partition("t", 2) is not None
 
 
 @pytest.mark.parametrize("version", [0, 3])
 async def test_create_partitions_validate_only_changes_nothing(running, version):
-    create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "t", 1)
     resp = await running.call("CreatePartitions", version,
                               create_partitions_request(("t", 4, None), validate_only=True))
     assert resp["results"][0]["error_code"] == 0
@@ -103,7 +104,7 @@ async def test_create_partitions_validate_only_changes_nothing(running, version)
 
 
 async def test_create_partitions_accepts_assignments_naming_this_node(running):
-    create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "t", 1)
     resp = await running.call("CreatePartitions", 3,
                               create_partitions_request(("t", 3, [{"broker_ids": [0]}, {"broker_ids": [0]}])))
     assert resp["results"][0]["error_code"] == 0
@@ -121,7 +122,7 @@ async def test_create_partitions_accepts_assignments_naming_this_node(running):
     (OFFSETS_TOPIC, 5, None, ErrorCode.INVALID_TOPIC_EXCEPTION),
 ])
 async def test_create_partitions_errors(running, version, topic, count, assignments, error):
-    create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "t", 1)
     resp = await running.call("CreatePartitions", version, create_partitions_request((topic, count, assignments)))
     result = resp["results"][0]
     assert result["error_code"] == error
@@ -130,7 +131,7 @@ async def test_create_partitions_errors(running, version, topic, count, assignme
 
 
 async def test_create_partitions_duplicate_topic_is_an_invalid_request(running):
-    create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "t", 1)
     resp = await running.call("CreatePartitions", 3, create_partitions_request(("t", 2, None), ("t", 3, None)))
     assert [r["error_code"] for r in resp["results"]] == [ErrorCode.INVALID_REQUEST] * 2
     assert running.broker.logs.topic("t").partitions == 1
@@ -146,7 +147,7 @@ def delete_records_request(name, *offsets):
 
 @pytest.mark.parametrize("version", [0, 2])
 async def test_delete_records_moves_the_log_start_and_survives_a_restart(running, version):
-    create_topic(running.broker, "t", 2)
+    await create_topic(running.broker, "t", 2)
     await produce(running.broker, "t", 5)
     resp = await running.call("DeleteRecords", version, delete_records_request("t", (0, 3)))
     assert resp["topics"][0]["partitions"] == [{"partition_index": 0, "low_watermark": 3, "error_code": 0}]
@@ -154,12 +155,12 @@ async def test_delete_records_moves_the_log_start_and_survives_a_restart(running
     resp = await running.call("DeleteRecords", version, delete_records_request("t", (0, 1)))
     assert resp["topics"][0]["partitions"][0]["low_watermark"] == 3
     broker = await running.restart()
-    assert broker.partition_log("t", 0).log_start_offset == 3
+    assert broker.logs.partition("t", 0).log_start_offset == 3
 
 
 @pytest.mark.parametrize("version", [0, 2])
 async def test_delete_records_minus_one_means_the_high_watermark(running, version):
-    create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "t", 1)
     await produce(running.broker, "t", 4)
     resp = await running.call("DeleteRecords", version, delete_records_request("t", (0, -1)))
     assert resp["topics"][0]["partitions"][0] == {"partition_index": 0, "low_watermark": 4, "error_code": 0}
@@ -167,8 +168,8 @@ async def test_delete_records_minus_one_means_the_high_watermark(running, versio
 
 @pytest.mark.parametrize("version", [0, 2])
 async def test_delete_records_errors(running, version):
-    create_topic(running.broker, "t", 1)
-    create_topic(running.broker, "compacted", 1, {"cleanup.policy": "compact"})
+    await create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "compacted", 1, {"cleanup.policy": "compact"})
     await produce(running.broker, "t", 2)
     resp = await running.call("DeleteRecords", version, delete_records_request("t", (0, 3), (0, -5), (1, 0)))
     assert [(p["error_code"], p["low_watermark"]) for p in resp["topics"][0]["partitions"]] == [
@@ -180,7 +181,7 @@ async def test_delete_records_errors(running, version):
     assert resp["topics"][0]["partitions"][0]["error_code"] == ErrorCode.POLICY_VIOLATION
     resp = await running.call("DeleteRecords", version, delete_records_request(OFFSETS_TOPIC, (0, 0)))
     assert resp["topics"][0]["partitions"][0]["error_code"] == ErrorCode.INVALID_TOPIC_EXCEPTION
-    assert running.broker.partition_log("t", 0).log_start_offset == 0
+    assert running.broker.logs.partition("t", 0).log_start_offset == 0
 
 
 # ---------------------------------------------------------------------------------------------- DescribeConfigs
@@ -197,7 +198,7 @@ def by_name(result) -> dict:
 
 @pytest.mark.parametrize("version", [1, 4])
 async def test_describe_topic_configs(running, version):
-    create_topic(running.broker, "t", 1, {"retention.ms": "1000", "cleanup.policy": "compact"})
+    await create_topic(running.broker, "t", 1, {"retention.ms": "1000", "cleanup.policy": "compact"})
     resp = await running.call("DescribeConfigs", version, describe_request((TOPIC, "t", None), synonyms=True))
     result = resp["results"][0]
     assert (result["error_code"], result["resource_type"], result["resource_name"]) == (0, TOPIC, "t")
@@ -220,7 +221,7 @@ async def test_describe_topic_configs(running, version):
 
 @pytest.mark.parametrize("version", [1, 4])
 async def test_describe_configs_selected_keys_without_synonyms(running, version):
-    create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "t", 1)
     resp = await running.call("DescribeConfigs", version,
                               describe_request((TOPIC, "t", ["retention.bytes", "no.such.config"])))
     configs = resp["results"][0]["configs"]
@@ -229,7 +230,7 @@ async def test_describe_configs_selected_keys_without_synonyms(running, version)
 
 
 async def test_describe_configs_documentation_from_v3(running):
-    create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "t", 1)
     resp = await running.call("DescribeConfigs", 4,
                               describe_request((TOPIC, "t", ["retention.ms"]), documentation=True))
     assert resp["results"][0]["configs"][0]["documentation"]
@@ -261,7 +262,7 @@ async def test_describe_topic_config_follows_a_static_broker_setting(tmp_path):
     r = Running(str(tmp_path / "data"))
     broker = await r.start(log_retention_ms=5000)
     try:
-        create_topic(broker, "t", 1)
+        await create_topic(broker, "t", 1)
         resp = await r.call("DescribeConfigs", 4, describe_request((TOPIC, "t", ["retention.ms"]), synonyms=True))
         entry = resp["results"][0]["configs"][0]
         assert (entry["value"], entry["config_source"]) == ("5000", STATIC_BROKER)
@@ -293,20 +294,20 @@ def alter_request(*resources, validate_only=False):
 
 @pytest.mark.parametrize("version", [0, 2])
 async def test_alter_configs_replaces_the_whole_override_set_and_survives_a_restart(running, version):
-    create_topic(running.broker, "t", 1, {"retention.ms": "1000", "segment.bytes": "100000"})
+    await create_topic(running.broker, "t", 1, {"retention.ms": "1000", "segment.bytes": "100000"})
     resp = await running.call("AlterConfigs", version, alter_request((TOPIC, "t", {"retention.bytes": "2048"})))
     assert resp["responses"] == [
         {"error_code": 0, "error_message": None, "resource_type": TOPIC, "resource_name": "t"}]
     assert running.broker.logs.topic("t").configs == {"retention.bytes": "2048"}
-    assert running.broker.partition_log("t", 0).config.retention_bytes == 2048
+    assert running.broker.logs.partition("t", 0).config.retention_bytes == 2048
     broker = await running.restart()
     assert broker.logs.topic("t").configs == {"retention.bytes": "2048"}
-    assert broker.partition_log("t", 0).config.retention_ms == 604800000
+    assert broker.logs.partition("t", 0).config.retention_ms == 604800000
 
 
 @pytest.mark.parametrize("version", [0, 2])
 async def test_alter_configs_validate_only_changes_nothing(running, version):
-    create_topic(running.broker, "t", 1, {"retention.ms": "1000"})
+    await create_topic(running.broker, "t", 1, {"retention.ms": "1000"})
     resp = await running.call("AlterConfigs", version,
                               alter_request((TOPIC, "t", {"retention.ms": "5"}), validate_only=True))
     assert resp["responses"][0]["error_code"] == 0
@@ -316,8 +317,8 @@ async def test_alter_configs_validate_only_changes_nothing(running, version):
 @pytest.mark.parametrize("version", [0, 2])
 @pytest.mark.parametrize("validate_only", [False, True])
 async def test_alter_configs_topic_errors(running, version, validate_only):
-    create_topic(running.broker, "t", 1, {"retention.ms": "1000"})
-    create_topic(running.broker, "t2", 1)
+    await create_topic(running.broker, "t", 1, {"retention.ms": "1000"})
+    await create_topic(running.broker, "t2", 1)
     resp = await running.call("AlterConfigs", version, alter_request(
         (TOPIC, "t", {"retention.ms": "soon"}),
         (TOPIC, "t2", {"no.such.config": "1"}),
@@ -332,7 +333,7 @@ async def test_alter_configs_topic_errors(running, version, validate_only):
 
 
 async def test_alter_configs_duplicate_resource_is_an_invalid_request(running):
-    create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "t", 1)
     resp = await running.call("AlterConfigs", 2, alter_request(
         (TOPIC, "t", {"retention.ms": "1"}), (TOPIC, "t", {"retention.ms": "2"})))
     assert [r["error_code"] for r in resp["responses"]] == [ErrorCode.INVALID_REQUEST] * 2
@@ -341,13 +342,13 @@ async def test_alter_configs_duplicate_resource_is_an_invalid_request(running):
 
 @pytest.mark.parametrize("version", [0, 2])
 async def test_alter_broker_dynamic_setting_becomes_the_topic_default(running, version):
-    create_topic(running.broker, "t", 1)
-    create_topic(running.broker, "own", 1, {"retention.ms": "1000"})
+    await create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "own", 1, {"retention.ms": "1000"})
     resp = await running.call("AlterConfigs", version, alter_request((BROKER, "0", {"log.retention.ms": "3600000"})))
     assert resp["responses"][0]["error_code"] == 0
     assert running.broker.config["log.retention.ms"] == 3600000
-    assert running.broker.partition_log("t", 0).config.retention_ms == 3600000
-    assert running.broker.partition_log("own", 0).config.retention_ms == 1000  # its override still wins
+    assert running.broker.logs.partition("t", 0).config.retention_ms == 3600000
+    assert running.broker.logs.partition("own", 0).config.retention_ms == 1000  # its override still wins
     resp = await running.call("DescribeConfigs", 4, describe_request((TOPIC, "t", ["retention.ms"])))
     assert resp["results"][0]["configs"][0]["value"] == "3600000"
 
@@ -390,7 +391,7 @@ def incremental_request(*resources, validate_only=False):
 
 @pytest.mark.parametrize("version", [0, 1])
 async def test_incremental_set_and_delete_keep_other_overrides_and_survive_a_restart(running, version):
-    create_topic(running.broker, "t", 1, {"retention.ms": "1000", "segment.bytes": "100000"})
+    await create_topic(running.broker, "t", 1, {"retention.ms": "1000", "segment.bytes": "100000"})
     resp = await running.call("IncrementalAlterConfigs", version, incremental_request(
         (TOPIC, "t", [("retention.bytes", SET, "2048"), ("segment.bytes", DELETE, None)])))
     assert resp["responses"] == [
@@ -402,12 +403,12 @@ async def test_incremental_set_and_delete_keep_other_overrides_and_survive_a_res
 
 @pytest.mark.parametrize("version", [0, 1])
 async def test_incremental_append_and_subtract_a_list(running, version):
-    create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "t", 1)
     resp = await running.call("IncrementalAlterConfigs", version, incremental_request(
         (TOPIC, "t", [("cleanup.policy", APPEND, "compact")])))
     assert resp["responses"][0]["error_code"] == 0
     assert running.broker.logs.topic("t").configs == {"cleanup.policy": "delete,compact"}
-    assert running.broker.partition_log("t", 0).config.compact
+    assert running.broker.logs.partition("t", 0).config.compact
     resp = await running.call("IncrementalAlterConfigs", version, incremental_request(
         (TOPIC, "t", [("cleanup.policy", SUBTRACT, "delete")])))
     assert resp["responses"][0]["error_code"] == 0
@@ -420,7 +421,7 @@ async def test_incremental_append_and_subtract_a_list(running, version):
 
 @pytest.mark.parametrize("version", [0, 1])
 async def test_incremental_validate_only_changes_nothing(running, version):
-    create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "t", 1)
     resp = await running.call("IncrementalAlterConfigs", version, incremental_request(
         (TOPIC, "t", [("retention.ms", SET, "5")]), validate_only=True))
     assert resp["responses"][0]["error_code"] == 0
@@ -429,7 +430,7 @@ async def test_incremental_validate_only_changes_nothing(running, version):
 
 @pytest.mark.parametrize("version", [0, 1])
 async def test_incremental_errors(running, version):
-    create_topic(running.broker, "t", 1)
+    await create_topic(running.broker, "t", 1)
     resp = await running.call("IncrementalAlterConfigs", version, incremental_request(
         (TOPIC, "t", [("retention.ms", APPEND, "5")]),  # not a list
         (TOPIC, "nope", [("retention.ms", SET, "5")]),
@@ -550,7 +551,7 @@ def epoch_request(name, *partitions):
 
 @pytest.mark.parametrize("version", [2, 4])
 async def test_offset_for_leader_epoch(running, version):
-    create_topic(running.broker, "t", 2)
+    await create_topic(running.broker, "t", 2)
     await produce(running.broker, "t", 3)
     resp = await running.call("OffsetForLeaderEpoch", version, epoch_request(
         "t", (0, -1, 0), (0, 0, 0), (1, 0, 0), (0, 0, 1), (0, 0, -1), (0, 1, 0), (0, -2, 0), (2, 0, 0)))

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from kafkalite.broker.broker import Broker, Turnstile
+from kafkalite.app import App as Broker
+from kafkalite.replication.housekeeping import Turnstile
 from kafkalite.config import BrokerConfig
 from kafkalite.protocol.record_batch import build_batch, iter_batches
 
@@ -23,10 +24,8 @@ def make_broker(tmp_path, interval_ms: int) -> Broker:
 
 async def append(broker: Broker, topic: str, batch: bytes) -> int:
     """What the Produce handler does: wait for the turnstile, then append before the next await."""
-    plog = broker.partition_log(topic, 0)
-    if await broker.wait_writable(plog):
-        plog = broker.partition_log(topic, 0)
-    return plog.append(bytearray(batch)).base_offset
+    _, result = await broker.replicas.append(topic, 0, memoryview(bytearray(batch)))
+    return result.base_offset
 
 
 class BlockingHousekeep:
@@ -58,7 +57,7 @@ async def test_retention_runs_periodically_beside_appends(tmp_path):
     broker = make_broker(tmp_path, 100)
     await broker.start()
     try:
-        broker.logs.create_topic("old", 1, {"segment.bytes": "2048", "retention.ms": "60000"})
+        await broker.metadata.create_topic("old", 1, {"segment.bytes": "2048", "retention.ms": "60000"})
         plog = broker.logs.partition("old", 0)
         old = int(time.time() * 1000) - 3_600_000
         for i in range(50):  # an hour old: every closed segment is past retention.ms
@@ -74,7 +73,7 @@ async def test_retention_runs_periodically_beside_appends(tmp_path):
         assert plog.read(plog.log_start_offset, 1 << 20), "what is left must still be readable"
         assert plog.segment_count >= 1 and end > plog.log_start_offset
         for _ in range(500):  # retention is done; let its checkpoint finish too
-            if broker._housekeeping_work is None:
+            if not broker.housekeeping.working:
                 break
             await asyncio.sleep(0.01)
         assert not plog._retired, "segments removed by retention were left open"
@@ -88,7 +87,7 @@ async def test_compaction_keeps_a_busy_compacted_partition_to_a_few_segments(tmp
     await broker.start()
     try:
         # Any dirt makes a round due, so the last round below compacts everything that is closed.
-        broker.logs.create_topic("latest", 1, {"cleanup.policy": "compact", "segment.bytes": "1024",
+        await broker.metadata.create_topic("latest", 1, {"cleanup.policy": "compact", "segment.bytes": "1024",
                                                "min.cleanable.dirty.ratio": "0.01"})
         plog = broker.logs.partition("latest", 0)
         newest = {}
@@ -100,10 +99,10 @@ async def test_compaction_keeps_a_busy_compacted_partition_to_a_few_segments(tmp
             newest[key] = value
             rolled.update(seg.base_offset for seg in plog._segments)
             if i % 50 == 0 and (round_ is None or round_.done()):
-                round_ = asyncio.create_task(broker._housekeeping())
+                round_ = asyncio.create_task(broker.housekeeping.run_round())
             await asyncio.sleep(0)
         await round_
-        await broker._housekeeping()  # a last round once the appends are over
+        await broker.housekeeping.run_round()  # a last round once the appends are over
         assert len(rolled) > 50
         assert plog.segment_count < 10, "compacted segments piled up instead of merging"
         got = {}
@@ -124,11 +123,11 @@ async def test_housekeeping_runs_in_a_thread_and_holds_only_its_partitions_write
     broker = make_broker(tmp_path, 3_600_000)  # no periodic run: the test starts one
     await broker.start()
     try:
-        broker.logs.create_topic("busy", 1, {})
-        broker.logs.create_topic("other", 1, {})
+        await broker.metadata.create_topic("busy", 1, {})
+        await broker.metadata.create_topic("other", 1, {})
         busy = broker.logs.partition("busy", 0)
         blocker = busy.housekeep = BlockingHousekeep(busy)
-        round_ = asyncio.create_task(broker._housekeeping())
+        round_ = asyncio.create_task(broker.housekeeping.run_round())
         await blocker.wait_started()
         assert blocker.thread != threading.get_ident(), "housekeeping ran on the event loop"
 
@@ -153,10 +152,10 @@ async def test_housekeeping_runs_in_a_thread_and_holds_only_its_partitions_write
 async def test_stop_waits_for_the_housekeeping_thread_before_closing_logs(tmp_path):
     broker = make_broker(tmp_path, 3_600_000)
     await broker.start()
-    broker.logs.create_topic("t", 1, {})
+    await broker.metadata.create_topic("t", 1, {})
     plog = broker.logs.partition("t", 0)
     blocker = plog.housekeep = BlockingHousekeep(plog)
-    broker._tasks.append(asyncio.create_task(broker._housekeeping()))
+    broker._tasks.append(asyncio.create_task(broker.housekeeping.run_round()))
     await blocker.wait_started()
     stopping = asyncio.create_task(broker.stop())
     await asyncio.sleep(0.2)

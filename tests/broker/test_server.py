@@ -103,7 +103,7 @@ async def make_server(tmp_path):
 @pytest.fixture
 async def server(make_server) -> Server:
     server = await make_server()
-    server.broker.logs.create_topic("t", 1, {})
+    await server.broker.metadata.create_topic("t", 1, {})
     return server
 
 
@@ -214,7 +214,7 @@ async def test_a_large_request_arriving_in_pieces(server):
 
 async def test_reading_pauses_at_queued_max_requests_and_resumes_when_drained(make_server):
     server = await make_server(**{"queued.max.requests": 3})
-    server.broker.logs.create_topic("t", 1, {})
+    await server.broker.metadata.create_topic("t", 1, {})
     conn, transport = connect(server)
     feed(conn, long_poll_fetch(1) + api_versions(2))
     await settle()
@@ -305,7 +305,7 @@ async def test_a_handler_that_raises_closes_its_connection_only(server, monkeypa
 
 async def test_idle_connections_are_closed_after_connections_max_idle_ms(make_server):
     server = await make_server(**{"connections.max.idle.ms": 200})
-    server.broker.logs.create_topic("t", 1, {})
+    await server.broker.metadata.create_topic("t", 1, {})
     idle, idle_transport = connect(server)
     busy, busy_transport = connect(server)
     feed(busy, long_poll_fetch(1, max_wait_ms=2000))  # waiting for data is not idle

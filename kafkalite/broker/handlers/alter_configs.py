@@ -14,6 +14,7 @@ values and calls the same functions):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from kafkalite.broker.errors import Rejected, error_code_for
@@ -23,28 +24,29 @@ from kafkalite.broker.handlers.describe_configs import (
 from kafkalite.broker.registry import handler
 from kafkalite.config import BROKER_SETTINGS
 from kafkalite.log.config import LogConfig
+from kafkalite.metadata.local import topic_defaults
 from kafkalite.log.errors import InvalidConfig, LogError
 from kafkalite.protocol.errors import ErrorCode
 
 log = logging.getLogger("kafkalite.broker")
 
 
-def alter_topic(broker, name: str, overrides: dict[str, str], validate_only: bool) -> None:
+async def alter_topic(ctx, name: str, overrides: dict[str, str], validate_only: bool) -> None:
     """Make `overrides` the topic's whole set of overrides."""
-    if name not in broker.logs.topics():
+    if name not in ctx.metadata.image.topics:
         raise Rejected(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {name} does not exist")
     try:
         if validate_only:
-            LogConfig.from_configs(overrides, broker.logs.defaults)
+            LogConfig.from_configs(overrides, ctx.metadata.topic_defaults)
         else:
-            broker.logs.alter_configs(name, overrides)
+            await ctx.metadata.alter_configs(name, overrides)
     except InvalidConfig as e:
         raise Rejected(ErrorCode.INVALID_CONFIG, str(e)) from None
 
 
-def alter_broker(broker, resource_name: str, changes: dict[str, str | None], validate_only: bool) -> None:
+async def alter_broker(ctx, resource_name: str, changes: dict[str, str | None], validate_only: bool) -> None:
     """Set broker settings by Kafka name and persist them; None puts a setting back to its configured value."""
-    check_broker_name(broker, resource_name)
+    check_broker_name(ctx, resource_name)
     unknown = sorted(n for n in changes if n not in BROKER_SETTINGS)
     if unknown:
         raise Rejected(ErrorCode.INVALID_REQUEST, f"Unknown broker configs: {', '.join(unknown)}")
@@ -53,12 +55,12 @@ def alter_broker(broker, resource_name: str, changes: dict[str, str | None], val
         raise Rejected(ErrorCode.INVALID_REQUEST,
                        f"Cannot update these configs dynamically: {', '.join(static)} (set them in the config file "
                        f"or with --set and restart)")
-    config = broker.config
+    config = ctx.config
     before = dict(config.settings)
     try:
         for name, value in changes.items():
-            config.set(name, broker.dynamic_settings.configured[name] if value is None else value)
-        defaults = broker.topic_defaults()  # the log's own checks of the values that become topic defaults
+            config.set(name, ctx.dynamic_settings.configured[name] if value is None else value)
+        defaults = topic_defaults(config)  # the log's own checks of the values that become topic defaults
     except ValueError as e:  # InvalidConfig is a ValueError too
         config.settings = before
         raise Rejected(ErrorCode.INVALID_CONFIG, str(e)) from None
@@ -66,38 +68,28 @@ def alter_broker(broker, resource_name: str, changes: dict[str, str | None], val
         config.settings = before
         return
     try:
-        broker.dynamic_settings.save(changes)
+        await asyncio.to_thread(ctx.dynamic_settings.save, changes)
     except OSError:
         config.settings = before
         raise
-    if defaults != broker.logs.defaults:
-        refresh_topic_defaults(broker, defaults)
+    if defaults != ctx.metadata.topic_defaults:
+        await ctx.metadata.set_topic_defaults(defaults)  # topics without their own override follow them
     log.info("broker settings changed at run time: %s", changes)
 
 
-def refresh_topic_defaults(broker, defaults: LogConfig) -> None:
-    """Make every topic without its own override follow new broker defaults.
-
-    LogManager has no call for this yet; re-applying each topic's unchanged overrides makes it recompute the
-    topic's LogConfig from the new defaults and hand it to the partition logs."""
-    broker.logs.defaults = defaults
-    for name in broker.logs.topics():
-        broker.logs.alter_configs(name, broker.logs.topic(name).configs)
-
-
-def apply_changes(broker, resource: dict, changes: dict[str, str | None], validate_only: bool) -> None:
+async def apply_changes(ctx, resource: dict, changes: dict[str, str | None], validate_only: bool) -> None:
     """Apply the full new set of values for one resource. For topics, `changes` is the whole override set."""
     kind, name = resource["resource_type"], resource["resource_name"]
     if kind == TOPIC_RESOURCE:
-        alter_topic(broker, name, {k: v for k, v in changes.items() if v is not None}, validate_only)
+        await alter_topic(ctx, name, {k: v for k, v in changes.items() if v is not None}, validate_only)
     elif kind == BROKER_RESOURCE:
-        alter_broker(broker, name, changes, validate_only)
+        await alter_broker(ctx, name, changes, validate_only)
     else:
         raise Rejected(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {kind}")
 
 
-def alter_each(broker, request: dict, new_values) -> list[dict]:
-    """The per-resource loop both AlterConfigs APIs share. `new_values(broker, resource)` returns the changes
+async def alter_each(ctx, request: dict, new_values) -> list[dict]:
+    """The per-resource loop both AlterConfigs APIs share. `new_values(ctx, resource)` returns the changes
     to apply (or raises Rejected)."""
     responses = []
     seen = [(r["resource_type"], r["resource_name"]) for r in request["resources"]]
@@ -111,7 +103,7 @@ def alter_each(broker, request: dict, new_values) -> list[dict]:
             names = [c["name"] for c in resource["configs"]]
             if len(set(names)) != len(names):
                 raise Rejected(ErrorCode.INVALID_REQUEST, "Duplicate config names for one resource")
-            apply_changes(broker, resource, new_values(broker, resource), request["validate_only"])
+            await apply_changes(ctx, resource, new_values(ctx, resource), request["validate_only"])
         except Rejected as e:
             resp["error_code"], resp["error_message"] = e.code, e.message
         except (LogError, OSError) as e:
@@ -119,15 +111,15 @@ def alter_each(broker, request: dict, new_values) -> list[dict]:
     return responses
 
 
-def replacement(broker, resource: dict) -> dict[str, str | None]:
+def replacement(ctx, resource: dict) -> dict[str, str | None]:
     # Kafka's AlterConfigs drops entries with a null value: for a topic they are simply not overridden.
     changes = {c["name"]: c["value"] for c in resource["configs"]}
     if resource["resource_type"] == BROKER_RESOURCE:
-        for name in broker.dynamic_settings.values:  # the whole set is replaced: the others are removed
+        for name in ctx.dynamic_settings.values:  # the whole set is replaced: the others are removed
             changes.setdefault(name, None)
     return changes
 
 
 @handler("AlterConfigs")
 async def handle(ctx, request):
-    return {"throttle_time_ms": 0, "responses": alter_each(ctx.broker, request, replacement)}
+    return {"throttle_time_ms": 0, "responses": await alter_each(ctx, request, replacement)}

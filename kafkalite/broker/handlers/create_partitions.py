@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from kafkalite.broker.broker import OFFSETS_TOPIC
 from kafkalite.broker.errors import Rejected, error_code_for
 from kafkalite.broker.registry import handler
+from kafkalite.group import OFFSETS_TOPIC
 from kafkalite.log.errors import LogError
 from kafkalite.log.manager import MAX_PARTITIONS_PER_REQUEST
 from kafkalite.protocol.errors import ErrorCode
 
 
-def check(broker, topic: dict, names: list[str]) -> None:
+def check(ctx, topic: dict, names: list[str]) -> None:
     """Raises Rejected when the topic's new partition count cannot be applied (Kafka's messages)."""
     name, count = topic["name"], topic["count"]
     if names.count(name) > 1:
         raise Rejected(ErrorCode.INVALID_REQUEST, "Duplicate topic in request.")
-    if name not in broker.logs.topics():
+    image = ctx.metadata.image.topic(name)
+    if image is None:
         raise Rejected(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
     if name == OFFSETS_TOPIC:
         # Groups are placed on its partitions by hash: a new count would move them away from their offsets.
         raise Rejected(ErrorCode.INVALID_TOPIC_EXCEPTION, f"the partition count of {OFFSETS_TOPIC} is fixed")
-    current = broker.logs.topic(name).partitions
+    current = len(image.partitions)
     if count < current:
         raise Rejected(ErrorCode.INVALID_PARTITIONS,
                        f"Topic currently has {current} partitions, which is higher than the requested {count}.")
@@ -36,23 +37,22 @@ def check(broker, topic: dict, names: list[str]) -> None:
                            f"Increasing the number of partitions by {count - current} but {len(assignments)} "
                            f"assignments provided.")
         for a in assignments:
-            if a["broker_ids"] != [broker.node_id]:
+            if a["broker_ids"] != [ctx.node_id]:
                 raise Rejected(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                               f"Invalid replica assignment {a['broker_ids']}: only broker {broker.node_id} exists")
+                               f"Invalid replica assignment {a['broker_ids']}: only broker {ctx.node_id} exists")
 
 
 @handler("CreatePartitions")
 async def handle(ctx, request):
-    broker = ctx.broker
     names = [t["name"] for t in request["topics"]]
     results = []
     for topic in request["topics"]:
         result = {"name": topic["name"], "error_code": 0, "error_message": None}
         results.append(result)
         try:
-            check(broker, topic, names)
+            check(ctx, topic, names)
             if not request["validate_only"]:
-                broker.logs.add_partitions(topic["name"], topic["count"])
+                await ctx.metadata.create_partitions(topic["name"], topic["count"])
         except Rejected as e:
             result["error_code"], result["error_message"] = e.code, e.message
         except (LogError, OSError) as e:

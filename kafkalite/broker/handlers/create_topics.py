@@ -8,18 +8,18 @@ from kafkalite.log.manager import MAX_PARTITIONS_PER_REQUEST, validate_topic_nam
 from kafkalite.protocol.errors import ErrorCode
 
 
-def check(broker, topic: dict) -> int:
+def check(ctx, topic: dict) -> int:
     """The partition count to create; raises Rejected when the request is not acceptable."""
     partitions = topic["num_partitions"]
     if partitions == -1:
-        partitions = broker.config["num.partitions"]
+        partitions = ctx.config["num.partitions"]
     if topic["assignments"]:
         if topic["num_partitions"] != -1:
             raise Rejected(ErrorCode.INVALID_REQUEST, "give num_partitions or assignments, not both")
         partitions = len(topic["assignments"])
         for a in topic["assignments"]:
-            if a["broker_ids"] != [broker.node_id]:
-                raise Rejected(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"only broker {broker.node_id} exists")
+            if a["broker_ids"] != [ctx.node_id]:
+                raise Rejected(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"only broker {ctx.node_id} exists")
     if partitions < 1:
         raise Rejected(ErrorCode.INVALID_PARTITIONS, "the number of partitions must be at least 1")
     if partitions > MAX_PARTITIONS_PER_REQUEST:
@@ -31,7 +31,7 @@ def check(broker, topic: dict) -> int:
 
 @handler("CreateTopics")
 async def handle(ctx, request):
-    broker = ctx.broker
+    store = ctx.metadata
     results = []
     names = [t["name"] for t in request["topics"]]
     for topic in request["topics"]:
@@ -43,15 +43,15 @@ async def handle(ctx, request):
         try:
             if names.count(name) > 1:
                 raise Rejected(ErrorCode.INVALID_REQUEST, f"topic {name} appears more than once")
-            partitions = check(broker, topic)
-            if name in broker.logs.topics():
+            partitions = check(ctx, topic)
+            if name in store.image.topics:
                 raise Rejected(ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {name} already exists")
             if request["validate_only"]:
                 validate_topic_name(name)
-                effective = LogConfig.from_configs(configs, broker.logs.defaults)
+                effective = LogConfig.from_configs(configs, store.topic_defaults)
             else:
-                result["topic_id"] = broker.logs.create_topic(name, partitions, configs)
-                effective = broker.logs.topic(name).config
+                result["topic_id"] = (await store.create_topic(name, partitions, configs)).topic_id
+                effective = store.topic_config(name)
         except Rejected as e:
             result["error_code"], result["error_message"] = e.code, e.message
             continue

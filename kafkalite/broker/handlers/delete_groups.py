@@ -8,7 +8,7 @@ from kafkalite.protocol.errors import ErrorCode
 
 @handler("DeleteGroups")
 async def handle(ctx, request):
-    groups = ctx.broker.groups
+    groups = ctx.groups
     names = list(request["groups_names"])
     if not groups.loaded:
         results = {name: ErrorCode.COORDINATOR_LOAD_IN_PROGRESS for name in names}

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from kafkalite.broker.broker import OFFSETS_TOPIC
 from kafkalite.broker.errors import error_code_for
 from kafkalite.broker.registry import handler
+from kafkalite.group import OFFSETS_TOPIC
 from kafkalite.log.errors import LogError
 from kafkalite.protocol.errors import ErrorCode
+from kafkalite.replication.replica_manager import NotServed
 
 
 @handler("DeleteRecords")
 async def handle(ctx, request):
-    broker = ctx.broker
+    replicas = ctx.replicas
     topics = []
     for topic in request["topics"]:
         name = topic["name"]
@@ -20,12 +21,12 @@ async def handle(ctx, request):
         for part in topic["partitions"]:
             resp = {"partition_index": part["partition_index"], "low_watermark": -1, "error_code": 0}
             partitions.append(resp)
-            plog = broker.partition_log(name, part["partition_index"])
-            if plog is not None and await broker.wait_writable(plog):
-                plog = broker.partition_log(name, part["partition_index"])
-            if plog is None:
-                resp["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            elif name == OFFSETS_TOPIC:
+            try:
+                plog = (await replicas.writable_leader(name, part["partition_index"])).log
+            except NotServed as e:
+                resp["error_code"] = e.code
+                continue
+            if name == OFFSETS_TOPIC:
                 resp["error_code"] = ErrorCode.INVALID_TOPIC_EXCEPTION  # Kafka: no deleting from internal topics
             elif not plog.config.delete:
                 # Kafka refuses it on a topic whose cleanup.policy lacks "delete".

@@ -15,9 +15,9 @@ OPERATIONS_NOT_REQUESTED = -(2**31)
 
 @handler("DescribeCluster")
 async def handle(ctx, request):
-    broker = ctx.broker
+    image = ctx.metadata.image
     response = {"throttle_time_ms": 0, "error_code": 0, "error_message": None, "endpoint_type": BROKER_ENDPOINT,
-                "cluster_id": broker.cluster_id, "controller_id": broker.node_id, "brokers": []}
+                "cluster_id": image.cluster_id, "controller_id": image.controller_id, "brokers": []}
     wanted = request["endpoint_type"]  # v0 decodes as 1 (brokers)
     if wanted == CONTROLLER_ENDPOINT:
         response["error_code"] = ErrorCode.MISMATCHED_ENDPOINT_TYPE
@@ -27,8 +27,8 @@ async def handle(ctx, request):
         response["error_code"] = ErrorCode.UNSUPPORTED_ENDPOINT_TYPE
         response["error_message"] = f"Unsupported endpoint type {wanted}"
         return response
-    response["brokers"] = [{"broker_id": broker.node_id, "host": broker.config.host, "port": broker.config.port,
-                            "rack": None}]
+    response["brokers"] = [{"broker_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
+                           for b in sorted(image.brokers.values(), key=lambda b: b.node_id)]
     response["cluster_authorized_operations"] = (
         ALL_CLUSTER_OPERATIONS if request["include_cluster_authorized_operations"] else OPERATIONS_NOT_REQUESTED)
     return response

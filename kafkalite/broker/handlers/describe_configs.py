@@ -69,18 +69,18 @@ def broker_setting_type(name: str) -> str:
     return "string"
 
 
-def check_broker_name(broker, resource_name: str) -> None:
+def check_broker_name(ctx, resource_name: str) -> None:
     """A broker resource is named by this broker's id, or "" for the cluster-wide default."""
-    if resource_name not in ("", str(broker.node_id)):
+    if resource_name not in ("", str(ctx.node_id)):
         raise Rejected(ErrorCode.INVALID_REQUEST,
-                       f"Unexpected broker id, expected {broker.node_id} or empty string, but received {resource_name}")
+                       f"Unexpected broker id, expected {ctx.node_id} or empty string, but received {resource_name}")
 
 
-def broker_setting_chain(broker, name: str) -> list[tuple[str, str, int]]:
+def broker_setting_chain(ctx, name: str) -> list[tuple[str, str, int]]:
     """(name, value, source) of a broker setting, the value in force first: set by AlterConfigs at run time
     (DYNAMIC_BROKER_CONFIG; one broker is its own cluster default), configured at start (file, flag or
     environment) where that differs from Kafka's default, and the default."""
-    dynamic, configured = broker.dynamic_settings.values, broker.dynamic_settings.configured[name]
+    dynamic, configured = ctx.dynamic_settings.values, ctx.dynamic_settings.configured[name]
     default = BROKER_SETTINGS[name][1]
     chain = [(name, setting_text(dynamic[name]), DYNAMIC_BROKER_CONFIG)] if name in dynamic else []
     if configured != default:
@@ -89,12 +89,12 @@ def broker_setting_chain(broker, name: str) -> list[tuple[str, str, int]]:
     return chain
 
 
-def topic_config_chain(broker, spec, overrides: dict[str, str]) -> list[tuple[str, str, int]]:
+def topic_config_chain(ctx, spec, overrides: dict[str, str]) -> list[tuple[str, str, int]]:
     """(name, value, source) of a topic config in order of precedence: override, broker setting, default."""
     chain = [(spec.name, overrides[spec.name], DYNAMIC_TOPIC_CONFIG)] if spec.name in overrides else []
     setting = TOPIC_SETTING_SYNONYMS.get(spec.name)
     if setting is not None:
-        chain += broker_setting_chain(broker, setting)
+        chain += broker_setting_chain(ctx, setting)
     else:
         chain.append((spec.name, format_value(spec, spec.default), DEFAULT_CONFIG))
     return chain
@@ -109,23 +109,23 @@ def config_entry(name: str, value: str, chain, read_only: bool, kafka_type: str,
     }
 
 
-def topic_entries(broker, name: str, request: dict, keys) -> list[dict]:
-    if name not in broker.logs.topics():
+def topic_entries(ctx, name: str, request: dict, keys) -> list[dict]:
+    topic = ctx.metadata.image.topic(name)
+    if topic is None:
         raise Rejected(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {name} does not exist")
-    info = broker.logs.topic(name)
-    effective = info.config.to_configs()  # what the log enforces, whatever the chain says
+    effective = ctx.metadata.topic_config(name).to_configs()  # what the log enforces, whatever the chain says
     return [
-        config_entry(spec.name, effective[spec.name], topic_config_chain(broker, spec, info.configs), False,
+        config_entry(spec.name, effective[spec.name], topic_config_chain(ctx, spec, topic.configs), False,
                      spec.type, spec.doc, request)
         for spec in TOPIC_CONFIGS
         if keys is None or spec.name in keys
     ]
 
 
-def broker_entries(broker, name: str, request: dict, keys) -> list[dict]:
-    check_broker_name(broker, name)
+def broker_entries(ctx, name: str, request: dict, keys) -> list[dict]:
+    check_broker_name(ctx, name)
     return [
-        config_entry(setting, setting_text(broker.config[setting]), broker_setting_chain(broker, setting),
+        config_entry(setting, setting_text(ctx.config[setting]), broker_setting_chain(ctx, setting),
                      setting not in DYNAMIC_BROKER_SETTINGS, broker_setting_type(setting), doc, request)
         for setting, (_kind, _default, doc) in BROKER_SETTINGS.items()
         if keys is None or setting in keys
@@ -147,7 +147,7 @@ async def handle(ctx, request):
         try:
             if entries is None:
                 raise Rejected(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {resource['resource_type']}")
-            result["configs"] = entries(ctx.broker, resource["resource_name"], request,
+            result["configs"] = entries(ctx, resource["resource_name"], request,
                                         None if keys is None else set(keys))
         except Rejected as e:
             result["error_code"], result["error_message"] = e.code, e.message

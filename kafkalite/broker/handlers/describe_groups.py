@@ -12,7 +12,7 @@ OPERATIONS_NOT_REQUESTED = -(2**31)
 
 @handler("DescribeGroups")
 async def handle(ctx, request):
-    groups = ctx.broker.groups
+    groups = ctx.groups
     operations = ALL_GROUP_OPERATIONS if request.get("include_authorized_operations") else OPERATIONS_NOT_REQUESTED
     described = []
     for group_id in request["groups"]:

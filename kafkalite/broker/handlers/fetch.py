@@ -1,4 +1,8 @@
-"""Fetch (key 1): versions 4-12. Long poll; fetch sessions are declined (session_id 0)."""
+"""Fetch (key 1): versions 4-12. Long poll; fetch sessions are declined (session_id 0).
+
+Consumers read whole batches below the high watermark, and a long poll waits until the high watermark of a
+requested partition passes its fetch offset (replication/watermark.py), or max_wait_ms.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,16 @@ import asyncio
 from kafkalite.broker.errors import error_code_for
 from kafkalite.broker.registry import handler
 from kafkalite.log.errors import LogError
-from kafkalite.protocol.errors import ErrorCode
+from kafkalite.replication.replica_manager import NotServed
 
 
-def read_partitions(broker, request) -> tuple[list, int]:
-    """One pass over every requested partition; returns the response topics and the bytes found."""
+def read_partitions(replicas, request) -> tuple[list, int, list]:
+    """One pass over every requested partition; returns the response topics, the bytes found, and the
+    (replica, fetch offset) of each partition that was served, for the long poll."""
     budget = request["max_bytes"]
     total = 0
     topics = []
+    served = []
     for topic in request["topics"]:
         name = topic["topic"]
         partitions = []
@@ -25,16 +31,19 @@ def read_partitions(broker, request) -> tuple[list, int]:
             resp = {"partition_index": index, "error_code": 0, "high_watermark": -1, "last_stable_offset": -1,
                     "log_start_offset": -1, "aborted_transactions": None, "records": b""}
             partitions.append(resp)
-            plog = broker.partition_log(name, index)
-            if plog is None:
-                resp["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            try:
+                replica = replicas.leader(name, index)
+            except NotServed as e:
+                resp["error_code"] = e.code
                 continue
-            resp["high_watermark"] = resp["last_stable_offset"] = plog.high_watermark
+            plog = replica.log
+            resp["high_watermark"] = resp["last_stable_offset"] = replica.state.high_watermark
             resp["log_start_offset"] = plog.log_start_offset
+            served.append((replica, part["fetch_offset"]))
             if budget <= 0 and total > 0:
                 continue  # the response is full; the first batch found is always sent
             try:
-                chunks = plog.read(part["fetch_offset"], min(part["partition_max_bytes"], max(budget, 1)))
+                chunks = replicas.read(replica, part["fetch_offset"], min(part["partition_max_bytes"], max(budget, 1)))
             except LogError as e:
                 resp["error_code"] = error_code_for(e)
                 continue
@@ -43,28 +52,29 @@ def read_partitions(broker, request) -> tuple[list, int]:
                 resp["records"] = chunks
                 total += size
                 budget -= size
-    return topics, total
+    return topics, total, served
 
 
 @handler("Fetch")
 async def handle(ctx, request):
-    broker = ctx.broker
+    replicas = ctx.replicas
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(request["max_wait_ms"], 0) / 1000
     while True:
-        topics, total = read_partitions(broker, request)
+        topics, total, served = read_partitions(replicas, request)
         remaining = deadline - loop.time()
-        if total >= request["min_bytes"] or remaining <= 0:
+        failed = any(p["error_code"] for t in topics for p in t["partitions"])
+        if total >= request["min_bytes"] or remaining <= 0 or failed:  # errors answer at once, as in Kafka
             break
-        # Long poll: sleep until an append to any requested partition, or the deadline.
-        waiters = [
-            broker.data_waiter(t["topic"], p["partition"])
-            for t in request["topics"]
-            for p in t["partitions"]
-            if broker.partition_log(t["topic"], p["partition"]) is not None
-        ]
-        if not waiters:
+        # Long poll: until a high watermark passes a fetch offset, or the deadline.
+        if not served:
             await asyncio.sleep(remaining)
             continue
-        await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        waiters = [replicas.data_after(replica, offset) for replica, offset in served]
+        try:
+            await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                if not waiter.cancel() and not waiter.cancelled():
+                    waiter.exception()  # retrieved: a failed replica shows as its partition's error next pass
     return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": topics}

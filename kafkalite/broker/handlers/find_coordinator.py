@@ -9,12 +9,12 @@ GROUP_KEY, TRANSACTION_KEY = 0, 1
 
 
 def _find(ctx, key: str, key_type: int) -> dict:
-    config = ctx.broker.config
+    me = ctx.metadata.image.brokers[ctx.node_id]
     if key_type not in (GROUP_KEY, TRANSACTION_KEY):
         # transactional ids are sent here too, and InitProducerId refuses them with a clear error
         return {"key": key, "node_id": -1, "host": "", "port": -1, "error_code": ErrorCode.INVALID_REQUEST,
                 "error_message": f"unknown coordinator key type {key_type}"}
-    return {"key": key, "node_id": ctx.broker.node_id, "host": config.host, "port": config.port,
+    return {"key": key, "node_id": me.node_id, "host": me.host, "port": me.port,
             "error_code": ErrorCode.NONE, "error_message": None}
 
 

@@ -15,23 +15,24 @@ from kafkalite.protocol.errors import ErrorCode
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 
 
-def current_list(broker, resource: dict, name: str) -> list[str]:
+def current_list(ctx, resource: dict, name: str) -> list[str]:
     """The value APPEND and SUBTRACT start from: the topic's override, else the value in force."""
     spec = CONFIGS_BY_NAME.get(name) if resource["resource_type"] == TOPIC_RESOURCE else None
     if spec is None or spec.type != "list":
         raise Rejected(ErrorCode.INVALID_CONFIG, f"Config value append/subtract is not allowed for config key: {name}")
-    info = broker.logs.topic(resource["resource_name"])
-    value = info.configs.get(name, info.config.to_configs()[name])
+    topic = resource["resource_name"]
+    value = ctx.metadata.image.topic(topic).configs.get(name, ctx.metadata.topic_config(topic).to_configs()[name])
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def incremental_changes(broker, resource: dict) -> dict[str, str | None]:
+def incremental_changes(ctx, resource: dict) -> dict[str, str | None]:
     """The resource's new values: for a topic its whole override set, for the broker the settings to change."""
     is_topic = resource["resource_type"] == TOPIC_RESOURCE
     if is_topic:
-        if resource["resource_name"] not in broker.logs.topics():
+        topic = ctx.metadata.image.topic(resource["resource_name"])
+        if topic is None:
             raise Rejected(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {resource['resource_name']} does not exist")
-        values = dict(broker.logs.topic(resource["resource_name"]).configs)
+        values = dict(topic.configs)
     else:
         values = {}
     for change in resource["configs"]:
@@ -49,7 +50,7 @@ def incremental_changes(broker, resource: dict) -> dict[str, str | None]:
                 values[name] = None  # back to the broker's default
         else:
             given = [item.strip() for item in value.split(",") if item.strip()]
-            old = current_list(broker, resource, name)
+            old = current_list(ctx, resource, name)
             new = old + [i for i in given if i not in old] if op == APPEND else [i for i in old if i not in given]
             values[name] = ",".join(new)
     return values
@@ -57,4 +58,4 @@ def incremental_changes(broker, resource: dict) -> dict[str, str | None]:
 
 @handler("IncrementalAlterConfigs")
 async def handle(ctx, request):
-    return {"throttle_time_ms": 0, "responses": alter_each(ctx.broker, request, incremental_changes)}
+    return {"throttle_time_ms": 0, "responses": await alter_each(ctx, request, incremental_changes)}

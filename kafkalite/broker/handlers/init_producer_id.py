@@ -40,7 +40,7 @@ def check(ctx, request: dict) -> None:
 async def handle(ctx, request):
     try:
         check(ctx, request)
-        producer_id = ctx.broker.allocate_producer_id()
+        producer_id = await ctx.producer_ids.allocate()
     except Rejected as e:
         return {"throttle_time_ms": 0, "error_code": e.code, "producer_id": NO_PRODUCER_ID,
                 "producer_epoch": NO_PRODUCER_EPOCH}

@@ -10,7 +10,7 @@ from kafkalite.protocol.errors import ErrorCode
 @handler("JoinGroup")
 async def handle(ctx, request):
     version = ctx.api_version
-    groups = ctx.broker.groups
+    groups = ctx.groups
     if not groups.loaded:
         return _response(version, ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, request["member_id"])
     rebalance_timeout = request.get("rebalance_timeout_ms", -1)

@@ -13,7 +13,7 @@ async def handle(ctx, request):
         members = [(m["member_id"], m.get("group_instance_id")) for m in request["members"]]
     else:
         members = [(request["member_id"], None)]
-    groups = ctx.broker.groups
+    groups = ctx.groups
     if not groups.loaded:
         return {"throttle_time_ms": 0, "error_code": ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, "members": []}
     code, codes = await groups.leave_group(request["group_id"], members)

@@ -8,7 +8,7 @@ from kafkalite.protocol.errors import ErrorCode
 
 @handler("ListGroups")
 async def handle(ctx, request):
-    groups = ctx.broker.groups
+    groups = ctx.groups
     if not groups.loaded:
         return {"throttle_time_ms": 0, "error_code": ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, "groups": []}
     states = request.get("states_filter") if ctx.api_version >= 4 else None

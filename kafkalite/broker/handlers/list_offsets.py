@@ -4,43 +4,51 @@ from kafkalite.broker.errors import error_code_for
 from kafkalite.broker.registry import handler
 from kafkalite.log.errors import LogError
 from kafkalite.protocol.errors import ErrorCode
+from kafkalite.replication.replica_manager import NotServed
 
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 
 
-def lookup(plog, timestamp: int) -> tuple[int, int]:
-    """(timestamp, offset) as ListOffsets reports them; (-1, -1) when no record qualifies."""
+def lookup(replica, timestamp: int) -> tuple[int, int]:
+    """(timestamp, offset) as ListOffsets reports them; (-1, -1) when no record qualifies. Only committed
+    records count: latest is the high watermark, and a timestamp search never finds a record above it."""
+    plog = replica.log
+    high_watermark = replica.state.high_watermark
     if timestamp == LATEST:
-        return -1, plog.high_watermark
+        return -1, high_watermark
     if timestamp == EARLIEST:
         return -1, plog.log_start_offset
     found = plog.max_timestamp_offset() if timestamp == MAX_TIMESTAMP else plog.offset_for_timestamp(timestamp)
     if found is None:
         return -1, -1
     offset, ts = found
+    if offset >= high_watermark:
+        return -1, -1
     return ts, offset
 
 
 @handler("ListOffsets")
 async def handle(ctx, request):
-    broker = ctx.broker
+    replicas = ctx.replicas
     topics = []
     for topic in request["topics"]:
         partitions = []
         topics.append({"name": topic["name"], "partitions": partitions})
         for part in topic["partitions"]:
             resp = {"partition_index": part["partition_index"], "error_code": 0, "timestamp": -1, "offset": -1,
-                    "leader_epoch": 0}
+                    "leader_epoch": -1}
             partitions.append(resp)
-            plog = broker.partition_log(topic["name"], part["partition_index"])
-            if plog is None:
-                resp["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            try:
+                replica = replicas.leader(topic["name"], part["partition_index"])
+            except NotServed as e:
+                resp["error_code"] = e.code
                 continue
+            resp["leader_epoch"] = replica.leader_epoch
             if part["timestamp"] == MAX_TIMESTAMP and ctx.api_version < 7:
                 resp["error_code"] = ErrorCode.UNSUPPORTED_VERSION
                 continue
             try:
-                resp["timestamp"], resp["offset"] = lookup(plog, part["timestamp"])
+                resp["timestamp"], resp["offset"] = lookup(replica, part["timestamp"])
             except (LogError, OSError) as e:
                 resp["error_code"] = error_code_for(e)
     return {"throttle_time_ms": 0, "topics": topics}

@@ -15,13 +15,13 @@ from kafkalite.protocol.errors import ErrorCode
 
 @handler("OffsetCommit")
 async def handle(ctx, request):
-    broker = ctx.broker
-    groups = broker.groups
+    image = ctx.metadata.image
+    groups = ctx.groups
     offsets = []
     errors = {}
     for t in request["topics"]:
         for p in t["partitions"]:
-            if broker.partition_log(t["name"], p["partition_index"]) is None:  # as Kafka: only existing partitions
+            if image.partition(t["name"], p["partition_index"]) is None:  # as Kafka: only existing partitions
                 errors[(t["name"], p["partition_index"])] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 offsets.append((t["name"], p["partition_index"], p["committed_offset"],

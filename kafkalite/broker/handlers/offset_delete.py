@@ -8,7 +8,7 @@ from kafkalite.protocol.errors import ErrorCode
 
 @handler("OffsetDelete")
 async def handle(ctx, request):
-    groups = ctx.broker.groups
+    groups = ctx.groups
     if not groups.loaded:
         return {"error_code": ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, "throttle_time_ms": 0, "topics": []}
     wanted = [(t["name"], p["partition_index"]) for t in request["topics"] for p in t["partitions"]]

@@ -33,7 +33,7 @@ def _fetch(groups, group_id: str, topics: list[dict] | None) -> tuple[int, list[
 
 @handler("OffsetFetch")
 async def handle(ctx, request):
-    groups = ctx.broker.groups
+    groups = ctx.groups
     if ctx.api_version >= 8:
         results = []
         for g in request["groups"]:

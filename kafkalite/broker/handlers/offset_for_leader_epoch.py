@@ -1,35 +1,33 @@
-"""OffsetForLeaderEpoch (key 23): versions 2-4. One broker, one leader epoch (0) for every partition, forever."""
+"""OffsetForLeaderEpoch (key 23): versions 2-4. Where a leader epoch ends, from the leader's epoch checkpoint.
+
+Clients (librdkafka, kafka-python) validate their positions with it after a leader change, and followers use it
+to find where their log diverges from the leader's. The latest epoch ends at the log end; an older one ends where
+the next higher epoch starts, answered with the largest epoch not above the one asked.
+"""
 
 from __future__ import annotations
 
 from kafkalite.broker.registry import handler
 from kafkalite.protocol.errors import ErrorCode
+from kafkalite.replication.replica_manager import NotServed
 
-LEADER_EPOCH = 0  # the epoch Metadata, ListOffsets and stored batches all carry (PROTOCOL_TARGET trap 11)
 NO_EPOCH, UNDEFINED_OFFSET = -1, -1
 
 
-def check_current_epoch(current_leader_epoch: int) -> int:
-    """Kafka's fencing: a client behind the leader's epoch is fenced, one ahead of it knows an unknown epoch."""
+def check_current_epoch(current_leader_epoch: int, leader_epoch: int) -> int:
+    """Kafka's fencing: a caller behind the leader's epoch is fenced, one ahead of it knows an unknown epoch."""
     if current_leader_epoch == NO_EPOCH:
         return ErrorCode.NONE
-    if current_leader_epoch < LEADER_EPOCH:
+    if current_leader_epoch < leader_epoch:
         return ErrorCode.FENCED_LEADER_EPOCH
-    if current_leader_epoch > LEADER_EPOCH:
+    if current_leader_epoch > leader_epoch:
         return ErrorCode.UNKNOWN_LEADER_EPOCH
     return ErrorCode.NONE
 
 
-def end_offset_for(plog, requested_epoch: int) -> tuple[int, int]:
-    """(epoch, end offset) as Kafka's leader epoch cache answers when its only entry is epoch 0."""
-    if requested_epoch == LEADER_EPOCH:  # the latest epoch ends at the log end
-        return LEADER_EPOCH, plog.log_end_offset
-    return NO_EPOCH, UNDEFINED_OFFSET  # undefined, or newer than any epoch this log has seen
-
-
 @handler("OffsetForLeaderEpoch")
 async def handle(ctx, request):
-    broker = ctx.broker
+    replicas = ctx.replicas
     topics = []
     for topic in request["topics"]:
         partitions = []
@@ -38,11 +36,12 @@ async def handle(ctx, request):
             resp = {"error_code": 0, "partition": part["partition"], "leader_epoch": NO_EPOCH,
                     "end_offset": UNDEFINED_OFFSET}
             partitions.append(resp)
-            plog = broker.partition_log(topic["topic"], part["partition"])
-            if plog is None:
-                resp["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            try:
+                replica = replicas.leader(topic["topic"], part["partition"])
+            except NotServed as e:
+                resp["error_code"] = e.code
                 continue
-            resp["error_code"] = check_current_epoch(part["current_leader_epoch"])
+            resp["error_code"] = check_current_epoch(part["current_leader_epoch"], replica.leader_epoch)
             if resp["error_code"] == ErrorCode.NONE:
-                resp["leader_epoch"], resp["end_offset"] = end_offset_for(plog, part["leader_epoch"])
+                resp["leader_epoch"], resp["end_offset"] = replica.log.epoch_end_offset(part["leader_epoch"])
     return {"throttle_time_ms": 0, "topics": topics}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from kafkalite.broker.broker import OFFSETS_TOPIC
 from kafkalite.broker.errors import Rejected, error_code_for
 from kafkalite.broker.registry import handler
+from kafkalite.group import OFFSETS_TOPIC
 from kafkalite.log.errors import LogError
 from kafkalite.protocol import record_batch
 from kafkalite.protocol.errors import DecodeError, ErrorCode
+from kafkalite.replication.replica_manager import NotServed
 
 
 def validate(records) -> record_batch.RecordBatch:
@@ -39,10 +40,10 @@ def validate(records) -> record_batch.RecordBatch:
 
 @handler("Produce")
 async def handle(ctx, request):
-    broker = ctx.broker
+    replicas = ctx.replicas
     acks = request["acks"]
     responses = []
-    durable_waits = []  # (partition response, topic, partition, next offset)
+    commits = []  # (partition response, future done once the high watermark passes the batch)
     for topic in request["topic_data"]:
         name = topic["name"]
         partition_responses = []
@@ -58,16 +59,10 @@ async def handle(ctx, request):
                 resp["error_code"] = ErrorCode.INVALID_TOPIC_EXCEPTION
                 resp["error_message"] = "clients may not write to an internal topic"
                 continue
-            plog = broker.partition_log(name, part["index"])
-            if plog is not None and await broker.wait_writable(plog):
-                plog = broker.partition_log(name, part["index"])
-            if plog is None:
-                resp["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-                continue
             try:
                 batch = validate(part["records"])
-                result = plog.append(batch.buf)
-            except Rejected as e:
+                replica, result = await replicas.append(name, part["index"], batch.buf)
+            except (Rejected, NotServed) as e:
                 resp["error_code"], resp["error_message"] = e.code, e.message
                 continue
             except (LogError, OSError) as e:
@@ -75,19 +70,29 @@ async def handle(ctx, request):
                 continue
             resp["base_offset"] = result.base_offset
             resp["log_append_time_ms"] = result.log_append_time
-            resp["log_start_offset"] = plog.log_start_offset
-            if not result.duplicate:
-                broker.data_appended(name, part["index"])
-            durable_waits.append((resp, name, part["index"], result.last_offset + 1))
-    if acks == -1 and durable_waits:
-        outcomes = await asyncio.gather(
-            *(broker.wait_durable(name, index, next_offset, acks) for _, name, index, next_offset in durable_waits),
-            return_exceptions=True,
-        )
-        for (resp, *_), outcome in zip(durable_waits, outcomes):
-            if isinstance(outcome, BaseException):
-                # Written but not known durable: the client must not count it as acknowledged.
-                resp["error_code"], resp["error_message"] = error_code_for(outcome), str(outcome)
+            resp["log_start_offset"] = replica.log.log_start_offset
+            if acks == -1:
+                commits.append((resp, replicas.replicated(replica, result.last_offset + 1)))
+    if commits:
+        await wait_committed(commits, request["timeout_ms"])
     if acks == 0:
         return None
     return {"responses": responses, "throttle_time_ms": 0}
+
+
+async def wait_committed(commits: list, timeout_ms: int) -> None:
+    """acks=all: wait until the high watermark passes every batch, for at most timeout_ms. A batch that is
+    written but not committed in time (or whose replica failed or went away) gets an error, so the client does
+    not count it as acknowledged; an idempotent producer's retry is then deduplicated."""
+    futures = [future for _, future in commits]
+    await asyncio.wait(futures, timeout=max(timeout_ms, 0) / 1000)
+    for resp, future in commits:
+        if not future.done():
+            future.cancel()
+            resp["error_code"], resp["error_message"] = ErrorCode.REQUEST_TIMED_OUT, "not replicated within timeout_ms"
+        elif future.exception() is not None:
+            error = future.exception()
+            resp["error_code"], resp["error_message"] = error_code_for(error), str(error)
+        elif not future.result():
+            resp["error_code"] = ErrorCode.NOT_LEADER_OR_FOLLOWER
+            resp["error_message"] = "the partition moved or was deleted before the write was committed"

@@ -10,7 +10,7 @@ from kafkalite.protocol.errors import ErrorCode
 @handler("SyncGroup")
 async def handle(ctx, request):
     version = ctx.api_version
-    groups = ctx.broker.groups
+    groups = ctx.groups
     if not groups.loaded:
         return {"throttle_time_ms": 0, "error_code": ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, "assignment": b""}
     result = await groups.sync_group(SyncRequest(

@@ -1,0 +1,1 @@
+"""Replicas: who leads what, the high watermark and the waits on it, durability, housekeeping."""

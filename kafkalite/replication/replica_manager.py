@@ -1,0 +1,216 @@
+"""The replicas this broker holds: which it leads, their high watermarks, appends, reads, and the waits on them.
+
+The manager follows the metadata image: `apply_image(old, new)` makes this broker the leader of every partition
+the image says it leads (and will make it a follower of the rest, once cluster mode exists), and drops the
+replicas the image no longer gives it. Handlers never ask a log directly whether it exists or who leads it.
+
+Each replica has two watermarks (replication/watermark.py) that are the only ways requests wait: acks=all waits
+until the high watermark passes its batch, a long-poll Fetch until the high watermark passes its fetch offset.
+The high watermark is the ISR's lowest end (partition_state.py); standalone the ISR is this broker alone, so it
+is the log end, or under durability=always the durable (fsynced) end: a consumer never reads a record that a
+power cut can take back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+from kafkalite.log.errors import StorageError
+from kafkalite.log.manager import LogManager
+from kafkalite.log.partition import AppendResult, PartitionLog
+from kafkalite.metadata.image import MetadataImage, changed_partitions
+from kafkalite.protocol.errors import ErrorCode
+from kafkalite.replication.durability import FsyncThreads, Flusher
+from kafkalite.replication.housekeeping import Housekeeping
+from kafkalite.replication.partition_state import PartitionState
+from kafkalite.replication.watermark import Watermark
+
+log = logging.getLogger("kafkalite.replicas")
+
+
+class NotServed(Exception):
+    """This broker cannot serve the partition: `code` says why (unknown partition, not its leader)."""
+
+    def __init__(self, code: ErrorCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(eq=False, slots=True)
+class Replica:
+    topic: str
+    index: int
+    log: PartitionLog
+    state: PartitionState
+    high_watermark: Watermark
+    log_end: Watermark
+    flusher: Flusher | None = field(default=None, repr=False)
+
+    @property
+    def leader_epoch(self) -> int:
+        return self.state.leader_epoch
+
+    def local_end(self) -> int:
+        """The leader's own end as the high watermark counts it: durable when acks=all waits for fsync."""
+        if self.log.config.acks_all_waits_for_fsync:
+            return self.log.flushed_offset
+        return self.log.log_end_offset
+
+
+class ReplicaManager:
+    def __init__(self, node_id: int, logs: LogManager, housekeeping: Housekeeping, fsync_threads: FsyncThreads,
+                 now_ms: Callable[[], int]):
+        self.node_id = node_id
+        self.logs = logs
+        self.housekeeping = housekeeping
+        self.fsync_threads = fsync_threads
+        self.now_ms = now_ms
+        self.image = MetadataImage()
+        self._replicas: dict[tuple[str, int], Replica] = {}
+
+    # ------------------------------------------------------------------ following the metadata
+
+    def apply_image(self, new: MetadataImage) -> None:
+        old, self.image = self.image, new
+        changed, gone = changed_partitions(old, new)
+        for key in gone:
+            replica = self._replicas.pop(key, None)
+            if replica is not None:
+                self._drop(replica)
+        for topic, index in changed:
+            info = new.partition(topic, index)
+            if info is None or self.node_id not in info.replicas:
+                replica = self._replicas.pop((topic, index), None)
+                if replica is not None:
+                    self._drop(replica)
+                continue
+            if info.leader == self.node_id:
+                self._become_leader(topic, index, info)
+            else:
+                raise NotImplementedError("following another broker's leader needs cluster mode")
+
+    def _become_leader(self, topic: str, index: int, info) -> None:
+        plog = self.logs.partition(topic, index)
+        old = self._replicas.get((topic, index))
+        if old is not None and old.log is plog and old.state.leader_epoch == info.leader_epoch:
+            old.state.isr = tuple(info.isr)  # only the ISR changed
+            self._update_high_watermark(old)
+            return
+        if old is not None:
+            self._drop(old)
+        plog.high_watermark_follows_log_end = False  # the replication layer moves it
+        start_hw = max(plog.log_start_offset, min(plog.high_watermark, self._durable_end(plog)))
+        state = PartitionState.leader(self.node_id, info.replicas, info.isr, info.leader_epoch, start_hw,
+                                      self.now_ms())
+        replica = Replica(topic, index, plog, state, Watermark(start_hw), Watermark(plog.log_end_offset))
+        replica.flusher = Flusher(
+            lambda: plog.flush(), lambda: plog.log_end_offset, self.fsync_threads.run,
+            on_durable=lambda _end, r=replica: self._update_high_watermark(r),
+            on_error=lambda e, r=replica: self._failed(r, e),
+        )
+        self._replicas[(topic, index)] = replica
+        self._update_high_watermark(replica)
+        if replica.local_end() < plog.log_end_offset:
+            replica.flusher.request()  # recovered records not yet known durable (an unclean stop)
+
+    @staticmethod
+    def _durable_end(plog: PartitionLog) -> int:
+        return plog.flushed_offset if plog.config.acks_all_waits_for_fsync else plog.log_end_offset
+
+    def _drop(self, replica: Replica) -> None:
+        replica.high_watermark.close()
+        replica.log_end.close()
+
+    def _failed(self, replica: Replica, error: BaseException) -> None:
+        log.error("%s-%d is offline: %s", replica.topic, replica.index, error)
+        if not isinstance(error, StorageError):
+            error = StorageError(str(error))
+        replica.high_watermark.fail(error)
+
+    def _update_high_watermark(self, replica: Replica) -> None:
+        if replica.state.advance(replica.local_end()):
+            hw = replica.state.high_watermark
+            replica.log.set_high_watermark(hw)
+            replica.high_watermark.advance(hw)
+
+    # ------------------------------------------------------------------ lookups
+
+    def replica(self, topic: str, index: int) -> Replica | None:
+        """The local replica, whatever its role, or None."""
+        return self._replicas.get((topic, index))
+
+    def leader(self, topic: str, index: int) -> Replica:
+        """The local replica that leads the partition; raises NotServed otherwise."""
+        replica = self._replicas.get((topic, index))
+        if replica is not None and not replica.log.closed:
+            return replica
+        info = self.image.partition(topic, index)
+        if info is None:
+            raise NotServed(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"{topic}-{index} does not exist")
+        raise NotServed(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"broker {self.node_id} does not lead {topic}-{index}")
+
+    def leaders(self) -> list[Replica]:
+        return list(self._replicas.values())
+
+    # ------------------------------------------------------------------ writes
+
+    async def writable_leader(self, topic: str, index: int) -> Replica:
+        """The leader replica, once housekeeping lets writers through (see Housekeeping.wait_writable). The
+        caller must append before its next await."""
+        replica = self.leader(topic, index)
+        if await self.housekeeping.wait_writable(replica.log):
+            replica = self.leader(topic, index)  # deleted or moved while we waited?
+        return replica
+
+    def appended(self, replica: Replica, result: AppendResult) -> None:
+        """After an append to a leader: wake log-end waiters, move or schedule the high watermark."""
+        replica.log_end.advance(replica.log.log_end_offset)
+        if replica.log.config.acks_all_waits_for_fsync:
+            replica.flusher.request()
+        else:
+            self._update_high_watermark(replica)
+
+    async def append(self, topic: str, index: int, batch) -> tuple[Replica, AppendResult]:
+        """Append one validated batch to the partition this broker leads (raises NotServed, LogError)."""
+        replica = await self.writable_leader(topic, index)
+        result = replica.log.append(batch, leader_epoch=replica.leader_epoch)
+        self.appended(replica, result)
+        return replica, result
+
+    def replicated(self, replica: Replica, next_offset: int):
+        """A future done once the high watermark reaches `next_offset`: acks=all's condition."""
+        return replica.high_watermark.reached(next_offset)
+
+    async def append_internal(self, topic: str, index: int, batch: bytes | bytearray) -> int:
+        """Append a batch the broker built itself (group offsets) and wait until it is committed; returns its
+        base offset."""
+        replica, result = await self.append(topic, index, memoryview(bytearray(batch)))
+        if not await self.replicated(replica, result.last_offset + 1):
+            raise StorageError(f"{topic}-{index} went away before the append was committed")
+        return result.base_offset
+
+    # ------------------------------------------------------------------ reads
+
+    def read(self, replica: Replica, offset: int, max_bytes: int) -> list:
+        """A consumer's read: whole batches from `offset`, none at or beyond the high watermark."""
+        return replica.log.read(offset, max_bytes, max_offset=replica.state.high_watermark)
+
+    def data_after(self, replica: Replica, offset: int):
+        """A future done once a consumer at `offset` has something to read (the high watermark passed it)."""
+        return replica.high_watermark.reached(offset + 1)
+
+    async def housekeeping_done_with(self, topic: str) -> None:
+        """Before deleting a topic: wait until housekeeping works on none of its logs."""
+        await self.housekeeping.wait_done_with([r.log for (t, _), r in self._replicas.items() if t == topic])
+
+    # ------------------------------------------------------------------ flushing
+
+    async def flush_due(self) -> None:
+        """flush.ms / flush.messages: fsync the logs that ask for it (whatever the durability policy)."""
+        now = self.now_ms()
+        for replica in list(self._replicas.values()):
+            if not replica.log.closed and replica.log.flush_due(now) and not replica.flusher.busy:
+                replica.flusher.request()
