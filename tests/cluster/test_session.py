@@ -1,0 +1,103 @@
+"""Broker registration, self-fencing and the controller election (cluster/session.py), on the in-memory store
+with a ManualClock: every lease and deadline moves only when the test moves time."""
+
+import pytest
+
+from kafkalite.clock import ManualClock
+from kafkalite.cluster.memory import MemoryStore
+from kafkalite.cluster.records import ClusterState, Keys
+from kafkalite.cluster.session import BrokerSession, RegistrationError
+from kafkalite.metadata.image import BrokerInfo
+
+TTL = 3_000
+KEYS = Keys("test")
+
+
+def session(store, clock, node: int) -> BrokerSession:
+    return BrokerSession(store, KEYS, BrokerInfo(node, "127.0.0.1", 9000 + node), clock, TTL)
+
+
+async def test_a_second_broker_with_the_same_node_id_is_refused():
+    clock = ManualClock(0)
+    store = MemoryStore(clock)
+    first = session(store, clock, 1)
+    epoch = await first.register()
+    assert (await store.get(KEYS.broker(1))).create_revision == epoch
+    with pytest.raises(RegistrationError, match="already registered"):
+        await session(store, clock, 1).register()
+    await first.leave()
+    assert await session(store, clock, 1).register() > epoch, "a re-registered broker must get a newer epoch"
+
+
+async def test_a_broker_fences_itself_when_its_keep_alives_go_unanswered_for_a_ttl():
+    clock = ManualClock(0)
+    store = MemoryStore(clock)
+    broker = session(store, clock, 1)
+    await broker.register()
+    for _ in range(5):  # kept alive: never fenced
+        clock.advance(broker.keep_alive_interval_ms)
+        await broker.tick()
+        assert not broker.fenced()
+    store.unavailable = True  # cut off from etcd
+    clock.advance(broker.keep_alive_interval_ms)
+    await broker.tick()
+    assert not broker.fenced()
+    clock.advance(TTL - broker.keep_alive_interval_ms - 1)
+    await broker.tick()
+    assert not broker.fenced()
+    clock.advance(1)
+    assert broker.fenced(), "past last confirmed keep-alive + TTL the broker must refuse to lead"
+
+
+async def test_a_lost_lease_stays_lost_and_removes_the_registration():
+    clock = ManualClock(0)
+    store = MemoryStore(clock)
+    broker = session(store, clock, 1)
+    await broker.register()
+    clock.advance(TTL)  # a SIGSTOPped broker: no keep-alive, etcd expires the lease
+    assert await store.get(KEYS.broker(1)) is None
+    await broker.tick()
+    assert broker.fenced()
+    clock.advance(1)
+    await broker.tick()
+    assert broker.fenced(), "a broker that lost its lease must not lead again without a new session"
+
+
+async def test_a_data_dir_of_another_cluster_is_refused():
+    clock = ManualClock(0)
+    store = MemoryStore(clock)
+    first = await session(store, clock, 1).join_cluster_id(None)
+    assert await session(store, clock, 2).join_cluster_id(first) == first
+    assert await session(store, clock, 3).join_cluster_id(None) == first
+    with pytest.raises(RegistrationError, match="belongs to cluster"):
+        await session(store, clock, 4).join_cluster_id("someothercluster")
+
+
+async def test_one_controller_at_a_time_and_the_next_one_has_a_higher_epoch():
+    clock = ManualClock(0)
+    store = MemoryStore(clock)
+    a, b = session(store, clock, 1), session(store, clock, 2)
+    await a.register()
+    await b.register()
+    epoch_a = await a.campaign()
+    assert epoch_a is not None and await b.campaign() is None
+    state = ClusterState(KEYS)
+    state.load(*await store.get_prefix(KEYS.root))
+    assert state.controller == (1, epoch_a) and state.image().controller_id == 1
+    for _ in range(6):  # a stops renewing; b keeps its lease
+        clock.advance(b.keep_alive_interval_ms)
+        await b.tick()
+    assert await store.get(KEYS.controller) is None, "the controller key outlived its lease"
+    epoch_b = await b.campaign()
+    assert epoch_b is not None and epoch_b > epoch_a
+
+
+async def test_a_fenced_broker_does_not_campaign():
+    clock = ManualClock(0)
+    store = MemoryStore(clock)
+    a = session(store, clock, 1)
+    await a.register()
+    store.unavailable = True
+    clock.advance(TTL)
+    store.unavailable = False
+    assert a.fenced() and await a.campaign() is None
