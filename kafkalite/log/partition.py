@@ -34,9 +34,7 @@ from kafkalite.log.fs import FileSystem
 from kafkalite.log.producer_state import ProducerStateTable, is_idempotent, snapshot_path
 from kafkalite.log.segment import CorruptSegment, Segment, header_of, segment_name
 from kafkalite.protocol.errors import DecodeError
-from kafkalite.protocol.record_batch import (
-    CRC_START, TIMESTAMP_TYPE_BIT, RecordBatch, crc32c, set_base_offset,
-)
+from kafkalite.protocol.record_batch import RecordBatch, crc32c, set_base_offset, stamp_log_append_time
 
 CHECKPOINT_FILE = "partition.checkpoint"
 CHECKPOINT_MAGIC = b"KLCP"
@@ -347,7 +345,7 @@ class PartitionLog:
             set_base_offset(view, base, leader_epoch)
             if config.log_append_time:
                 append_time = now
-                _stamp_log_append_time(view, now)
+                stamp_log_append_time(view, now)
             header = replace(header, base_offset=base, last_offset=base + parsed.last_offset_delta,
                              max_timestamp=append_time if append_time >= 0 else header.max_timestamp,
                              position=seg.size)
@@ -763,19 +761,6 @@ class PartitionLog:
 
 def _base_of(seg: Segment) -> int:
     return seg.base_offset
-
-
-_ATTRIBUTES = struct.Struct(">h")
-_TIMESTAMP = struct.Struct(">q")
-_CRC_FIELD = struct.Struct(">I")
-
-
-def _stamp_log_append_time(view: memoryview, now_ms: int) -> None:
-    """LogAppendTime: set the timestamp-type bit and maxTimestamp (both inside the CRC), then re-CRC."""
-    (attributes,) = _ATTRIBUTES.unpack_from(view, 21)
-    _ATTRIBUTES.pack_into(view, 21, attributes | TIMESTAMP_TYPE_BIT)
-    _TIMESTAMP.pack_into(view, 35, now_ms)
-    _CRC_FIELD.pack_into(view, 17, crc32c(view[CRC_START:]))
 
 
 __all__ = ["PartitionLog", "AppendResult", "RecoveryInfo", "LogError"]

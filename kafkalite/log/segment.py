@@ -18,12 +18,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from kafkalite.log.fs import File, FileSystem
-from kafkalite.protocol import record_batch
 from kafkalite.protocol.errors import DecodeError
-from kafkalite.protocol.record_batch import HEADER_SIZE, LOG_OVERHEAD, RecordBatch
+from kafkalite.protocol.record_batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, RecordBatch, batch_length_at
 
-# The codec's own header layout (one definition of the 61-byte header), used to read headers without the body.
-_BATCH_HEADER: struct.Struct = record_batch._HEADER
 _INDEX_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
 INDEX_ENTRY_SIZE = _INDEX_ENTRY.size  # 8
@@ -52,6 +49,7 @@ class BatchHeader:
     attributes: int
     records_count: int
     magic: int
+    partition_leader_epoch: int
 
     @property
     def next_offset(self) -> int:
@@ -59,16 +57,16 @@ class BatchHeader:
 
 
 def parse_header(buf, pos: int, file_position: int) -> BatchHeader:
-    (base, length, _epoch, magic, _crc, attributes, last_delta, _base_ts, max_ts, pid, pepoch, base_seq,
-     count) = _BATCH_HEADER.unpack_from(buf, pos)
+    (base, length, epoch, magic, _crc, attributes, last_delta, _base_ts, max_ts, pid, pepoch, base_seq,
+     count) = HEADER.unpack_from(buf, pos)
     return BatchHeader(file_position, base, length + LOG_OVERHEAD, base + last_delta, max_ts, pid, pepoch,
-                       base_seq, attributes, count, magic)
+                       base_seq, attributes, count, magic, epoch)
 
 
 def header_of(batch: RecordBatch, position: int) -> BatchHeader:
     return BatchHeader(position, batch.base_offset, batch.size, batch.last_offset, batch.max_timestamp,
                        batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.attributes,
-                       batch.records_count, batch.magic)
+                       batch.records_count, batch.magic, batch.partition_leader_epoch)
 
 
 class CorruptSegment(Exception):
@@ -315,7 +313,7 @@ class Segment:
         while position + HEADER_SIZE <= file_size:
             if position + HEADER_SIZE > buf_start + len(buf):
                 buf_start, buf = position, self.log.pread(min(SCAN_CHUNK, file_size - position), position)
-            (length,) = struct.unpack_from(">i", buf, position - buf_start + 8)
+            length = batch_length_at(buf, position - buf_start)
             size = length + LOG_OVERHEAD
             if length < MIN_BATCH_LENGTH or position + size > file_size:
                 break
