@@ -13,37 +13,35 @@ Files in the partition directory (layouts in docs/storage.md):
   <offset>.snapshot                  idempotent producer state as of <offset> (producer_state.py)
   partition.checkpoint               log start offset, recovery point, clean-shutdown flag
   cleaner.checkpoint                 where the last compaction round ended (compaction.py)
-  <base>.log.cleaned, <first>-<last>.log.swap   compaction in progress (compaction.py)
+  <base>.log.cleaned, <first>-<last>.log.swap   compaction in progress (segment.py: replacing segments)
 """
 
 from __future__ import annotations
 
 import bisect
 import os
-import struct
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Sequence
 
+from kafkalite.log import compaction
+from kafkalite.log.checkpoint import (
+    PartitionCheckpoint, read_cleaner_point, read_partition_checkpoint, write_cleaner_point,
+    write_partition_checkpoint,
+)
 from kafkalite.log.config import LogConfig, INT_MAX
 from kafkalite.log.errors import (
     CorruptRecord, InvalidTimestamp, LogError, OffsetOutOfRange, RecordTooLarge, StorageError,
 )
 from kafkalite.log.fs import FileSystem
 from kafkalite.log.producer_state import ProducerStateTable, is_idempotent, snapshot_path
-from kafkalite.log.segment import CorruptSegment, Segment, header_of, segment_name
+from kafkalite.log.segment import (
+    CorruptSegment, Segment, commit_swap, finish_interrupted_swaps, header_of, segment_name,
+)
 from kafkalite.protocol.errors import DecodeError
-from kafkalite.protocol.record_batch import RecordBatch, crc32c, set_base_offset, stamp_log_append_time
+from kafkalite.protocol.record_batch import RecordBatch, set_base_offset, stamp_log_append_time
 
-CHECKPOINT_FILE = "partition.checkpoint"
-CHECKPOINT_MAGIC = b"KLCP"
-CHECKPOINT_VERSION = 1
-FLAG_CLEAN_SHUTDOWN = 1
-# magic, version, flags, log start offset, recovery point, log end offset, active segment base, active .log size,
-# crc32c of the preceding 48 bytes
-_CHECKPOINT = struct.Struct(">4sHHqqqqq")
-_CRC = struct.Struct(">I")
 SNAPSHOTS_KEPT = 2
 
 
@@ -74,16 +72,6 @@ class RecoveryInfo:
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class _Checkpoint:
-    log_start_offset: int
-    recovery_point: int
-    clean: bool
-    log_end_offset: int
-    active_base: int
-    active_size: int
-
-
 class PartitionLog:
     """The log of one partition. Use PartitionLog.open(); see the module docstring for threading."""
 
@@ -92,7 +80,7 @@ class PartitionLog:
         self.config = config
         self.fs = fs
         self.clock = clock
-        self._segments: list[Segment] = []  # copy-on-write: replaced, never mutated in place
+        self._segments: tuple[Segment, ...] = ()  # copy-on-write: replaced, never mutated in place
         self._lock = threading.RLock()  # guards segment list swaps and flush bookkeeping
         self._flush_lock = threading.Lock()  # one fsync round at a time; waiters then find their data flushed
         self._log_start = 0
@@ -111,7 +99,7 @@ class PartitionLog:
         self._closed = False
         self.recovery: RecoveryInfo | None = None
         self.high_watermark_follows_log_end = True  # single broker: HW == LEO; replication turns this off
-        self.cleaner_point = 0  # compaction: offsets below it were compacted by the last round (compaction.py)
+        self._cleaner_point = 0  # compaction: offsets below it were compacted by the last round
 
     # ================================================================================================ opening
 
@@ -136,8 +124,7 @@ class PartitionLog:
         started = time.monotonic()
         fs = self.fs
         fs.makedirs(self.directory)
-        from kafkalite.log import compaction
-        compaction.finish_interrupted(self)
+        finish_interrupted_swaps(fs, self.directory)
         names = fs.listdir(self.directory)
         for name in names:
             if name.endswith(".tmp"):
@@ -148,7 +135,7 @@ class PartitionLog:
             if suffix in ("index", "timeindex") and stem.isdigit() and int(stem) not in bases:
                 fs.remove(self._path(name))
 
-        ckpt = self._read_checkpoint()
+        ckpt = read_partition_checkpoint(self.fs, self.directory)
         now = self.clock()
         if not bases:
             bases = [ckpt.log_start_offset if ckpt else 0]
@@ -160,7 +147,7 @@ class PartitionLog:
             seg.open_files(create=False)
             seg.size = seg.log.size()
             segments.append(seg)
-        self._segments = segments
+        self._segments = tuple(segments)
 
         clean = (ckpt is not None and ckpt.clean and ckpt.active_base == bases[-1]
                  and ckpt.active_size == segments[-1].size)
@@ -189,7 +176,8 @@ class PartitionLog:
                 for later in segments[i + 1:]:
                     truncated += later.size
                     later.delete_files()
-                self._segments = segments = segments[: i + 1]
+                segments = segments[: i + 1]
+                self._segments = tuple(segments)
                 fs.fsync_dir(self.directory)
                 break
         if not clean:
@@ -202,7 +190,7 @@ class PartitionLog:
         self._log_start = min(start, self._log_end)
         self._high_watermark = self._log_end
         self._flushed = self._recovery_point = min(recovery_point, self._log_end)
-        self.cleaner_point = min(compaction.read_cleaner_point(self), self._log_end)
+        self._cleaner_point = min(read_cleaner_point(fs, self.directory), self._log_end)
         self._load_producer_state()
         brand_new = ckpt is None and self._log_end == 0
         if brand_new:
@@ -285,6 +273,17 @@ class PartitionLog:
     @property
     def recovery_point(self) -> int:
         return self._recovery_point
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        """The segments, oldest first, as a snapshot (the log replaces its tuple, never changes it). Read-only:
+        change them only through the log (append, roll, retention, truncate_to, replace_segments)."""
+        return self._segments
+
+    @property
+    def cleaner_point(self) -> int:
+        """Compaction: offsets below it were compacted by the last round (saved in cleaner.checkpoint)."""
+        return self._cleaner_point
 
     @property
     def size_bytes(self) -> int:
@@ -407,7 +406,7 @@ class PartitionLog:
             except OSError as e:
                 raise StorageError(f"cannot roll a new segment in {self.directory}: {e}") from e
             self._dir_dirty = True
-            self._segments = self._segments + [seg]
+            self._segments = self._segments + (seg,)
             return seg
 
     # ================================================================================================ flush
@@ -489,25 +488,8 @@ class PartitionLog:
 
     def _write_checkpoint(self, clean: bool) -> None:
         active = self._segments[-1]
-        body = _CHECKPOINT.pack(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, FLAG_CLEAN_SHUTDOWN if clean else 0,
-                                self._log_start, self._recovery_point, self._log_end, active.base_offset,
-                                active.size)
-        self.fs.write_file_atomic(self._path(CHECKPOINT_FILE), body + _CRC.pack(crc32c(body)))
-
-    def _read_checkpoint(self) -> _Checkpoint | None:
-        path = self._path(CHECKPOINT_FILE)
-        if not self.fs.exists(path):
-            return None
-        data = self.fs.read_file(path)
-        if len(data) != _CHECKPOINT.size + _CRC.size:
-            return None
-        body = data[: _CHECKPOINT.size]
-        if _CRC.unpack_from(data, _CHECKPOINT.size)[0] != crc32c(body):
-            return None  # damaged: treat as "no checkpoint", i.e. validate everything
-        magic, version, flags, start, recovery_point, end, active_base, active_size = _CHECKPOINT.unpack(body)
-        if magic != CHECKPOINT_MAGIC or version != CHECKPOINT_VERSION:
-            return None
-        return _Checkpoint(start, recovery_point, bool(flags & FLAG_CLEAN_SHUTDOWN), end, active_base, active_size)
+        write_partition_checkpoint(self.fs, self.directory, PartitionCheckpoint(
+            self._log_start, self._recovery_point, clean, self._log_end, active.base_offset, active.size))
 
     # ================================================================================================ reading
 
@@ -689,7 +671,7 @@ class PartitionLog:
         self._high_watermark = min(self._high_watermark, new_end)
         self._flushed = min(self._flushed, new_end)
         self._recovery_point = min(self._recovery_point, new_end)
-        self.cleaner_point = min(self.cleaner_point, new_end)
+        self._cleaner_point = min(self._cleaner_point, new_end)
         self._unflushed_messages = 0
         self._first_unflushed_ms = None
         self._write_checkpoint(clean=False)  # a recovery point above the new end would skip validating new data
@@ -719,8 +701,47 @@ class PartitionLog:
         Returns the number of segments rewritten."""
         if not self.config.compact:
             return 0
-        from kafkalite.log import compaction
-        return compaction.compact(self, now_ms)
+        try:
+            done = compaction.compact(self, now_ms)
+            if done is None:
+                return 0
+            write_cleaner_point(self.fs, self.directory, done.cleaner_point)
+        except OSError as e:
+            raise StorageError(f"compaction of {self.directory} failed: {e}") from e
+        self._cleaner_point = done.cleaner_point
+        return done.rewritten
+
+    def replace_segments(self, old: Sequence[Segment], cleaned: str) -> bool:
+        """Compaction's commit: replace the adjacent segments `old` (all closed) by one segment whose batches are
+        in the fsynced file `cleaned` (`<old[0] base>.log.cleaned`), crash-safe (segment.py lists the steps). The
+        new segment keeps old[0]'s base and ends where old[-1] ended, so later segments stay where they are. The
+        old segments are retired (closed by close_retired(): a concurrent read may still use them). Returns
+        False, and removes `cleaned`, if `old` is no longer a run of this log's segments (deleted or truncated
+        away meanwhile)."""
+        with self._lock:
+            segments = self._segments
+            at = segments.index(old[0]) if old and old[0] in segments else -1
+            if at < 0 or segments[at:at + len(old)] != tuple(old) or at + len(old) >= len(segments):
+                self.fs.remove(cleaned)
+                return False
+            first = old[0]
+            try:
+                commit_swap(self.fs, self.directory, old, cleaned)
+                new = Segment(self.fs, self.directory, first.base_offset, self.config.index_interval_bytes,
+                              first.created_ms)
+                new.open_files(create=False)
+                new.size = new.log.size()
+                new.rebuild_from_headers()
+                new.seal_time_index()
+                new.flush_indexes()
+            except OSError as e:
+                # Past the commit point the files no longer match the segments in memory; reopening completes it.
+                self._failed = StorageError(f"compaction swap failed: {e}")
+                raise StorageError(f"compaction swap in {self.directory} failed: {e}") from e
+            new.next_offset = old[-1].next_offset  # keep "ends where the next segment starts"
+            self._segments = segments[:at] + (new,) + segments[at + len(old):]
+            self._retired.extend(old)
+        return True
 
     # ================================================================================================ closing
 
@@ -751,7 +772,7 @@ class PartitionLog:
         self._close_files()
 
     def _close_files(self) -> None:
-        for seg in self._segments + self._retired:
+        for seg in (*self._segments, *self._retired):
             seg.close()
         self._retired = []
 

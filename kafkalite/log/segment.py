@@ -6,6 +6,15 @@ Index entries (big-endian, as Kafka's):
 An entry is added when more than index.interval.bytes of log were written since the previous one, and the time
 index gets a final entry when the segment is closed (rolled), so its last entry is the segment's max timestamp.
 Both are kept in memory as arrays too (8 bytes per entry: 2 MiB per GiB of log at the default interval).
+
+Replacing adjacent segments by one (compaction writes the new one's batches to `<F>.log.cleaned`; PartitionLog.
+replace_segments commits it), crash-safe: each arrow ends with an fsync of the file or directory, and
+finish_interrupted_swaps() completes or drops the work on open. F and L are the bases of the first and last
+segment replaced.
+  1. write F.log.cleaned                              crash: the leftover .cleaned file is deleted on open
+  2. rename F.log.cleaned -> F-L.log.swap             commit point: open completes steps 3-4
+  3. remove the group's indexes and its other .logs   (so no stale index or segment sits next to the new log)
+  4. rename F-L.log.swap -> F.log                     the new segment's indexes are rebuilt from batch headers
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import os
 import struct
 from array import array
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from kafkalite.log.fs import File, FileSystem
 from kafkalite.protocol.errors import DecodeError
@@ -30,8 +39,60 @@ SCAN_CHUNK = 1 << 20  # read-ahead when validating a whole segment
 HEADER_CHUNK = 16 << 10  # read-ahead when walking headers only (one pread covers many small batches)
 
 
+CLEANED = ".log.cleaned"
+SWAP = ".log.swap"
+
+
 def segment_name(base_offset: int, suffix: str) -> str:
     return f"{base_offset:020d}{suffix}"
+
+
+def _swap_name(first_base: int, last_base: int) -> str:
+    """<first base>-<last base>.log.swap: recovery then knows every segment the swap replaces."""
+    return f"{first_base:020d}-{last_base:020d}{SWAP}"
+
+
+def commit_swap(fs: FileSystem, directory: str, old: Sequence[Segment], cleaned: str) -> None:
+    """Steps 2-4 above: make the fsynced file `cleaned` the `.log` of old[0]'s base, in place of the segments
+    `old` (whose files are removed; their open handles still read them until closed)."""
+    first = old[0]
+    swap = os.path.join(directory, _swap_name(first.base_offset, old[-1].base_offset))
+    fs.rename(cleaned, swap)
+    fs.fsync_dir(directory)
+    for seg in old:
+        for suffix in (".index", ".timeindex"):
+            fs.remove(seg.path(suffix))
+    for seg in old[1:]:
+        fs.remove(seg.path(".log"))
+    fs.fsync_dir(directory)
+    fs.rename(swap, first.path(".log"))
+    fs.fsync_dir(directory)
+
+
+def finish_interrupted_swaps(fs: FileSystem, directory: str) -> None:
+    """On open: drop unfinished rewrites (step 1), complete committed swaps (steps 3-4)."""
+    changed = False
+    for name in fs.listdir(directory):
+        if name.endswith(CLEANED):
+            fs.remove(os.path.join(directory, name))
+            changed = True
+    names = fs.listdir(directory)
+    for name in names:
+        if name.endswith(SWAP):
+            first, _, last = name[: -len(SWAP)].partition("-")
+            first = int(first)
+            last = int(last) if last else first  # a swap of one segment, as older versions named it
+            for other in names:  # the group's files, except the first .log, which the swap replaces
+                stem, _, suffix = other.partition(".")
+                base = int(stem) if stem.isdigit() else -1
+                if (suffix in ("log", "index", "timeindex") and first <= base <= last
+                        and other != segment_name(first, ".log")):
+                    fs.remove(os.path.join(directory, other))
+            fs.fsync_dir(directory)
+            fs.rename(os.path.join(directory, name), os.path.join(directory, segment_name(first, ".log")))
+            changed = True
+    if changed:
+        fs.fsync_dir(directory)
 
 
 @dataclass(slots=True)

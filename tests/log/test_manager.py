@@ -3,9 +3,10 @@ import uuid
 import pytest
 
 from kafkalite.log import (
-    FaultyFileSystem, FileSystem, InvalidConfig, InvalidPartitions, InvalidTopicName, LogConfig, LogManager,
-    StorageError, TopicExists, UnknownTopic,
+    FileSystem, InvalidConfig, InvalidPartitions, InvalidTopicName, LogConfig, LogManager, StorageError, TopicExists,
+    UnknownTopic,
 )
+from kafkalite.log.fs_faulty import FaultyFileSystem
 
 from logstore_helpers import batch, values
 

@@ -4,9 +4,8 @@ import threading
 
 import pytest
 
-from kafkalite.log import (
-    CorruptRecord, FaultyFileSystem, InvalidTimestamp, LogConfig, OffsetOutOfRange, RecordTooLarge,
-)
+from kafkalite.log import CorruptRecord, InvalidTimestamp, LogConfig, OffsetOutOfRange, RecordTooLarge
+from kafkalite.log.fs_faulty import FaultyFileSystem
 from kafkalite.protocol.record_batch import RecordBatch, iter_batches
 
 from logstore_helpers import DIR, batch, open_log, read_all, values
@@ -71,17 +70,17 @@ def test_read_does_not_read_whole_segments(fs):
     for i in range(2000):
         log.append(batch(b"%06d" % i + b"x" * 100))
     reads = []
-    original = type(log._segments[0].log).pread
+    original = type(log.segments[0].log).pread
 
     def spy(self, size, offset):
         reads.append(size)
         return original(self, size, offset)
 
-    type(log._segments[0].log).pread = spy
+    type(log.segments[0].log).pread = spy
     try:
         chunks = log.read(1500, 500)
     finally:
-        type(log._segments[0].log).pread = original
+        type(log.segments[0].log).pread = original
     assert next(iter_batches(chunks[0])).base_offset == 1500
     assert sum(reads) < 40_000 < log.size_bytes  # index lookup + short header walk, not 240 KB
 
@@ -90,7 +89,7 @@ def test_index_lookup_survives_a_garbage_index(fs):
     log = open_log(fs, LogConfig(index_interval_bytes=200))
     for i in range(100):
         log.append(batch(b"%03d" % i))
-    seg = log._segments[0]
+    seg = log.segments[0]
     seg.index_positions[5] += 3  # in-memory corruption: a position that is not a batch boundary
     assert next(iter_batches(log.read(60, 1)[0])).base_offset == 60
 
@@ -135,13 +134,13 @@ def test_validation_errors(fs):
 def test_flush_group_commit_from_threads(fs):
     log = open_log(fs)
     fsyncs = []
-    original = type(log._segments[0].log).fsync
+    original = type(log.segments[0].log).fsync
 
     def slow_fsync(self):
         fsyncs.append(1)
         original(self)
 
-    type(log._segments[0].log).fsync = slow_fsync
+    type(log.segments[0].log).fsync = slow_fsync
     try:
         assert log.flush() == 0 and not fsyncs  # nothing to flush
         for i in range(10):
@@ -153,7 +152,7 @@ def test_flush_group_commit_from_threads(fs):
         for t in threads:
             t.join()
     finally:
-        type(log._segments[0].log).fsync = original
+        type(log.segments[0].log).fsync = original
     assert results == [10] * 8 and log.flushed_offset == 10
     assert len(fsyncs) < 8
     fs.restart()  # power cut: everything flushed survives
@@ -225,15 +224,15 @@ def test_retention_by_time_and_size(fs):
     assert log.apply_retention(now_ms=10_000) == 0
     deleted = log.apply_retention(now_ms=11_500)
     assert 0 < deleted < segments
-    assert log.log_start_offset == log._segments[0].base_offset > 0
-    assert all(s.max_timestamp >= 10_500 for s in log._segments[:-1])
+    assert log.log_start_offset == log.segments[0].base_offset > 0
+    assert all(s.max_timestamp >= 10_500 for s in log.segments[:-1])
     log.apply_retention(now_ms=10**12)
     assert log.segment_count == 1 and log.log_end_offset == 30  # the active segment stays
     log2 = open_log(fs, LogConfig(segment_bytes=300, retention_bytes=600), path="/size")
     for i in range(30):
         log2.append(batch(b"v%02d" % i))
     log2.apply_retention(now_ms=0)
-    assert log2.size_bytes - log2._segments[-1].size <= 600
+    assert log2.size_bytes - log2.segments[-1].size <= 600
     assert log2.size_bytes > 600 - 300
     keep = LogConfig(segment_bytes=300, retention_ms=1000, cleanup_policy="compact")
     log3 = open_log(fs, keep, path="/compacted")
@@ -258,9 +257,9 @@ def test_segments_removed_by_retention_stay_readable_until_the_owner_closes_them
     log = open_log(fs, LogConfig(segment_bytes=300, retention_ms=1000))
     for i in range(30):
         log.append(batch(b"v%02d" % i, ts=10_000))
-    first = log._segments[0]
+    first = log.segments[0]
     assert log.apply_retention(now_ms=10**12) > 0
-    assert first not in log._segments and not fs.exists(first.path(".log"))
+    assert first not in log.segments and not fs.exists(first.path(".log"))
     assert first.read(0, 10), "a removed segment's file was closed before the owner said so"
     log.close_retired()
     assert first.closed
