@@ -493,30 +493,36 @@ class PartitionLog:
 
     # ================================================================================================ reading
 
-    def read(self, offset: int, max_bytes: int) -> list[memoryview]:
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> list[memoryview]:
         """Whole batches from the one holding `offset`, up to max_bytes (but at least one batch), from a single
-        segment. [] at the log end. Raises OffsetOutOfRange outside [log_start_offset, log_end_offset]."""
+        segment, and only batches that end below max_offset (default: the log end; consumers pass the high
+        watermark). As in Kafka, where the limit is the position of max_offset's batch, a batch holding max_offset
+        is not returned: the high watermark lies on a batch boundary, so this only matters for a limit inside a
+        batch. [] at or beyond the limit. Raises OffsetOutOfRange outside [log_start_offset, log_end_offset]."""
         if offset < self._log_start or offset > self._log_end:
             raise OffsetOutOfRange(
                 f"offset {offset} is outside [{self._log_start}, {self._log_end}] of {self.directory}")
-        if offset == self._log_end:
+        limit = self._log_end if max_offset is None else min(max_offset, self._log_end)
+        if offset >= limit:
             return []
         segments = self._segments
         i = max(0, bisect.bisect_right(segments, offset, key=_base_of) - 1)
         try:
             for seg in segments[i:]:
-                found = self._read_segment(seg, offset, max_bytes)
+                if seg.base_offset >= limit:
+                    break
+                found = self._read_segment(seg, offset, max_bytes, limit)
                 if found is not None:
-                    return [found]
+                    return [found] if found else []
         except OSError as e:
             raise StorageError(f"read from {self.directory} failed: {e}") from e
         return []
 
-    def _read_segment(self, seg: Segment, offset: int, max_bytes: int) -> memoryview | None:
+    def _read_segment(self, seg: Segment, offset: int, max_bytes: int, limit: int) -> memoryview | None:
         for attempt in (0, 1):
             position, _ = seg.position_hint(offset)
             try:
-                return seg.read_batches(position, offset, max_bytes)
+                return seg.read_batches(position, offset, max_bytes, limit)
             except CorruptSegment:
                 if attempt == 0 and position != 0:
                     seg.rebuild_from_headers()  # a stale or damaged index sent us to a non-boundary

@@ -298,9 +298,12 @@ class Segment:
     def read(self, position: int, size: int) -> bytes:
         return self.log.pread(size, position)
 
-    def read_batches(self, position: int, offset: int, max_bytes: int) -> memoryview | None:
+    def read_batches(self, position: int, offset: int, max_bytes: int,
+                     max_offset: int = 2**63 - 1) -> memoryview | None:
         """Whole batches from the first one holding an offset >= `offset`, walking from `position` (a batch
-        boundary at or before it): as many as fit in max_bytes, but at least one. None if there is none.
+        boundary at or before it): as many as fit in max_bytes, but at least one, and only batches whose last
+        offset is below max_offset. None if the segment has no batch at or after `offset`; an empty view if the
+        first one reaches max_offset.
 
         One pread covers the walk and the data (the batches before `offset` lie within about one index interval
         of the index's hint), and the result is a view of what was read: the bytes are read once."""
@@ -324,10 +327,13 @@ class Segment:
                 raise CorruptSegment(f"no valid batch header at position {position + pos} of {self.path('.log')}")
             if start is None:
                 if header.last_offset >= offset:
+                    if header.last_offset >= max_offset:
+                        return buf[pos:pos]
                     if pos + header.size > len(buf):  # one batch larger than the window: read it whole
                         return memoryview(self.log.pread(header.size, position + pos))
                     start = pos
-            elif pos + header.size > len(buf) or pos - start + header.size > max_bytes:
+            elif (pos + header.size > len(buf) or pos - start + header.size > max_bytes
+                  or header.last_offset >= max_offset):
                 break
             pos += header.size
         return None if start is None else buf[start:pos]

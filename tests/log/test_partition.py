@@ -46,6 +46,29 @@ def test_read_semantics(fs):
         log.read(-1, 100)
 
 
+def test_read_stops_before_max_offset(fs):
+    log = open_log(fs, LogConfig(segment_bytes=300))
+    for i in range(10):
+        log.append(batch(b"v%d" % i, b"w%d" % i))  # offsets 2i, 2i+1, several segments
+    assert log.segment_count > 2
+
+    def bases(offset, max_offset, max_bytes=1 << 20):
+        return [b.base_offset for chunk in log.read(offset, max_bytes, max_offset) for b in iter_batches(chunk)]
+
+    first_segment = [b for b in range(0, 20, 2) if b < log.segments[1].base_offset]
+    assert bases(0, None) == bases(0, 20) == bases(0, 1000) == first_segment  # default and beyond: the log end
+    assert bases(0, 4) == [0, 2]  # a high watermark on a batch boundary: every batch below it
+    assert bases(0, 5) == [0, 2]  # a limit inside a batch: that batch is not returned (Kafka's position cut)
+    assert bases(2, 4) == [2] and bases(3, 4) == [2]
+    assert bases(4, 4) == [] and bases(5, 4) == [] and bases(18, 4) == []  # at or beyond the limit
+    assert bases(4, 5) == []  # the only batch at offset 4 straddles the limit
+    assert bases(0, 4, max_bytes=0) == [0]  # at least one batch, if it ends below the limit
+    second = log.segments[1].base_offset
+    assert bases(second, second) == [] and bases(second, second + 2) == [second]
+    with pytest.raises(OffsetOutOfRange):
+        log.read(21, 100, max_offset=30)  # still out of range beyond the log end
+
+
 def test_segments_roll_by_size_and_by_time_and_reads_cross_them(fs):
     now = [0]
     log = open_log(fs, LogConfig(segment_bytes=300, segment_ms=1000, index_interval_bytes=100),
