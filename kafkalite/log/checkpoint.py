@@ -128,3 +128,9 @@ def decode_leader_epochs(data: bytes) -> list[tuple[int, int]] | None:
     if any(epoch < 0 or start < 0 for epoch, start in entries):
         return None
     return entries
+
+
+def read_leader_epochs(fs: FileSystem, directory: str) -> list[tuple[int, int]] | None:
+    """The entries, or None if the file is missing or damaged (the log then rebuilds them from its batches)."""
+    data = _read(fs, directory, LEADER_EPOCH_CHECKPOINT_FILE)
+    return None if data is None else decode_leader_epochs(data)

@@ -12,6 +12,7 @@ Files in the partition directory (layouts in docs/storage.md):
   <base>.log / .index / .timeindex   segments (segment.py)
   <offset>.snapshot                  idempotent producer state as of <offset> (producer_state.py)
   partition.checkpoint               log start offset, recovery point, clean-shutdown flag
+  leader-epoch-checkpoint            leader epoch -> its first offset (leader_epoch.py)
   cleaner.checkpoint                 where the last compaction round ended (compaction.py)
   <base>.log.cleaned, <first>-<last>.log.swap   compaction in progress (segment.py: replacing segments)
 """
@@ -27,20 +28,21 @@ from typing import Callable, Sequence
 
 from kafkalite.log import compaction
 from kafkalite.log.checkpoint import (
-    PartitionCheckpoint, read_cleaner_point, read_partition_checkpoint, write_cleaner_point,
+    PartitionCheckpoint, read_cleaner_point, read_leader_epochs, read_partition_checkpoint, write_cleaner_point,
     write_partition_checkpoint,
 )
 from kafkalite.log.config import LogConfig, INT_MAX
 from kafkalite.log.errors import (
-    CorruptRecord, InvalidTimestamp, LogError, OffsetOutOfRange, RecordTooLarge, StorageError,
+    CorruptRecord, InvalidTimestamp, LogError, OffsetOutOfRange, RecordTooLarge, StorageError, UnexpectedAppendOffset,
 )
 from kafkalite.log.fs import FileSystem
+from kafkalite.log.leader_epoch import LeaderEpochCache
 from kafkalite.log.producer_state import ProducerStateTable, is_idempotent, snapshot_path
 from kafkalite.log.segment import (
     CorruptSegment, Segment, commit_swap, finish_interrupted_swaps, header_of, segment_name,
 )
 from kafkalite.protocol.errors import DecodeError
-from kafkalite.protocol.record_batch import RecordBatch, set_base_offset, stamp_log_append_time
+from kafkalite.protocol.record_batch import RecordBatch, iter_batches, set_base_offset, stamp_log_append_time
 
 SNAPSHOTS_KEPT = 2
 
@@ -100,6 +102,7 @@ class PartitionLog:
         self.recovery: RecoveryInfo | None = None
         self.high_watermark_follows_log_end = True  # single broker: HW == LEO; replication turns this off
         self._cleaner_point = 0  # compaction: offsets below it were compacted by the last round
+        self._epochs = LeaderEpochCache(fs, directory)
 
     # ================================================================================================ opening
 
@@ -191,6 +194,7 @@ class PartitionLog:
         self._high_watermark = self._log_end
         self._flushed = self._recovery_point = min(recovery_point, self._log_end)
         self._cleaner_point = min(read_cleaner_point(fs, self.directory), self._log_end)
+        self._load_leader_epochs()
         self._load_producer_state()
         brand_new = ckpt is None and self._log_end == 0
         if brand_new:
@@ -206,6 +210,31 @@ class PartitionLog:
         # in a later crash leave the file at its clean size, i.e. with exactly the clean contents. Every
         # other change (truncate_to, delete_records, checkpoint) rewrites the checkpoint as unclean.
         self.recovery = RecoveryInfo(clean, len(segments), scanned, truncated, time.monotonic() - started)
+
+    def _load_leader_epochs(self) -> None:
+        """The leader-epoch checkpoint, cut to the recovered log. Rebuilt from the batches' partitionLeaderEpoch
+        (one walk over every batch header) when it is missing or damaged while the log holds batches: a log
+        written before the file existed, or a bad sector."""
+        entries = read_leader_epochs(self.fs, self.directory)
+        if entries is None and self._log_end > self._log_start:
+            self._epochs = LeaderEpochCache(self.fs, self.directory, self._epochs_from_batches())
+            self._epochs.save()
+        else:
+            self._epochs = LeaderEpochCache(self.fs, self.directory, tuple(entries or ()))
+        self._epochs.truncate_from_end(self._log_end)  # epochs recorded for batches a crash took
+        self._epochs.truncate_from_start(self._log_start)
+
+    def _epochs_from_batches(self) -> list[tuple[int, int]]:
+        entries: list[tuple[int, int]] = []
+        try:
+            for seg in self._segments:
+                for header in seg.headers(0):
+                    epoch = header.partition_leader_epoch
+                    if epoch > (entries[-1][0] if entries else -1) and header.next_offset > self._log_start:
+                        entries.append((epoch, max(header.base_offset, self._log_start)))
+        except CorruptSegment:
+            pass  # recovery validated these segments; keep what was found if one is damaged after all
+        return entries
 
     def _load_producer_state(self) -> None:
         """Newest valid snapshot at or below the log end, then replay batch headers after it; then forget the
@@ -286,6 +315,35 @@ class PartitionLog:
         return self._cleaner_point
 
     @property
+    def latest_epoch(self) -> int:
+        """The newest leader epoch that wrote to this log (leader-epoch checkpoint), or -1."""
+        return self._epochs.latest_epoch
+
+    @property
+    def leader_epochs(self) -> tuple[tuple[int, int], ...]:
+        """(epoch, start offset) of every leader epoch still in the log, oldest first."""
+        return self._epochs.entries
+
+    def epoch_end_offset(self, epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch: (the largest epoch <= `epoch`, the offset where it ended); the latest epoch ends
+        at the log end; (-1, -1) for -1 or an epoch newer than any here. See LeaderEpochCache.end_offset_for."""
+        return self._epochs.end_offset_for(epoch, self._log_end)
+
+    def assign_leader_epoch(self, epoch: int) -> None:
+        """On becoming leader at `epoch`: record that it starts at the log end (ignored unless newer than the
+        latest epoch). Durable before it returns."""
+        with self._lock:
+            self._check_writable()
+            self._assign_epoch(epoch, self._log_end)
+
+    def _assign_epoch(self, epoch: int, start_offset: int) -> None:
+        if epoch > self._epochs.latest_epoch:
+            try:
+                self._epochs.assign(epoch, start_offset)
+            except OSError as e:
+                raise StorageError(f"cannot save the leader epoch of {self.directory}: {e}") from e
+
+    @property
     def size_bytes(self) -> int:
         return sum(seg.size for seg in self._segments)
 
@@ -341,6 +399,7 @@ class PartitionLog:
             self._check_writable()
             seg = self._roll_if_needed(header.size, header.last_offset - header.base_offset, now)
             base = self._log_end
+            self._assign_epoch(leader_epoch, base)  # a new epoch is recorded before its first batch is written
             set_base_offset(view, base, leader_epoch)
             if config.log_append_time:
                 append_time = now
@@ -348,23 +407,70 @@ class PartitionLog:
             header = replace(header, base_offset=base, last_offset=base + parsed.last_offset_delta,
                              max_timestamp=append_time if append_time >= 0 else header.max_timestamp,
                              position=seg.size)
-            saved = seg.save_state()
-            try:
-                seg.append(view, header)
-            except OSError as e:
-                self._rollback(seg, saved, e)
-            self._log_end = header.next_offset
-            if self.high_watermark_follows_log_end:
-                self._high_watermark = self._log_end
-            self._unflushed_messages += max(header.records_count, 1)
-            if self._first_unflushed_ms is None:
-                self._first_unflushed_ms = now
+            self._write_batch(seg, view, header, now)
             flush_now = self._unflushed_messages >= config.flush_messages
         if idempotent:
             self._producers.update(header, now)
         if flush_now:
             self.flush()
         return AppendResult(base, header.last_offset, False, append_time)
+
+    def append_as_follower(self, records) -> AppendResult:
+        """Append batches fetched from the leader exactly as the leader stored them: its offsets, leader epochs
+        and timestamps; nothing is rewritten. `records` holds one or more whole v2 batches, each intact (magic 2,
+        batchLength, CRC-32C; else CorruptRecord) and no larger than max.message.bytes (RecordTooLarge), the
+        first starting at the log end and each next where the previous ended (else UnexpectedAppendOffset: the
+        fetcher truncates or fetches from the log end). Nothing is written unless all of them pass.
+
+        A batch of a newer leader epoch is recorded in the leader-epoch checkpoint before it is written, and
+        producer state follows the batches, so a producer's retry after a failover is still deduplicated.
+        StorageError: the batch that failed and those after it were not stored (earlier ones were)."""
+        self._check_writable()
+        try:
+            batches = list(iter_batches(records))
+        except DecodeError as e:
+            raise CorruptRecord(str(e)) from None
+        if not batches:
+            raise CorruptRecord("no record batch to append")
+        expected = self._log_end
+        for parsed in batches:
+            if parsed.base_offset != expected:
+                raise UnexpectedAppendOffset(
+                    f"batch at offset {parsed.base_offset} does not start where {self.directory} ends ({expected})")
+            if parsed.last_offset_delta < 0 or not parsed.crc_ok():
+                raise CorruptRecord(f"batch at offset {parsed.base_offset} is damaged (CRC or lastOffsetDelta)")
+            if parsed.size > self.config.max_message_bytes:
+                raise RecordTooLarge(f"batch of {parsed.size} bytes exceeds max.message.bytes "
+                                     f"{self.config.max_message_bytes}")
+            expected = parsed.next_offset
+        now = self.clock()
+        with self._lock:
+            self._check_writable()
+            for parsed in batches:
+                self._assign_epoch(parsed.partition_leader_epoch, parsed.base_offset)
+                seg = self._roll_if_needed(parsed.size, parsed.last_offset_delta, now)
+                header = header_of(parsed, seg.size)
+                self._write_batch(seg, parsed.buf, header, now)
+                if is_idempotent(header):
+                    self._producers.update(header, now)
+            flush_now = self._unflushed_messages >= self.config.flush_messages
+        if flush_now:
+            self.flush()
+        return AppendResult(batches[0].base_offset, batches[-1].last_offset)
+
+    def _write_batch(self, seg: Segment, data, header, now: int) -> None:
+        """Write one batch at the log end (under the lock); on an I/O error roll back and raise StorageError."""
+        saved = seg.save_state()
+        try:
+            seg.append(data, header)
+        except OSError as e:
+            self._rollback(seg, saved, e)
+        self._log_end = header.next_offset
+        if self.high_watermark_follows_log_end:
+            self._high_watermark = self._log_end
+        self._unflushed_messages += max(header.records_count, 1)
+        if self._first_unflushed_ms is None:
+            self._first_unflushed_ms = now
 
     def _check_writable(self) -> None:
         if self._closed:
@@ -586,6 +692,7 @@ class PartitionLog:
             self._log_start = offset
             try:
                 self._write_checkpoint(clean=False)
+                self._epochs.truncate_from_start(offset)
                 self._delete_leading_segments(self._count_breached_segments())
             except OSError as e:
                 raise StorageError(f"delete records in {self.directory} failed: {e}") from e
@@ -637,6 +744,7 @@ class PartitionLog:
             seg.remove_files()  # unlinked now, closed by close_retired(): a concurrent read may hold its handle
             self._retired.append(seg)
         self.fs.fsync_dir(self.directory)
+        self._epochs.truncate_from_start(self._log_start)  # if a crash comes first, open() does it
 
     def truncate_to(self, offset: int) -> int:
         """Remove everything from the batch holding `offset` on (for recovery and replication). The log end
@@ -678,6 +786,7 @@ class PartitionLog:
         self._flushed = min(self._flushed, new_end)
         self._recovery_point = min(self._recovery_point, new_end)
         self._cleaner_point = min(self._cleaner_point, new_end)
+        self._epochs.truncate_from_end(new_end)
         self._unflushed_messages = 0
         self._first_unflushed_ms = None
         self._write_checkpoint(clean=False)  # a recovery point above the new end would skip validating new data
