@@ -125,8 +125,33 @@ class PartitionLog:
 
     def _open(self) -> None:
         started = time.monotonic()
+        self.fs.makedirs(self.directory)
+        bases = self._finish_interrupted_work()
+        ckpt = read_partition_checkpoint(self.fs, self.directory)
+        self._segments = self._open_segments(bases, ckpt)
+        clean = (ckpt is not None and ckpt.clean and ckpt.active_base == self._segments[-1].base_offset
+                 and ckpt.active_size == self._segments[-1].size)
+        recovery_point = ckpt.log_end_offset if clean else (ckpt.recovery_point if ckpt is not None else 0)
+        scanned, truncated = self._recover_segments(clean, recovery_point, ckpt)
+        self._restore_state(ckpt, recovery_point)
+        if ckpt is None and self._log_end == 0:
+            # Brand new. Nothing to make durable yet: if a crash loses its files, the next open creates them again
+            # (the topic itself is durable in meta.json). The first flush fsyncs the segment and the directory,
+            # whose entry for the segment may not be durable even when the file was already there.
+            self._dir_dirty = True
+        elif not clean:
+            # Make what recovery wrote durable and move the recovery point to the log end.
+            self.checkpoint()
+        # After a clean open the clean checkpoint stays (no fsync at startup). It remains true until the
+        # active segment changes size or a new segment appears, and open() checks exactly that: appends lost
+        # in a later crash leave the file at its clean size, i.e. with exactly the clean contents. Every
+        # other change (truncate_to, delete_records, checkpoint) rewrites the checkpoint as unclean.
+        self.recovery = RecoveryInfo(clean, len(self._segments), scanned, truncated, time.monotonic() - started)
+
+    def _finish_interrupted_work(self) -> list[int]:
+        """Step 1: complete or drop compaction swaps, delete temp files and index files whose segment is gone.
+        Returns the segments' base offsets, ascending."""
         fs = self.fs
-        fs.makedirs(self.directory)
         finish_interrupted_swaps(fs, self.directory)
         names = fs.listdir(self.directory)
         for name in names:
@@ -137,26 +162,28 @@ class PartitionLog:
             stem, _, suffix = name.partition(".")
             if suffix in ("index", "timeindex") and stem.isdigit() and int(stem) not in bases:
                 fs.remove(self._path(name))
+        return bases
 
-        ckpt = read_partition_checkpoint(self.fs, self.directory)
+    def _open_segments(self, bases: list[int], ckpt: PartitionCheckpoint | None) -> tuple[Segment, ...]:
+        """Step 2: open every segment's files (an empty first segment if there are none); nothing is read yet."""
         now = self.clock()
         if not bases:
             bases = [ckpt.log_start_offset if ckpt else 0]
-            fs.open(self._path(segment_name(bases[0], ".log")), create=True).close()
+            self.fs.open(self._path(segment_name(bases[0], ".log")), create=True).close()
             self._dir_dirty = True
         segments = []
         for base in bases:
-            seg = Segment(fs, self.directory, base, self.config.index_interval_bytes, now)
+            seg = Segment(self.fs, self.directory, base, self.config.index_interval_bytes, now)
             seg.open_files(create=False)
             seg.size = seg.log.size()
             segments.append(seg)
-        self._segments = tuple(segments)
+        return tuple(segments)
 
-        clean = (ckpt is not None and ckpt.clean and ckpt.active_base == bases[-1]
-                 and ckpt.active_size == segments[-1].size)
-        recovery_point = ckpt.recovery_point if ckpt is not None and not clean else 0
-        if clean:
-            recovery_point = ckpt.log_end_offset
+    def _recover_segments(self, clean: bool, recovery_point: int, ckpt: PartitionCheckpoint | None) -> tuple[int, int]:
+        """Step 3: trust segments below the recovery point (or all, after a clean shutdown) and load their indexes;
+        validate the rest batch by batch, cutting at the first invalid batch and dropping the segments after a
+        cut or a gap. Returns (segments validated, bytes truncated)."""
+        segments = self._segments
         scanned = truncated = 0
         for i, seg in enumerate(segments):
             following = segments[i + 1].base_offset if i + 1 < len(segments) else None
@@ -179,37 +206,26 @@ class PartitionLog:
                 for later in segments[i + 1:]:
                     truncated += later.size
                     later.delete_files()
-                segments = segments[: i + 1]
-                self._segments = tuple(segments)
-                fs.fsync_dir(self.directory)
+                self._segments = segments = segments[: i + 1]
+                self.fs.fsync_dir(self.directory)
                 break
         if not clean:
             # The segments not yet sealed lost their final time index entry; re-seal closed ones.
             for seg in segments[:-1]:
                 seg.seal_time_index()
+        return scanned, truncated
 
-        self._log_end = segments[-1].next_offset
-        start = max(ckpt.log_start_offset if ckpt else 0, segments[0].base_offset)
+    def _restore_state(self, ckpt: PartitionCheckpoint | None, recovery_point: int) -> None:
+        """Step 4: offsets from the recovered segments and the checkpoint; cleaner point, leader epochs and
+        producer state cut to the recovered log."""
+        self._log_end = self._segments[-1].next_offset
+        start = max(ckpt.log_start_offset if ckpt else 0, self._segments[0].base_offset)
         self._log_start = min(start, self._log_end)
         self._high_watermark = self._log_end
         self._flushed = self._recovery_point = min(recovery_point, self._log_end)
-        self._cleaner_point = min(read_cleaner_point(fs, self.directory), self._log_end)
+        self._cleaner_point = min(read_cleaner_point(self.fs, self.directory), self._log_end)
         self._load_leader_epochs()
         self._load_producer_state()
-        brand_new = ckpt is None and self._log_end == 0
-        if brand_new:
-            # Nothing to make durable yet: if a crash loses its files, the next open creates them again (the
-            # topic itself is durable in topics.json). The first flush fsyncs the segment and the directory,
-            # whose entry for the segment may not be durable even when the file was already there.
-            self._dir_dirty = True
-        elif not clean:
-            # Make what recovery wrote durable and move the recovery point to the log end.
-            self.checkpoint()
-        # After a clean open the clean checkpoint stays (no fsync at startup). It remains true until the
-        # active segment changes size or a new segment appears, and open() checks exactly that: appends lost
-        # in a later crash leave the file at its clean size, i.e. with exactly the clean contents. Every
-        # other change (truncate_to, delete_records, checkpoint) rewrites the checkpoint as unclean.
-        self.recovery = RecoveryInfo(clean, len(segments), scanned, truncated, time.monotonic() - started)
 
     def _load_leader_epochs(self) -> None:
         """The leader-epoch checkpoint, cut to the recovered log. Rebuilt from the batches' partitionLeaderEpoch
