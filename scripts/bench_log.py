@@ -31,7 +31,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from kafkalite.log import LogConfig, PartitionLog  # noqa: E402
-from kafkalite.log.partition import CHECKPOINT_FILE  # noqa: E402
+from kafkalite.log.checkpoint import PARTITION_CHECKPOINT_FILE as CHECKPOINT_FILE  # noqa: E402
 from kafkalite.protocol.record_batch import build_batch  # noqa: E402
 
 MiB = 1 << 20

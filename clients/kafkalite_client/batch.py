@@ -8,14 +8,10 @@ needs it incrementally. Tests check that both produce batches that decode to the
 from __future__ import annotations
 
 import asyncio
-import struct
 
 from kafkalite.protocol import compression
 from kafkalite.protocol.primitives import uvarint_bytes
-from kafkalite.protocol.record_batch import HEADER_SIZE, NO_PRODUCER_ID, NO_SEQUENCE, crc32c
-
-_AFTER_CRC = struct.Struct(">hiqqqhii")
-_BEFORE_CRC = struct.Struct(">qiibI")
+from kafkalite.protocol.record_batch import HEADER_SIZE, NO_PRODUCER_ID, NO_SEQUENCE, encode_header
 
 # Zig-zag varints of small non-negative numbers, the common case for lengths and deltas.
 _SMALL = 1 << 14
@@ -89,11 +85,11 @@ class ProducerBatch:
         """The finished batch (baseOffset 0; the broker assigns offsets). Built once; later calls return it."""
         if self.encoded is None:
             payload = compression.compress(codec, bytes(self.body)) if codec else self.body
-            after_crc = _AFTER_CRC.pack(
-                codec, self.count - 1, self.base_timestamp, self.max_timestamp, producer_id, producer_epoch,
-                base_sequence, self.count,
+            self.encoded = encode_header(
+                payload, attributes=codec, last_offset_delta=self.count - 1, base_timestamp=self.base_timestamp,
+                max_timestamp=self.max_timestamp, records_count=self.count, producer_id=producer_id,
+                producer_epoch=producer_epoch, base_sequence=base_sequence,
             ) + payload
-            self.encoded = _BEFORE_CRC.pack(0, len(after_crc) + 9, -1, 2, crc32c(after_crc)) + after_crc
             self.base_sequence = base_sequence
             self.body = bytearray()  # no longer needed
         return self.encoded

@@ -19,85 +19,55 @@ waited longer than max.compaction.lag.ms. The cleaner point is kept in cleaner.c
 rounds run, so losing it (or finding it stale after a truncation) costs at most an early or late round.
 
 A round rewrites groups of adjacent segments whose compacted sizes add up to at most segment.bytes as one segment
-each (Kafka groups them too), so compacted segments merge instead of piling up. Swap of a group whose first
-and last segments have bases F and L, crash-safe (each arrow ends with an fsync of the file or directory):
-  1. write F.log.cleaned                              crash: the leftover .cleaned file is deleted on open
-  2. rename F.log.cleaned -> F-L.log.swap             commit point: open() completes steps 3-4
-  3. remove the group's indexes and its other .logs   (so no stale index or segment sits next to the new log)
-  4. rename F-L.log.swap -> F.log                     open() rebuilds the missing indexes from batch headers
+each (Kafka groups them too), so compacted segments merge instead of piling up.
+
+This module plans rounds and writes the new segments' bytes (`<first base>.log.cleaned`); the log commits each
+with PartitionLog.replace_segments (crash-safe; the steps are in segment.py). It uses only the log's public
+interface (CompactableLog below), and the log keeps the cleaner point (cleaner.checkpoint, checkpoint.py).
 """
 
 from __future__ import annotations
 
-import struct
-from typing import TYPE_CHECKING
+from typing import NamedTuple, Protocol, Sequence
 
-from kafkalite.log.segment import Segment, segment_name
-from kafkalite.protocol.record_batch import CODEC_MASK, CONTROL_BIT, RecordBatch, build_batch, crc32c
+from kafkalite.log.config import LogConfig
+from kafkalite.log.fs import FileSystem
+from kafkalite.log.segment import CLEANED, Segment
+from kafkalite.protocol.record_batch import CODEC_MASK, CONTROL_BIT, RecordBatch, build_batch
 
-if TYPE_CHECKING:
-    from kafkalite.log.partition import PartitionLog
-
-CLEANED = ".log.cleaned"
-SWAP = ".log.swap"
-CLEANER_CHECKPOINT = "cleaner.checkpoint"
-_CLEANER_POINT = struct.Struct(">qI")  # the cleaner point, CRC-32C of those 8 bytes
 _MAX_RELATIVE_OFFSET = 2**31 - 1  # index entries hold offsets relative to the segment's base as int32
 
 
-def read_cleaner_point(log: "PartitionLog") -> int:
-    """The cleaner point saved by the last round, or 0 (everything dirty) if there is none or it is damaged."""
-    path = log._path(CLEANER_CHECKPOINT)
-    if not log.fs.exists(path):
-        return 0
-    data = log.fs.read_file(path)
-    if len(data) != _CLEANER_POINT.size:
-        return 0
-    offset, crc = _CLEANER_POINT.unpack(data)
-    return offset if crc == crc32c(data[:8]) else 0
+class CompactableLog(Protocol):
+    """What compaction needs of a partition log (PartitionLog provides it)."""
+
+    fs: FileSystem
+    config: LogConfig
+
+    @property
+    def segments(self) -> tuple[Segment, ...]: ...
+
+    @property
+    def recovery_point(self) -> int: ...
+
+    @property
+    def log_start_offset(self) -> int: ...
+
+    @property
+    def cleaner_point(self) -> int: ...
+
+    def replace_segments(self, old: Sequence[Segment], cleaned: str) -> bool: ...
 
 
-def _save_cleaner_point(log: "PartitionLog", offset: int) -> None:
-    crc = crc32c(struct.pack(">q", offset))
-    log.fs.write_file_atomic(log._path(CLEANER_CHECKPOINT), _CLEANER_POINT.pack(offset, crc))
-    log.cleaner_point = offset
+class Round(NamedTuple):
+    rewritten: int  # segments replaced
+    cleaner_point: int  # offsets below it are now compacted: the log saves it
 
 
-def _swap_name(first: Segment, last: Segment) -> str:
-    """<first base>-<last base>.log.swap: recovery then knows every segment the swap replaces."""
-    return f"{first.base_offset:020d}-{last.base_offset:020d}{SWAP}"
-
-
-def finish_interrupted(log: "PartitionLog") -> None:
-    """On open: drop unfinished rewrites, complete committed swaps."""
-    fs = log.fs
-    changed = False
-    for name in fs.listdir(log.directory):
-        if name.endswith(CLEANED):
-            fs.remove(log._path(name))
-            changed = True
-    names = fs.listdir(log.directory)
-    for name in names:
-        if name.endswith(SWAP):
-            first, _, last = name[: -len(SWAP)].partition("-")
-            first = int(first)
-            last = int(last) if last else first  # a swap of one segment, as older versions named it
-            for other in names:  # the group's files, except the first .log, which the swap replaces
-                stem, _, suffix = other.partition(".")
-                base = int(stem) if stem.isdigit() else -1
-                if (suffix in ("log", "index", "timeindex") and first <= base <= last
-                        and other != segment_name(first, ".log")):
-                    fs.remove(log._path(other))
-            fs.fsync_dir(log.directory)
-            fs.rename(log._path(name), log._path(segment_name(first, ".log")))
-            changed = True
-    if changed:
-        fs.fsync_dir(log.directory)
-
-
-def compact(log: "PartitionLog", now_ms: int) -> int:
+def compact(log: CompactableLog, now_ms: int) -> Round | None:
+    """One compaction round if one is due (see the module docstring); None if none is."""
     config = log.config
-    segments = log._segments
+    segments = log.segments
     candidates: list[Segment] = []
     for seg, following in zip(segments, segments[1:]):
         if following.base_offset > log.recovery_point:
@@ -106,10 +76,10 @@ def compact(log: "PartitionLog", now_ms: int) -> int:
             break
         candidates.append(seg)
     if not candidates:
-        return 0
+        return None
     first_uncleanable = segments[len(candidates)].base_offset
     if not _due(log, candidates, now_ms):
-        return 0
+        return None
 
     newest: dict[bytes, int] = {}  # key -> offset of its newest record in the candidate segments
     for seg in candidates:
@@ -132,17 +102,16 @@ def compact(log: "PartitionLog", now_ms: int) -> int:
         seg_size = sum(len(piece) for piece in seg_pieces)
         if group and (size + seg_size > config.segment_bytes
                       or seg.next_offset - group[0].base_offset > _MAX_RELATIVE_OFFSET):
-            if (changed or len(group) > 1) and _swap_in(log, group, pieces):
+            if (changed or len(group) > 1) and log.replace_segments(group, _write_cleaned(log.fs, group, pieces)):
                 rewritten += len(group)
             group, pieces, size, changed = [], [], 0, False
         group.append(seg)
         pieces.extend(seg_pieces)
         size += seg_size
         changed = changed or seg_changed
-    if (changed or len(group) > 1) and _swap_in(log, group, pieces):
+    if (changed or len(group) > 1) and log.replace_segments(group, _write_cleaned(log.fs, group, pieces)):
         rewritten += len(group)
-    _save_cleaner_point(log, first_uncleanable)
-    return rewritten
+    return Round(rewritten, first_uncleanable)
 
 
 def _clean(seg: Segment, newest: dict[bytes, int], tombstone_horizon: int) -> tuple[list[bytes], bool]:
@@ -165,7 +134,7 @@ def _clean(seg: Segment, newest: dict[bytes, int], tombstone_horizon: int) -> tu
     return pieces, changed
 
 
-def _due(log: "PartitionLog", candidates: list[Segment], now_ms: int) -> bool:
+def _due(log: CompactableLog, candidates: list[Segment], now_ms: int) -> bool:
     """Whether the compactable segments hold enough dirty data for a round (see the module docstring)."""
     first_dirty = max(log.cleaner_point, log.log_start_offset)
     dirty = [seg for seg in candidates if seg.next_offset > first_dirty]
@@ -210,11 +179,9 @@ def _rebuild(batch: RecordBatch, kept) -> list[bytes]:
     return out
 
 
-def _swap_in(log: "PartitionLog", group: list[Segment], pieces: list[bytes]) -> bool:
-    """Replace the group's segments by one segment of `pieces`, named after the first (see the module docstring)."""
-    fs = log.fs
-    first = group[0]
-    cleaned, swap = first.path(CLEANED), log._path(_swap_name(first, group[-1]))
+def _write_cleaned(fs: FileSystem, group: list[Segment], pieces: list[bytes]) -> str:
+    """Write the group's new segment, fsynced, to <first base>.log.cleaned; returns its path."""
+    cleaned = group[0].path(CLEANED)
     f = fs.open(cleaned, create=True)
     try:
         f.truncate(0)
@@ -225,28 +192,4 @@ def _swap_in(log: "PartitionLog", group: list[Segment], pieces: list[bytes]) -> 
         f.fsync()
     finally:
         f.close()
-    with log._lock:
-        if any(seg not in log._segments for seg in group):  # deleted or truncated away meanwhile
-            fs.remove(cleaned)
-            return False
-        fs.rename(cleaned, swap)
-        fs.fsync_dir(log.directory)
-        for seg in group:
-            for suffix in (".index", ".timeindex"):
-                fs.remove(seg.path(suffix))
-        for seg in group[1:]:
-            fs.remove(seg.path(".log"))
-        fs.fsync_dir(log.directory)
-        fs.rename(swap, first.path(".log"))
-        fs.fsync_dir(log.directory)
-        new = Segment(fs, log.directory, first.base_offset, log.config.index_interval_bytes, first.created_ms)
-        new.open_files(create=False)
-        new.size = position
-        new.rebuild_from_headers()
-        new.seal_time_index()
-        new.flush_indexes()
-        new.next_offset = group[-1].next_offset  # keep "ends where the next segment starts"
-        at = log._segments.index(first)
-        log._segments = log._segments[:at] + [new] + log._segments[at + len(group):]
-        log._retired.extend(group)  # a concurrent read may still use their handles; see PartitionLog.close_retired
-    return True
+    return cleaned

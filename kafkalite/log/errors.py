@@ -77,3 +77,8 @@ class InvalidConfig(LogError, ValueError):
     """A bad topic config name or value (INVALID_CONFIG). Also a ValueError, as LogConfig.from_configs promises."""
 
     error_code = 40
+
+
+class UnexpectedAppendOffset(LogError):
+    """A follower's batch does not start at the log end (append_as_follower): the fetcher must truncate or fetch
+    from the log end. Internal to replication; no client sees it."""

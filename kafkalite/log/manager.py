@@ -1,7 +1,7 @@
 """LogManager: the topics and partition logs under one data directory.
 
 Layout:
-  <data_dir>/meta.json               topics: id, partition count, config overrides (atomic: temp, fsync, rename)
+  <data_dir>/meta.json               topics: id, partition count, config overrides (write_json: atomic, durable)
   <data_dir>/<topic>-<partition>/    one PartitionLog each
   <data_dir>/<topic>-<p>.<id>-delete/  a deleted topic's partition: removed by remove_deleted(), or on the next
                                        open() after a crash
@@ -290,20 +290,38 @@ class LogManager:
         return os.path.join(self.data_dir, name)
 
     def _read_meta(self) -> dict:
-        path = self._path(META_FILE)
-        if not self.fs.exists(path):
+        meta = self.read_json(META_FILE)
+        if meta is None:
             return {}
         try:
-            meta = json.loads(self.fs.read_file(path))
             if meta.get("version") != META_VERSION:
                 raise ValueError(f"unsupported version {meta.get('version')}")
             return meta["topics"]
-        except (ValueError, KeyError) as e:
-            # Written atomically, so damage is not a torn write: refuse to guess which topics exist.
-            raise StorageError(f"{path} is unreadable ({e}); refusing to start") from e
+        except (AttributeError, ValueError, KeyError) as e:
+            raise StorageError(f"{self._path(META_FILE)} is unreadable ({e}); refusing to start") from e
 
     def _write_meta(self) -> None:
         topics = {name: {"id": str(info.id), "partitions": info.partitions, "configs": info.configs}
                   for name, info in sorted(self._topics.items())}
-        data = json.dumps({"version": META_VERSION, "topics": topics}, indent=1, sort_keys=True).encode()
-        self.fs.write_file_atomic(self._path(META_FILE), data)
+        self.write_json(META_FILE, {"version": META_VERSION, "topics": topics})
+
+    # -------------------------------------------------------------------------------------------- small files
+
+    def write_json(self, name: str, document) -> None:
+        """Replace the data directory's file `name` with `document` as JSON, atomically and durably (temp file,
+        fsync, rename, fsync the directory: FileSystem.write_file_atomic), through this manager's file system.
+        For meta.json and the broker's small files (cluster.json, producer_ids.json). Raises OSError."""
+        data = json.dumps(document, indent=1, sort_keys=True).encode()
+        self.fs.write_file_atomic(self._path(name), data)
+
+    def read_json(self, name: str):
+        """The JSON document in the data directory's file `name`, or None if there is none. A file that is not
+        JSON raises StorageError: it was written atomically, so damage is not a torn write and guessing could
+        lose data."""
+        path = self._path(name)
+        try:
+            if not self.fs.exists(path):
+                return None
+            return json.loads(self.fs.read_file(path))
+        except ValueError as e:
+            raise StorageError(f"{path} is unreadable ({e}); refusing to start") from e

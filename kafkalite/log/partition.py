@@ -12,40 +12,38 @@ Files in the partition directory (layouts in docs/storage.md):
   <base>.log / .index / .timeindex   segments (segment.py)
   <offset>.snapshot                  idempotent producer state as of <offset> (producer_state.py)
   partition.checkpoint               log start offset, recovery point, clean-shutdown flag
+  leader-epoch-checkpoint            leader epoch -> its first offset (leader_epoch.py)
   cleaner.checkpoint                 where the last compaction round ended (compaction.py)
-  <base>.log.cleaned, <first>-<last>.log.swap   compaction in progress (compaction.py)
+  <base>.log.cleaned, <first>-<last>.log.swap   compaction in progress (segment.py: replacing segments)
 """
 
 from __future__ import annotations
 
 import bisect
 import os
-import struct
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Sequence
 
+from kafkalite.log import compaction
+from kafkalite.log.checkpoint import (
+    PartitionCheckpoint, read_cleaner_point, read_leader_epochs, read_partition_checkpoint, write_cleaner_point,
+    write_partition_checkpoint,
+)
 from kafkalite.log.config import LogConfig, INT_MAX
 from kafkalite.log.errors import (
-    CorruptRecord, InvalidTimestamp, LogError, OffsetOutOfRange, RecordTooLarge, StorageError,
+    CorruptRecord, InvalidTimestamp, LogError, OffsetOutOfRange, RecordTooLarge, StorageError, UnexpectedAppendOffset,
 )
 from kafkalite.log.fs import FileSystem
+from kafkalite.log.leader_epoch import LeaderEpochCache
 from kafkalite.log.producer_state import ProducerStateTable, is_idempotent, snapshot_path
-from kafkalite.log.segment import CorruptSegment, Segment, header_of, segment_name
-from kafkalite.protocol.errors import DecodeError
-from kafkalite.protocol.record_batch import (
-    CRC_START, TIMESTAMP_TYPE_BIT, RecordBatch, crc32c, set_base_offset,
+from kafkalite.log.segment import (
+    CorruptSegment, Segment, commit_swap, finish_interrupted_swaps, header_of, segment_name,
 )
+from kafkalite.protocol.errors import DecodeError
+from kafkalite.protocol.record_batch import RecordBatch, iter_batches, set_base_offset, stamp_log_append_time
 
-CHECKPOINT_FILE = "partition.checkpoint"
-CHECKPOINT_MAGIC = b"KLCP"
-CHECKPOINT_VERSION = 1
-FLAG_CLEAN_SHUTDOWN = 1
-# magic, version, flags, log start offset, recovery point, log end offset, active segment base, active .log size,
-# crc32c of the preceding 48 bytes
-_CHECKPOINT = struct.Struct(">4sHHqqqqq")
-_CRC = struct.Struct(">I")
 SNAPSHOTS_KEPT = 2
 
 
@@ -76,16 +74,6 @@ class RecoveryInfo:
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class _Checkpoint:
-    log_start_offset: int
-    recovery_point: int
-    clean: bool
-    log_end_offset: int
-    active_base: int
-    active_size: int
-
-
 class PartitionLog:
     """The log of one partition. Use PartitionLog.open(); see the module docstring for threading."""
 
@@ -94,7 +82,7 @@ class PartitionLog:
         self.config = config
         self.fs = fs
         self.clock = clock
-        self._segments: list[Segment] = []  # copy-on-write: replaced, never mutated in place
+        self._segments: tuple[Segment, ...] = ()  # copy-on-write: replaced, never mutated in place
         self._lock = threading.RLock()  # guards segment list swaps and flush bookkeeping
         self._flush_lock = threading.Lock()  # one fsync round at a time; waiters then find their data flushed
         self._log_start = 0
@@ -113,7 +101,8 @@ class PartitionLog:
         self._closed = False
         self.recovery: RecoveryInfo | None = None
         self.high_watermark_follows_log_end = True  # single broker: HW == LEO; replication turns this off
-        self.cleaner_point = 0  # compaction: offsets below it were compacted by the last round (compaction.py)
+        self._cleaner_point = 0  # compaction: offsets below it were compacted by the last round
+        self._epochs = LeaderEpochCache(fs, directory)
 
     # ================================================================================================ opening
 
@@ -136,10 +125,34 @@ class PartitionLog:
 
     def _open(self) -> None:
         started = time.monotonic()
+        self.fs.makedirs(self.directory)
+        bases = self._finish_interrupted_work()
+        ckpt = read_partition_checkpoint(self.fs, self.directory)
+        self._segments = self._open_segments(bases, ckpt)
+        clean = (ckpt is not None and ckpt.clean and ckpt.active_base == self._segments[-1].base_offset
+                 and ckpt.active_size == self._segments[-1].size)
+        recovery_point = ckpt.log_end_offset if clean else (ckpt.recovery_point if ckpt is not None else 0)
+        scanned, truncated = self._recover_segments(clean, recovery_point, ckpt)
+        self._restore_state(ckpt, recovery_point)
+        if ckpt is None and self._log_end == 0:
+            # Brand new. Nothing to make durable yet: if a crash loses its files, the next open creates them again
+            # (the topic itself is durable in meta.json). The first flush fsyncs the segment and the directory,
+            # whose entry for the segment may not be durable even when the file was already there.
+            self._dir_dirty = True
+        elif not clean:
+            # Make what recovery wrote durable and move the recovery point to the log end.
+            self.checkpoint()
+        # After a clean open the clean checkpoint stays (no fsync at startup). It remains true until the
+        # active segment changes size or a new segment appears, and open() checks exactly that: appends lost
+        # in a later crash leave the file at its clean size, i.e. with exactly the clean contents. Every
+        # other change (truncate_to, delete_records, checkpoint) rewrites the checkpoint as unclean.
+        self.recovery = RecoveryInfo(clean, len(self._segments), scanned, truncated, time.monotonic() - started)
+
+    def _finish_interrupted_work(self) -> list[int]:
+        """Step 1: complete or drop compaction swaps, delete temp files and index files whose segment is gone.
+        Returns the segments' base offsets, ascending."""
         fs = self.fs
-        fs.makedirs(self.directory)
-        from kafkalite.log import compaction
-        compaction.finish_interrupted(self)
+        finish_interrupted_swaps(fs, self.directory)
         names = fs.listdir(self.directory)
         for name in names:
             if name.endswith(".tmp"):
@@ -149,26 +162,28 @@ class PartitionLog:
             stem, _, suffix = name.partition(".")
             if suffix in ("index", "timeindex") and stem.isdigit() and int(stem) not in bases:
                 fs.remove(self._path(name))
+        return bases
 
-        ckpt = self._read_checkpoint()
+    def _open_segments(self, bases: list[int], ckpt: PartitionCheckpoint | None) -> tuple[Segment, ...]:
+        """Step 2: open every segment's files (an empty first segment if there are none); nothing is read yet."""
         now = self.clock()
         if not bases:
             bases = [ckpt.log_start_offset if ckpt else 0]
-            fs.open(self._path(segment_name(bases[0], ".log")), create=True).close()
+            self.fs.open(self._path(segment_name(bases[0], ".log")), create=True).close()
             self._dir_dirty = True
         segments = []
         for base in bases:
-            seg = Segment(fs, self.directory, base, self.config.index_interval_bytes, now)
+            seg = Segment(self.fs, self.directory, base, self.config.index_interval_bytes, now)
             seg.open_files(create=False)
             seg.size = seg.log.size()
             segments.append(seg)
-        self._segments = segments
+        return tuple(segments)
 
-        clean = (ckpt is not None and ckpt.clean and ckpt.active_base == bases[-1]
-                 and ckpt.active_size == segments[-1].size)
-        recovery_point = ckpt.recovery_point if ckpt is not None and not clean else 0
-        if clean:
-            recovery_point = ckpt.log_end_offset
+    def _recover_segments(self, clean: bool, recovery_point: int, ckpt: PartitionCheckpoint | None) -> tuple[int, int]:
+        """Step 3: trust segments below the recovery point (or all, after a clean shutdown) and load their indexes;
+        validate the rest batch by batch, cutting at the first invalid batch and dropping the segments after a
+        cut or a gap. Returns (segments validated, bytes truncated)."""
+        segments = self._segments
         scanned = truncated = 0
         for i, seg in enumerate(segments):
             following = segments[i + 1].base_offset if i + 1 < len(segments) else None
@@ -192,34 +207,50 @@ class PartitionLog:
                     truncated += later.size
                     later.delete_files()
                 self._segments = segments = segments[: i + 1]
-                fs.fsync_dir(self.directory)
+                self.fs.fsync_dir(self.directory)
                 break
         if not clean:
             # The segments not yet sealed lost their final time index entry; re-seal closed ones.
             for seg in segments[:-1]:
                 seg.seal_time_index()
+        return scanned, truncated
 
-        self._log_end = segments[-1].next_offset
-        start = max(ckpt.log_start_offset if ckpt else 0, segments[0].base_offset)
+    def _restore_state(self, ckpt: PartitionCheckpoint | None, recovery_point: int) -> None:
+        """Step 4: offsets from the recovered segments and the checkpoint; cleaner point, leader epochs and
+        producer state cut to the recovered log."""
+        self._log_end = self._segments[-1].next_offset
+        start = max(ckpt.log_start_offset if ckpt else 0, self._segments[0].base_offset)
         self._log_start = min(start, self._log_end)
         self._high_watermark = self._log_end
         self._flushed = self._recovery_point = min(recovery_point, self._log_end)
-        self.cleaner_point = min(compaction.read_cleaner_point(self), self._log_end)
+        self._cleaner_point = min(read_cleaner_point(self.fs, self.directory), self._log_end)
+        self._load_leader_epochs()
         self._load_producer_state()
-        brand_new = ckpt is None and self._log_end == 0
-        if brand_new:
-            # Nothing to make durable yet: if a crash loses its files, the next open creates them again (the
-            # topic itself is durable in topics.json). The first flush fsyncs the segment and the directory,
-            # whose entry for the segment may not be durable even when the file was already there.
-            self._dir_dirty = True
-        elif not clean:
-            # Make what recovery wrote durable and move the recovery point to the log end.
-            self.checkpoint()
-        # After a clean open the clean checkpoint stays (no fsync at startup). It remains true until the
-        # active segment changes size or a new segment appears, and open() checks exactly that: appends lost
-        # in a later crash leave the file at its clean size, i.e. with exactly the clean contents. Every
-        # other change (truncate_to, delete_records, checkpoint) rewrites the checkpoint as unclean.
-        self.recovery = RecoveryInfo(clean, len(segments), scanned, truncated, time.monotonic() - started)
+
+    def _load_leader_epochs(self) -> None:
+        """The leader-epoch checkpoint, cut to the recovered log. Rebuilt from the batches' partitionLeaderEpoch
+        (one walk over every batch header) when it is missing or damaged while the log holds batches: a log
+        written before the file existed, or a bad sector."""
+        entries = read_leader_epochs(self.fs, self.directory)
+        if entries is None and self._log_end > self._log_start:
+            self._epochs = LeaderEpochCache(self.fs, self.directory, self._epochs_from_batches())
+            self._epochs.save()
+        else:
+            self._epochs = LeaderEpochCache(self.fs, self.directory, tuple(entries or ()))
+        self._epochs.truncate_from_end(self._log_end)  # epochs recorded for batches a crash took
+        self._epochs.truncate_from_start(self._log_start)
+
+    def _epochs_from_batches(self) -> list[tuple[int, int]]:
+        entries: list[tuple[int, int]] = []
+        try:
+            for seg in self._segments:
+                for header in seg.headers(0):
+                    epoch = header.partition_leader_epoch
+                    if epoch > (entries[-1][0] if entries else -1) and header.next_offset > self._log_start:
+                        entries.append((epoch, max(header.base_offset, self._log_start)))
+        except CorruptSegment:
+            pass  # recovery validated these segments; keep what was found if one is damaged after all
+        return entries
 
     def _load_producer_state(self) -> None:
         """Newest valid snapshot at or below the log end, then replay batch headers after it; then forget the
@@ -289,6 +320,46 @@ class PartitionLog:
         return self._recovery_point
 
     @property
+    def segments(self) -> tuple[Segment, ...]:
+        """The segments, oldest first, as a snapshot (the log replaces its tuple, never changes it). Read-only:
+        change them only through the log (append, roll, retention, truncate_to, replace_segments)."""
+        return self._segments
+
+    @property
+    def cleaner_point(self) -> int:
+        """Compaction: offsets below it were compacted by the last round (saved in cleaner.checkpoint)."""
+        return self._cleaner_point
+
+    @property
+    def latest_epoch(self) -> int:
+        """The newest leader epoch that wrote to this log (leader-epoch checkpoint), or -1."""
+        return self._epochs.latest_epoch
+
+    @property
+    def leader_epochs(self) -> tuple[tuple[int, int], ...]:
+        """(epoch, start offset) of every leader epoch still in the log, oldest first."""
+        return self._epochs.entries
+
+    def epoch_end_offset(self, epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch: (the largest epoch <= `epoch`, the offset where it ended); the latest epoch ends
+        at the log end; (-1, -1) for -1 or an epoch newer than any here. See LeaderEpochCache.end_offset_for."""
+        return self._epochs.end_offset_for(epoch, self._log_end)
+
+    def assign_leader_epoch(self, epoch: int) -> None:
+        """On becoming leader at `epoch`: record that it starts at the log end (ignored unless newer than the
+        latest epoch). Durable before it returns."""
+        with self._lock:
+            self._check_writable()
+            self._assign_epoch(epoch, self._log_end)
+
+    def _assign_epoch(self, epoch: int, start_offset: int) -> None:
+        if epoch > self._epochs.latest_epoch:
+            try:
+                self._epochs.assign(epoch, start_offset)
+            except OSError as e:
+                raise StorageError(f"cannot save the leader epoch of {self.directory}: {e}") from e
+
+    @property
     def size_bytes(self) -> int:
         return sum(seg.size for seg in self._segments)
 
@@ -344,30 +415,78 @@ class PartitionLog:
             self._check_writable()
             seg = self._roll_if_needed(header.size, header.last_offset - header.base_offset, now)
             base = self._log_end
+            self._assign_epoch(leader_epoch, base)  # a new epoch is recorded before its first batch is written
             set_base_offset(view, base, leader_epoch)
             if config.log_append_time:
                 append_time = now
-                _stamp_log_append_time(view, now)
+                stamp_log_append_time(view, now)
             header = replace(header, base_offset=base, last_offset=base + parsed.last_offset_delta,
                              max_timestamp=append_time if append_time >= 0 else header.max_timestamp,
                              position=seg.size)
-            saved = seg.save_state()
-            try:
-                seg.append(view, header)
-            except OSError as e:
-                self._rollback(seg, saved, e)
-            self._log_end = header.next_offset
-            if self.high_watermark_follows_log_end:
-                self._high_watermark = self._log_end
-            self._unflushed_messages += max(header.records_count, 1)
-            if self._first_unflushed_ms is None:
-                self._first_unflushed_ms = now
+            self._write_batch(seg, view, header, now)
             flush_now = self._unflushed_messages >= config.flush_messages
         if idempotent:
             self._producers.update(header, now)
         if flush_now:
             self.flush()
         return AppendResult(base, header.last_offset, False, append_time)
+
+    def append_as_follower(self, records) -> AppendResult:
+        """Append batches fetched from the leader exactly as the leader stored them: its offsets, leader epochs
+        and timestamps; nothing is rewritten. `records` holds one or more whole v2 batches, each intact (magic 2,
+        batchLength, CRC-32C; else CorruptRecord) and no larger than max.message.bytes (RecordTooLarge), the
+        first starting at the log end and each next where the previous ended (else UnexpectedAppendOffset: the
+        fetcher truncates or fetches from the log end). Nothing is written unless all of them pass.
+
+        A batch of a newer leader epoch is recorded in the leader-epoch checkpoint before it is written, and
+        producer state follows the batches, so a producer's retry after a failover is still deduplicated.
+        StorageError: the batch that failed and those after it were not stored (earlier ones were)."""
+        self._check_writable()
+        try:
+            batches = list(iter_batches(records))
+        except DecodeError as e:
+            raise CorruptRecord(str(e)) from None
+        if not batches:
+            raise CorruptRecord("no record batch to append")
+        expected = self._log_end
+        for parsed in batches:
+            if parsed.base_offset != expected:
+                raise UnexpectedAppendOffset(
+                    f"batch at offset {parsed.base_offset} does not start where {self.directory} ends ({expected})")
+            if parsed.last_offset_delta < 0 or not parsed.crc_ok():
+                raise CorruptRecord(f"batch at offset {parsed.base_offset} is damaged (CRC or lastOffsetDelta)")
+            if parsed.size > self.config.max_message_bytes:
+                raise RecordTooLarge(f"batch of {parsed.size} bytes exceeds max.message.bytes "
+                                     f"{self.config.max_message_bytes}")
+            expected = parsed.next_offset
+        now = self.clock()
+        with self._lock:
+            self._check_writable()
+            for parsed in batches:
+                self._assign_epoch(parsed.partition_leader_epoch, parsed.base_offset)
+                seg = self._roll_if_needed(parsed.size, parsed.last_offset_delta, now)
+                header = header_of(parsed, seg.size)
+                self._write_batch(seg, parsed.buf, header, now)
+                if is_idempotent(header):
+                    self._producers.update(header, now)
+            flush_now = self._unflushed_messages >= self.config.flush_messages
+        if flush_now:
+            self.flush()
+        return AppendResult(batches[0].base_offset, batches[-1].last_offset)
+
+    def _write_batch(self, seg: Segment, data, header, now: int) -> None:
+        """Write one batch at the log end (under the lock); on an I/O error roll back and raise StorageError."""
+        saved = seg.save_state()
+        try:
+            seg.append(data, header)
+        except OSError as e:
+            self._rollback(seg, saved, e)
+        self._log_end = header.next_offset
+        if self.high_watermark_follows_log_end:
+            self._high_watermark = self._log_end
+        self._unflushed_messages += max(header.records_count, 1)
+        if self._first_unflushed_ms is None:
+            self._first_unflushed_ms = now
 
     def _check_writable(self) -> None:
         if self._closed:
@@ -409,7 +528,7 @@ class PartitionLog:
             except OSError as e:
                 raise StorageError(f"cannot roll a new segment in {self.directory}: {e}") from e
             self._dir_dirty = True
-            self._segments = self._segments + [seg]
+            self._segments = self._segments + (seg,)
             return seg
 
     # ================================================================================================ flush
@@ -491,52 +610,41 @@ class PartitionLog:
 
     def _write_checkpoint(self, clean: bool) -> None:
         active = self._segments[-1]
-        body = _CHECKPOINT.pack(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, FLAG_CLEAN_SHUTDOWN if clean else 0,
-                                self._log_start, self._recovery_point, self._log_end, active.base_offset,
-                                active.size)
-        self.fs.write_file_atomic(self._path(CHECKPOINT_FILE), body + _CRC.pack(crc32c(body)))
-
-    def _read_checkpoint(self) -> _Checkpoint | None:
-        path = self._path(CHECKPOINT_FILE)
-        if not self.fs.exists(path):
-            return None
-        data = self.fs.read_file(path)
-        if len(data) != _CHECKPOINT.size + _CRC.size:
-            return None
-        body = data[: _CHECKPOINT.size]
-        if _CRC.unpack_from(data, _CHECKPOINT.size)[0] != crc32c(body):
-            return None  # damaged: treat as "no checkpoint", i.e. validate everything
-        magic, version, flags, start, recovery_point, end, active_base, active_size = _CHECKPOINT.unpack(body)
-        if magic != CHECKPOINT_MAGIC or version != CHECKPOINT_VERSION:
-            return None
-        return _Checkpoint(start, recovery_point, bool(flags & FLAG_CLEAN_SHUTDOWN), end, active_base, active_size)
+        write_partition_checkpoint(self.fs, self.directory, PartitionCheckpoint(
+            self._log_start, self._recovery_point, clean, self._log_end, active.base_offset, active.size))
 
     # ================================================================================================ reading
 
-    def read(self, offset: int, max_bytes: int) -> list[memoryview]:
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> list[memoryview]:
         """Whole batches from the one holding `offset`, up to max_bytes (but at least one batch), from a single
-        segment. [] at the log end. Raises OffsetOutOfRange outside [log_start_offset, log_end_offset]."""
+        segment, and only batches that end below max_offset (default: the log end; consumers pass the high
+        watermark). As in Kafka, where the limit is the position of max_offset's batch, a batch holding max_offset
+        is not returned: the high watermark lies on a batch boundary, so this only matters for a limit inside a
+        batch. [] at or beyond the limit. Raises OffsetOutOfRange outside [log_start_offset, log_end_offset]."""
         if offset < self._log_start or offset > self._log_end:
             raise OffsetOutOfRange(
                 f"offset {offset} is outside [{self._log_start}, {self._log_end}] of {self.directory}")
-        if offset == self._log_end:
+        limit = self._log_end if max_offset is None else min(max_offset, self._log_end)
+        if offset >= limit:
             return []
         segments = self._segments
         i = max(0, bisect.bisect_right(segments, offset, key=_base_of) - 1)
         try:
             for seg in segments[i:]:
-                found = self._read_segment(seg, offset, max_bytes)
+                if seg.base_offset >= limit:
+                    break
+                found = self._read_segment(seg, offset, max_bytes, limit)
                 if found is not None:
-                    return [found]
+                    return [found] if found else []
         except OSError as e:
             raise StorageError(f"read from {self.directory} failed: {e}") from e
         return []
 
-    def _read_segment(self, seg: Segment, offset: int, max_bytes: int) -> memoryview | None:
+    def _read_segment(self, seg: Segment, offset: int, max_bytes: int, limit: int) -> memoryview | None:
         for attempt in (0, 1):
             position, _ = seg.position_hint(offset)
             try:
-                return seg.read_batches(position, offset, max_bytes)
+                return seg.read_batches(position, offset, max_bytes, limit)
             except CorruptSegment:
                 if attempt == 0 and position != 0:
                     seg.rebuild_from_headers()  # a stale or damaged index sent us to a non-boundary
@@ -600,6 +708,7 @@ class PartitionLog:
             self._log_start = offset
             try:
                 self._write_checkpoint(clean=False)
+                self._epochs.truncate_from_start(offset)
                 self._delete_leading_segments(self._count_breached_segments())
             except OSError as e:
                 raise StorageError(f"delete records in {self.directory} failed: {e}") from e
@@ -651,6 +760,7 @@ class PartitionLog:
             seg.remove_files()  # unlinked now, closed by close_retired(): a concurrent read may hold its handle
             self._retired.append(seg)
         self.fs.fsync_dir(self.directory)
+        self._epochs.truncate_from_start(self._log_start)  # if a crash comes first, open() does it
 
     def truncate_to(self, offset: int) -> int:
         """Remove everything from the batch holding `offset` on (for recovery and replication). The log end
@@ -691,7 +801,8 @@ class PartitionLog:
         self._high_watermark = min(self._high_watermark, new_end)
         self._flushed = min(self._flushed, new_end)
         self._recovery_point = min(self._recovery_point, new_end)
-        self.cleaner_point = min(self.cleaner_point, new_end)
+        self._cleaner_point = min(self._cleaner_point, new_end)
+        self._epochs.truncate_from_end(new_end)
         self._unflushed_messages = 0
         self._first_unflushed_ms = None
         self._write_checkpoint(clean=False)  # a recovery point above the new end would skip validating new data
@@ -721,8 +832,47 @@ class PartitionLog:
         Returns the number of segments rewritten."""
         if not self.config.compact:
             return 0
-        from kafkalite.log import compaction
-        return compaction.compact(self, now_ms)
+        try:
+            done = compaction.compact(self, now_ms)
+            if done is None:
+                return 0
+            write_cleaner_point(self.fs, self.directory, done.cleaner_point)
+        except OSError as e:
+            raise StorageError(f"compaction of {self.directory} failed: {e}") from e
+        self._cleaner_point = done.cleaner_point
+        return done.rewritten
+
+    def replace_segments(self, old: Sequence[Segment], cleaned: str) -> bool:
+        """Compaction's commit: replace the adjacent segments `old` (all closed) by one segment whose batches are
+        in the fsynced file `cleaned` (`<old[0] base>.log.cleaned`), crash-safe (segment.py lists the steps). The
+        new segment keeps old[0]'s base and ends where old[-1] ended, so later segments stay where they are. The
+        old segments are retired (closed by close_retired(): a concurrent read may still use them). Returns
+        False, and removes `cleaned`, if `old` is no longer a run of this log's segments (deleted or truncated
+        away meanwhile)."""
+        with self._lock:
+            segments = self._segments
+            at = segments.index(old[0]) if old and old[0] in segments else -1
+            if at < 0 or segments[at:at + len(old)] != tuple(old) or at + len(old) >= len(segments):
+                self.fs.remove(cleaned)
+                return False
+            first = old[0]
+            try:
+                commit_swap(self.fs, self.directory, old, cleaned)
+                new = Segment(self.fs, self.directory, first.base_offset, self.config.index_interval_bytes,
+                              first.created_ms)
+                new.open_files(create=False)
+                new.size = new.log.size()
+                new.rebuild_from_headers()
+                new.seal_time_index()
+                new.flush_indexes()
+            except OSError as e:
+                # Past the commit point the files no longer match the segments in memory; reopening completes it.
+                self._failed = StorageError(f"compaction swap failed: {e}")
+                raise StorageError(f"compaction swap in {self.directory} failed: {e}") from e
+            new.next_offset = old[-1].next_offset  # keep "ends where the next segment starts"
+            self._segments = segments[:at] + (new,) + segments[at + len(old):]
+            self._retired.extend(old)
+        return True
 
     # ================================================================================================ closing
 
@@ -753,7 +903,7 @@ class PartitionLog:
         self._close_files()
 
     def _close_files(self) -> None:
-        for seg in self._segments + self._retired:
+        for seg in (*self._segments, *self._retired):
             seg.close()
         self._retired = []
 
@@ -763,19 +913,6 @@ class PartitionLog:
 
 def _base_of(seg: Segment) -> int:
     return seg.base_offset
-
-
-_ATTRIBUTES = struct.Struct(">h")
-_TIMESTAMP = struct.Struct(">q")
-_CRC_FIELD = struct.Struct(">I")
-
-
-def _stamp_log_append_time(view: memoryview, now_ms: int) -> None:
-    """LogAppendTime: set the timestamp-type bit and maxTimestamp (both inside the CRC), then re-CRC."""
-    (attributes,) = _ATTRIBUTES.unpack_from(view, 21)
-    _ATTRIBUTES.pack_into(view, 21, attributes | TIMESTAMP_TYPE_BIT)
-    _TIMESTAMP.pack_into(view, 35, now_ms)
-    _CRC_FIELD.pack_into(view, 17, crc32c(view[CRC_START:]))
 
 
 __all__ = ["PartitionLog", "AppendResult", "RecoveryInfo", "LogError"]

@@ -6,6 +6,15 @@ Index entries (big-endian, as Kafka's):
 An entry is added when more than index.interval.bytes of log were written since the previous one, and the time
 index gets a final entry when the segment is closed (rolled), so its last entry is the segment's max timestamp.
 Both are kept in memory as arrays too (8 bytes per entry: 2 MiB per GiB of log at the default interval).
+
+Replacing adjacent segments by one (compaction writes the new one's batches to `<F>.log.cleaned`; PartitionLog.
+replace_segments commits it), crash-safe: each arrow ends with an fsync of the file or directory, and
+finish_interrupted_swaps() completes or drops the work on open. F and L are the bases of the first and last
+segment replaced.
+  1. write F.log.cleaned                              crash: the leftover .cleaned file is deleted on open
+  2. rename F.log.cleaned -> F-L.log.swap             commit point: open completes steps 3-4
+  3. remove the group's indexes and its other .logs   (so no stale index or segment sits next to the new log)
+  4. rename F-L.log.swap -> F.log                     the new segment's indexes are rebuilt from batch headers
 """
 
 from __future__ import annotations
@@ -15,15 +24,12 @@ import os
 import struct
 from array import array
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from kafkalite.log.fs import File, FileSystem
-from kafkalite.protocol import record_batch
 from kafkalite.protocol.errors import DecodeError
-from kafkalite.protocol.record_batch import HEADER_SIZE, LOG_OVERHEAD, RecordBatch
+from kafkalite.protocol.record_batch import HEADER, HEADER_SIZE, LOG_OVERHEAD, RecordBatch, batch_length_at
 
-# The codec's own header layout (one definition of the 61-byte header), used to read headers without the body.
-_BATCH_HEADER: struct.Struct = record_batch._HEADER
 _INDEX_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
 INDEX_ENTRY_SIZE = _INDEX_ENTRY.size  # 8
@@ -33,8 +39,60 @@ SCAN_CHUNK = 1 << 20  # read-ahead when validating a whole segment
 HEADER_CHUNK = 16 << 10  # read-ahead when walking headers only (one pread covers many small batches)
 
 
+CLEANED = ".log.cleaned"
+SWAP = ".log.swap"
+
+
 def segment_name(base_offset: int, suffix: str) -> str:
     return f"{base_offset:020d}{suffix}"
+
+
+def _swap_name(first_base: int, last_base: int) -> str:
+    """<first base>-<last base>.log.swap: recovery then knows every segment the swap replaces."""
+    return f"{first_base:020d}-{last_base:020d}{SWAP}"
+
+
+def commit_swap(fs: FileSystem, directory: str, old: Sequence[Segment], cleaned: str) -> None:
+    """Steps 2-4 above: make the fsynced file `cleaned` the `.log` of old[0]'s base, in place of the segments
+    `old` (whose files are removed; their open handles still read them until closed)."""
+    first = old[0]
+    swap = os.path.join(directory, _swap_name(first.base_offset, old[-1].base_offset))
+    fs.rename(cleaned, swap)
+    fs.fsync_dir(directory)
+    for seg in old:
+        for suffix in (".index", ".timeindex"):
+            fs.remove(seg.path(suffix))
+    for seg in old[1:]:
+        fs.remove(seg.path(".log"))
+    fs.fsync_dir(directory)
+    fs.rename(swap, first.path(".log"))
+    fs.fsync_dir(directory)
+
+
+def finish_interrupted_swaps(fs: FileSystem, directory: str) -> None:
+    """On open: drop unfinished rewrites (step 1), complete committed swaps (steps 3-4)."""
+    changed = False
+    for name in fs.listdir(directory):
+        if name.endswith(CLEANED):
+            fs.remove(os.path.join(directory, name))
+            changed = True
+    names = fs.listdir(directory)
+    for name in names:
+        if name.endswith(SWAP):
+            first, _, last = name[: -len(SWAP)].partition("-")
+            first = int(first)
+            last = int(last) if last else first  # a swap of one segment, as older versions named it
+            for other in names:  # the group's files, except the first .log, which the swap replaces
+                stem, _, suffix = other.partition(".")
+                base = int(stem) if stem.isdigit() else -1
+                if (suffix in ("log", "index", "timeindex") and first <= base <= last
+                        and other != segment_name(first, ".log")):
+                    fs.remove(os.path.join(directory, other))
+            fs.fsync_dir(directory)
+            fs.rename(os.path.join(directory, name), os.path.join(directory, segment_name(first, ".log")))
+            changed = True
+    if changed:
+        fs.fsync_dir(directory)
 
 
 @dataclass(slots=True)
@@ -52,6 +110,7 @@ class BatchHeader:
     attributes: int
     records_count: int
     magic: int
+    partition_leader_epoch: int
 
     @property
     def next_offset(self) -> int:
@@ -59,16 +118,16 @@ class BatchHeader:
 
 
 def parse_header(buf, pos: int, file_position: int) -> BatchHeader:
-    (base, length, _epoch, magic, _crc, attributes, last_delta, _base_ts, max_ts, pid, pepoch, base_seq,
-     count) = _BATCH_HEADER.unpack_from(buf, pos)
+    (base, length, epoch, magic, _crc, attributes, last_delta, _base_ts, max_ts, pid, pepoch, base_seq,
+     count) = HEADER.unpack_from(buf, pos)
     return BatchHeader(file_position, base, length + LOG_OVERHEAD, base + last_delta, max_ts, pid, pepoch,
-                       base_seq, attributes, count, magic)
+                       base_seq, attributes, count, magic, epoch)
 
 
 def header_of(batch: RecordBatch, position: int) -> BatchHeader:
     return BatchHeader(position, batch.base_offset, batch.size, batch.last_offset, batch.max_timestamp,
                        batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.attributes,
-                       batch.records_count, batch.magic)
+                       batch.records_count, batch.magic, batch.partition_leader_epoch)
 
 
 class CorruptSegment(Exception):
@@ -239,9 +298,12 @@ class Segment:
     def read(self, position: int, size: int) -> bytes:
         return self.log.pread(size, position)
 
-    def read_batches(self, position: int, offset: int, max_bytes: int) -> memoryview | None:
+    def read_batches(self, position: int, offset: int, max_bytes: int,
+                     max_offset: int = 2**63 - 1) -> memoryview | None:
         """Whole batches from the first one holding an offset >= `offset`, walking from `position` (a batch
-        boundary at or before it): as many as fit in max_bytes, but at least one. None if there is none.
+        boundary at or before it): as many as fit in max_bytes, but at least one, and only batches whose last
+        offset is below max_offset. None if the segment has no batch at or after `offset`; an empty view if the
+        first one reaches max_offset.
 
         One pread covers the walk and the data (the batches before `offset` lie within about one index interval
         of the index's hint), and the result is a view of what was read: the bytes are read once."""
@@ -265,10 +327,13 @@ class Segment:
                 raise CorruptSegment(f"no valid batch header at position {position + pos} of {self.path('.log')}")
             if start is None:
                 if header.last_offset >= offset:
+                    if header.last_offset >= max_offset:
+                        return buf[pos:pos]
                     if pos + header.size > len(buf):  # one batch larger than the window: read it whole
                         return memoryview(self.log.pread(header.size, position + pos))
                     start = pos
-            elif pos + header.size > len(buf) or pos - start + header.size > max_bytes:
+            elif (pos + header.size > len(buf) or pos - start + header.size > max_bytes
+                  or header.last_offset >= max_offset):
                 break
             pos += header.size
         return None if start is None else buf[start:pos]
@@ -315,7 +380,7 @@ class Segment:
         while position + HEADER_SIZE <= file_size:
             if position + HEADER_SIZE > buf_start + len(buf):
                 buf_start, buf = position, self.log.pread(min(SCAN_CHUNK, file_size - position), position)
-            (length,) = struct.unpack_from(">i", buf, position - buf_start + 8)
+            length = batch_length_at(buf, position - buf_start)
             size = length + LOG_OVERHEAD
             if length < MIN_BATCH_LENGTH or position + size > file_size:
                 break

@@ -1,21 +1,10 @@
-"""Kafka record batch v2 (magic 2): a zero-copy view, validation, record iteration and a builder.
+"""Kafka record batch v2 (magic 2): the header layout, a zero-copy view, validation, record iteration and a
+builder.
 
-Layout (offsets in bytes; all integers big-endian):
-
-    0  int64  baseOffset            ┐ outside the CRC: the broker rewrites baseOffset and
-    8  int32  batchLength           │ partitionLeaderEpoch without touching the CRC
-   12  int32  partitionLeaderEpoch  │
-   16  int8   magic (2)             ┘
-   17  uint32 crc (CRC-32C of bytes 21..end)
-   21  int16  attributes  (bits 0-2 codec, 3 timestampType, 4 transactional, 5 control)
-   23  int32  lastOffsetDelta
-   27  int64  baseTimestamp
-   35  int64  maxTimestamp
-   43  int64  producerId
-   51  int16  producerEpoch
-   53  int32  baseSequence
-   57  int32  recordsCount
-   61  records (compressed as a whole when attributes say so)
+This module is the only place that knows where the header's fields lie (HEADER below; docs/storage.md has the
+same table for readers of the files). A batch is the 61-byte header followed by the records, compressed as a
+whole when the attributes say so. baseOffset and partitionLeaderEpoch lie outside the CRC, so the log assigns
+them in place without recomputing it.
 """
 
 from __future__ import annotations
@@ -30,10 +19,36 @@ from kafkalite.protocol import compression
 from kafkalite.protocol.errors import DecodeError
 from kafkalite.protocol.primitives import read_varint, read_varlong, write_varint
 
-HEADER_SIZE = 61
-LOG_OVERHEAD = 12  # baseOffset + batchLength: the part of the header batchLength does not count
-CRC_START = 21
-MAGIC_OFFSET = 16
+# The 61-byte batch header. Everyone else uses HEADER, the *_AT offsets and the functions below.
+HEADER = struct.Struct(
+    ">"     # big-endian; offset, field
+    "q"     #  0 baseOffset            outside the CRC: the log assigns it
+    "i"     #  8 batchLength           bytes after this field
+    "i"     # 12 partitionLeaderEpoch  outside the CRC: the log assigns it
+    "b"     # 16 magic                 2
+    "I"     # 17 crc                   CRC-32C of bytes 21..end
+    "h"     # 21 attributes            bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control
+    "i"     # 23 lastOffsetDelta
+    "q"     # 27 baseTimestamp
+    "q"     # 35 maxTimestamp          with LogAppendTime: the broker's append time
+    "q"     # 43 producerId
+    "h"     # 51 producerEpoch
+    "i"     # 53 baseSequence
+    "i"     # 57 recordsCount          then the records, from byte 61
+)
+(BASE_OFFSET_AT, LENGTH_AT, LEADER_EPOCH_AT, MAGIC_AT, CRC_AT, ATTRIBUTES_AT, LAST_OFFSET_DELTA_AT,
+ BASE_TIMESTAMP_AT, MAX_TIMESTAMP_AT, PRODUCER_ID_AT, PRODUCER_EPOCH_AT, BASE_SEQUENCE_AT, RECORDS_COUNT_AT) = (
+    struct.calcsize(HEADER.format[:n]) for n in range(1, len(HEADER.format)))
+HEADER_SIZE = HEADER.size  # 61
+LOG_OVERHEAD = LEADER_EPOCH_AT  # baseOffset + batchLength: the part of the header batchLength does not count
+CRC_START = ATTRIBUTES_AT  # the CRC covers bytes CRC_START..end
+MAGIC_OFFSET = MAGIC_AT
+_BEFORE_CRC = struct.Struct(">" + HEADER.format[1:6])  # baseOffset .. crc
+_AFTER_CRC = struct.Struct(">" + HEADER.format[6:])  # attributes .. recordsCount
+_INT64 = struct.Struct(">q")
+_INT32 = struct.Struct(">i")
+_INT16 = struct.Struct(">h")
+_UINT32 = struct.Struct(">I")
 
 CODEC_MASK = 0x07
 TIMESTAMP_TYPE_BIT = 0x08  # set: LogAppendTime
@@ -42,15 +57,51 @@ CONTROL_BIT = 0x20
 
 NO_PRODUCER_ID = -1
 NO_SEQUENCE = -1
-
-_HEADER = struct.Struct(">qiibIhiqqqhii")
-_BASE_OFFSET = struct.Struct(">q")
-_LENGTH_AT_8 = struct.Struct(">i")
-_EPOCH = struct.Struct(">i")
+NO_PARTITION_LEADER_EPOCH = -1
 
 
 def crc32c(data) -> int:
     return _crc32c.crc32c(data)
+
+
+def batch_length_at(buf, position: int = 0) -> int:
+    """batchLength of the batch starting at `position` (the whole batch is batchLength + LOG_OVERHEAD bytes)."""
+    return _INT32.unpack_from(buf, position + LENGTH_AT)[0]
+
+
+def partition_leader_epoch_at(buf, position: int = 0) -> int:
+    return _INT32.unpack_from(buf, position + LEADER_EPOCH_AT)[0]
+
+
+def set_base_offset(batch: bytearray | memoryview, base_offset: int, leader_epoch: int = 0) -> None:
+    """Assign offsets in place: baseOffset and partitionLeaderEpoch lie outside the CRC."""
+    _INT64.pack_into(batch, BASE_OFFSET_AT, base_offset)
+    _INT32.pack_into(batch, LEADER_EPOCH_AT, leader_epoch)
+
+
+def set_partition_leader_epoch(batch: bytearray | memoryview, leader_epoch: int) -> None:
+    _INT32.pack_into(batch, LEADER_EPOCH_AT, leader_epoch)
+
+
+def stamp_log_append_time(batch: bytearray | memoryview, now_ms: int) -> None:
+    """LogAppendTime: set the timestamp-type bit and maxTimestamp (both inside the CRC), then recompute the CRC."""
+    (attributes,) = _INT16.unpack_from(batch, ATTRIBUTES_AT)
+    _INT16.pack_into(batch, ATTRIBUTES_AT, attributes | TIMESTAMP_TYPE_BIT)
+    _INT64.pack_into(batch, MAX_TIMESTAMP_AT, now_ms)
+    _UINT32.pack_into(batch, CRC_AT, crc32c(memoryview(batch)[CRC_START:]))
+
+
+def encode_header(payload, *, attributes: int, last_offset_delta: int, base_timestamp: int, max_timestamp: int,
+                  records_count: int, producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1,
+                  base_sequence: int = NO_SEQUENCE, base_offset: int = 0,
+                  partition_leader_epoch: int = NO_PARTITION_LEADER_EPOCH) -> bytes:
+    """The 61-byte header for `payload` (the encoded, possibly compressed records that follow it), CRC included.
+    The batch is header + payload."""
+    after_crc = _AFTER_CRC.pack(attributes, last_offset_delta, base_timestamp, max_timestamp, producer_id,
+                                producer_epoch, base_sequence, records_count)
+    crc = _crc32c.crc32c(payload, _crc32c.crc32c(after_crc))
+    length = HEADER_SIZE - LOG_OVERHEAD + len(payload)
+    return _BEFORE_CRC.pack(base_offset, length, partition_leader_epoch, 2, crc) + after_crc
 
 
 @dataclass(slots=True)
@@ -78,7 +129,7 @@ class RecordBatch:
             self.base_offset, self.batch_length, self.partition_leader_epoch, self.magic, self.crc,
             self.attributes, self.last_offset_delta, self.base_timestamp, self.max_timestamp,
             self.producer_id, self.producer_epoch, self.base_sequence, self.records_count,
-        ) = _HEADER.unpack_from(buf, 0)
+        ) = HEADER.unpack_from(buf, 0)
         if self.magic != 2:
             raise DecodeError(f"record batch magic {self.magic} is not 2")
         if self.batch_length + LOG_OVERHEAD != len(buf):
@@ -180,7 +231,7 @@ def iter_batches(buf) -> Iterator[RecordBatch]:
     while pos < end:
         if end - pos < LOG_OVERHEAD:
             raise DecodeError("trailing bytes shorter than a batch header")
-        (length,) = _LENGTH_AT_8.unpack_from(view, pos + 8)
+        length = batch_length_at(view, pos)
         size = length + LOG_OVERHEAD
         if length < HEADER_SIZE - LOG_OVERHEAD or pos + size > end:
             raise DecodeError(f"record batch length {length} is out of range")
@@ -194,18 +245,12 @@ def iter_batches_lenient(buf) -> Iterator[RecordBatch]:
     pos = 0
     end = len(view)
     while end - pos >= HEADER_SIZE:
-        (length,) = _LENGTH_AT_8.unpack_from(view, pos + 8)
+        length = batch_length_at(view, pos)
         size = length + LOG_OVERHEAD
         if length < HEADER_SIZE - LOG_OVERHEAD or pos + size > end:
             return
         yield RecordBatch(view[pos : pos + size])
         pos += size
-
-
-def set_base_offset(batch: bytearray | memoryview, base_offset: int, leader_epoch: int = 0) -> None:
-    """Assign offsets in place: baseOffset and partitionLeaderEpoch lie outside the CRC."""
-    _BASE_OFFSET.pack_into(batch, 0, base_offset)
-    _EPOCH.pack_into(batch, 12, leader_epoch)
 
 
 def build_batch(
@@ -243,15 +288,12 @@ def build_batch(
         write_varint(body, len(rec))
         body += rec
     payload = compression.compress(codec, bytes(body)) if codec else bytes(body)
-    attrs = (attributes & ~CODEC_MASK) | codec
-    after_crc = struct.pack(
-        ">hiqqqhii", attrs, len(records) - 1, base_ts, max(timestamps), producer_id, producer_epoch,
-        base_sequence, len(records),
-    ) + payload
-    head = struct.pack(
-        ">qiibI", base_offset, len(after_crc) + 9, partition_leader_epoch, 2, crc32c(after_crc)
-    )
-    return head + after_crc
+    header = encode_header(
+        payload, attributes=(attributes & ~CODEC_MASK) | codec, last_offset_delta=len(records) - 1,
+        base_timestamp=base_ts, max_timestamp=max(timestamps), records_count=len(records), producer_id=producer_id,
+        producer_epoch=producer_epoch, base_sequence=base_sequence, base_offset=base_offset,
+        partition_leader_epoch=partition_leader_epoch)
+    return header + payload
 
 
 def _write_varbytes(out: bytearray, data: bytes | None) -> None:

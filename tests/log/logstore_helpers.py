@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from kafkalite.log import FaultyFileSystem, LogConfig, PartitionLog
+from kafkalite.log import LogConfig, PartitionLog
+from kafkalite.log.fs_faulty import FaultyFileSystem
 from kafkalite.protocol.record_batch import RecordBatch, build_batch, iter_batches
 
 DIR = "/data/topic-0"

@@ -2,7 +2,8 @@
 
 import pytest
 
-from kafkalite.log import FaultyFileSystem, LogConfig, SimulatedCrash
+from kafkalite.log import LogConfig, compaction
+from kafkalite.log.fs_faulty import FaultyFileSystem, SimulatedCrash
 
 from logstore_helpers import batch, open_log, read_all
 
@@ -24,7 +25,7 @@ def fill(log):
 
 
 def expected_after(before, log):
-    closed_end = log._segments[-1].base_offset
+    closed_end = log.segments[-1].base_offset
     newest = {}
     for offset, key, value in before:
         if offset < closed_end and key is not None:
@@ -66,7 +67,7 @@ def more(log, count, ts=2000):
 
 def dirty_fraction(log):
     """Dirty bytes / compactable bytes, from the segment sizes (every closed segment is compactable here)."""
-    closed = log._segments[:-1]
+    closed = log.segments[:-1]
     dirty = sum(seg.size for seg in closed if seg.next_offset > log.cleaner_point)
     return dirty / sum(seg.size for seg in closed), dirty
 
@@ -78,7 +79,7 @@ def test_a_round_needs_dirty_data_above_the_ratio():
     log.checkpoint()
     assert log.compact(now_ms=1500) > 0  # the first round: everything is dirty
     point = log.cleaner_point
-    assert point == log._segments[-1].base_offset
+    assert point == log.segments[-1].base_offset
     skipped_with_dirt = 0
     for i in range(300):  # add dirty data batch by batch until a round runs
         log.append(batch(b"m%d" % i, key=b"m%d" % i, ts=2000))
@@ -106,7 +107,7 @@ def test_max_compaction_lag_forces_a_round_below_the_ratio():
     more(log, 3, ts=3000)
     log.checkpoint()
     assert dirty_fraction(log)[0] < 0.99
-    oldest_dirty = next(seg for seg in log._segments if seg.next_offset > point)
+    oldest_dirty = next(seg for seg in log.segments if seg.next_offset > point)
     since = next(oldest_dirty.headers(0)).max_timestamp  # its first batch's max timestamp, as in Kafka
     assert log.compact(now_ms=since + 5000) == 0  # exactly max.compaction.lag.ms old: not yet
     log.compact(now_ms=since + 5001)
@@ -205,7 +206,7 @@ def test_a_round_merges_the_segments_it_shrinks():
     segments_before = log.segment_count
     log.compact(now_ms=1500)
     assert log.segment_count < segments_before
-    assert all(seg.size <= CONFIG.segment_bytes for seg in log._segments)
+    assert all(seg.size <= CONFIG.segment_bytes for seg in log.segments)
     after = records(log)
     assert after == expected_after(before, log)
     for offset in range(log.log_start_offset, log.log_end_offset):  # every offset still readable
@@ -234,3 +235,81 @@ def test_a_swap_named_by_an_older_version_is_completed_on_open():
     log = open_log(fs, CONFIG)
     assert not [n for n in fs.listdir("/data/topic-0") if n.endswith(".swap")]
     assert records(log) == before
+
+
+class OnlyThePublicInterface:
+    """A partition log seen through compaction.CompactableLog and nothing else: a private attribute fails."""
+
+    def __init__(self, log):
+        self._log = log
+        self.fs, self.config = log.fs, log.config
+
+    segments = property(lambda self: self._log.segments)
+    recovery_point = property(lambda self: self._log.recovery_point)
+    log_start_offset = property(lambda self: self._log.log_start_offset)
+    cleaner_point = property(lambda self: self._log.cleaner_point)
+
+    def replace_segments(self, old, cleaned):
+        return self._log.replace_segments(old, cleaned)
+
+
+def test_compaction_needs_only_the_logs_public_interface():
+    log = open_log(FaultyFileSystem(), CONFIG)
+    fill(log)
+    log.checkpoint()
+    before, segments_before = records(log), log.segments
+    done = compaction.compact(OnlyThePublicInterface(log), now_ms=1500)
+    assert done.rewritten > 0 and done.cleaner_point == log.segments[-1].base_offset
+    assert records(log) == expected_after(before, log)
+    assert log.cleaner_point == 0  # the round only reports the point; PartitionLog.compact saves it
+    assert segments_before != log.segments and isinstance(log.segments, tuple)
+
+
+def test_segments_is_a_snapshot():
+    log = open_log(FaultyFileSystem(), CONFIG)
+    fill(log)
+    snapshot = log.segments
+    log.roll()
+    assert len(log.segments) == len(snapshot) + 1 and log.segments[:-1] == snapshot
+    with pytest.raises(TypeError):
+        snapshot[0] = snapshot[1]
+
+
+def test_replace_segments_refuses_segments_that_are_gone_and_removes_the_cleaned_file():
+    fs = FaultyFileSystem()
+    log = open_log(fs, CONFIG)
+    fill(log)
+    log.checkpoint()
+    first, second = log.segments[:2]
+    cleaned = first.path(".log.cleaned")
+    fs.open(cleaned, create=True).close()
+    log.delete_records(second.base_offset)  # `first` is deleted meanwhile
+    before = records(log)
+    assert log.replace_segments([first, second], cleaned) is False
+    assert not fs.exists(cleaned) and records(log) == before
+    for old in ([second, log.segments[2]], [log.segments[-1]]):  # not adjacent; the active segment
+        fs.open(cleaned, create=True).close()
+        assert log.replace_segments(old, cleaned) is False and not fs.exists(cleaned)
+    assert records(log) == before
+
+
+def test_replace_segments_merges_closed_segments_and_retires_the_old_ones():
+    fs = FaultyFileSystem()
+    log = open_log(fs, CONFIG)
+    fill(log)
+    log.checkpoint()
+    before = records(log)
+    old = log.segments[:3]
+    cleaned = old[0].path(".log.cleaned")
+    f = fs.open(cleaned, create=True)
+    f.pwrite(b"".join(fs.read_file(seg.path(".log")) for seg in old), 0)  # the same batches, in one file
+    f.fsync()
+    f.close()
+    assert log.replace_segments(old, cleaned) is True
+    assert log.segments[0].base_offset == old[0].base_offset and log.segments[1] is not old[1]
+    assert log.segments[0].next_offset == old[-1].next_offset and records(log) == before
+    assert all(not seg.closed for seg in old)  # retired: a concurrent read may still use them
+    log.close_retired()
+    assert all(seg.closed for seg in old)
+    log.close()
+    assert records(open_log(fs, CONFIG)) == before

@@ -2,7 +2,8 @@ import errno
 
 import pytest
 
-from kafkalite.log import FaultyFileSystem, FileSystem, SimulatedCrash
+from kafkalite.log import FileSystem
+from kafkalite.log.fs_faulty import FaultyFileSystem, SimulatedCrash
 
 
 def test_power_cut_drops_unsynced_data_and_unsynced_directory_entries():

@@ -3,9 +3,10 @@ import uuid
 import pytest
 
 from kafkalite.log import (
-    FaultyFileSystem, FileSystem, InvalidConfig, InvalidPartitions, InvalidTopicName, LogConfig, LogManager,
-    StorageError, TopicExists, UnknownTopic,
+    FileSystem, InvalidConfig, InvalidPartitions, InvalidTopicName, LogConfig, LogManager, StorageError, TopicExists,
+    UnknownTopic,
 )
+from kafkalite.log.fs_faulty import FaultyFileSystem, SimulatedCrash
 
 from logstore_helpers import batch, values
 
@@ -174,3 +175,32 @@ def test_deleted_topic_files_can_be_removed_later_and_are_gone_after_a_crash_in_
     fs.restart(lose_unsynced="none")  # a crash before the files were removed
     m = manager(fs)
     assert m.topics() == [] and not any(n.startswith("t-") for n in fs.listdir("/kafka"))
+
+
+def test_write_json_is_atomic_and_survives_a_power_cut():
+    fs = FaultyFileSystem()
+    m = manager(fs)
+    assert m.read_json("producer_ids.json") is None
+    m.write_json("producer_ids.json", {"next": 1000})
+    fs.restart()  # a power cut right after: the rename is durable (the directory was fsynced)
+    m = manager(fs)
+    assert m.read_json("producer_ids.json") == {"next": 1000}
+    for step in range(10):  # a crash at any step of a rewrite leaves the old or the new document
+        fs.crash_after(step)
+        try:
+            m.write_json("producer_ids.json", {"next": 1000 + step})
+            finished = True
+        except SimulatedCrash:
+            finished = False
+        fs.restart()
+        m = manager(fs)
+        if finished:
+            assert m.read_json("producer_ids.json") == {"next": 1000 + step}
+            break
+        assert m.read_json("producer_ids.json") == {"next": 1000}
+    assert finished and step > 3
+    f = fs.open("/kafka/producer_ids.json")
+    f.pwrite(b"{not json", 0)
+    f.close()
+    with pytest.raises(StorageError):
+        m.read_json("producer_ids.json")

@@ -4,9 +4,8 @@ import threading
 
 import pytest
 
-from kafkalite.log import (
-    CorruptRecord, FaultyFileSystem, InvalidTimestamp, LogConfig, OffsetOutOfRange, RecordTooLarge,
-)
+from kafkalite.log import CorruptRecord, InvalidTimestamp, LogConfig, OffsetOutOfRange, RecordTooLarge
+from kafkalite.log.fs_faulty import FaultyFileSystem
 from kafkalite.protocol.record_batch import RecordBatch, iter_batches
 
 from logstore_helpers import DIR, batch, open_log, read_all, values
@@ -47,6 +46,29 @@ def test_read_semantics(fs):
         log.read(-1, 100)
 
 
+def test_read_stops_before_max_offset(fs):
+    log = open_log(fs, LogConfig(segment_bytes=300))
+    for i in range(10):
+        log.append(batch(b"v%d" % i, b"w%d" % i))  # offsets 2i, 2i+1, several segments
+    assert log.segment_count > 2
+
+    def bases(offset, max_offset, max_bytes=1 << 20):
+        return [b.base_offset for chunk in log.read(offset, max_bytes, max_offset) for b in iter_batches(chunk)]
+
+    first_segment = [b for b in range(0, 20, 2) if b < log.segments[1].base_offset]
+    assert bases(0, None) == bases(0, 20) == bases(0, 1000) == first_segment  # default and beyond: the log end
+    assert bases(0, 4) == [0, 2]  # a high watermark on a batch boundary: every batch below it
+    assert bases(0, 5) == [0, 2]  # a limit inside a batch: that batch is not returned (Kafka's position cut)
+    assert bases(2, 4) == [2] and bases(3, 4) == [2]
+    assert bases(4, 4) == [] and bases(5, 4) == [] and bases(18, 4) == []  # at or beyond the limit
+    assert bases(4, 5) == []  # the only batch at offset 4 straddles the limit
+    assert bases(0, 4, max_bytes=0) == [0]  # at least one batch, if it ends below the limit
+    second = log.segments[1].base_offset
+    assert bases(second, second) == [] and bases(second, second + 2) == [second]
+    with pytest.raises(OffsetOutOfRange):
+        log.read(21, 100, max_offset=30)  # still out of range beyond the log end
+
+
 def test_segments_roll_by_size_and_by_time_and_reads_cross_them(fs):
     now = [0]
     log = open_log(fs, LogConfig(segment_bytes=300, segment_ms=1000, index_interval_bytes=100),
@@ -71,17 +93,17 @@ def test_read_does_not_read_whole_segments(fs):
     for i in range(2000):
         log.append(batch(b"%06d" % i + b"x" * 100))
     reads = []
-    original = type(log._segments[0].log).pread
+    original = type(log.segments[0].log).pread
 
     def spy(self, size, offset):
         reads.append(size)
         return original(self, size, offset)
 
-    type(log._segments[0].log).pread = spy
+    type(log.segments[0].log).pread = spy
     try:
         chunks = log.read(1500, 500)
     finally:
-        type(log._segments[0].log).pread = original
+        type(log.segments[0].log).pread = original
     assert next(iter_batches(chunks[0])).base_offset == 1500
     assert sum(reads) < 40_000 < log.size_bytes  # index lookup + short header walk, not 240 KB
 
@@ -90,7 +112,7 @@ def test_index_lookup_survives_a_garbage_index(fs):
     log = open_log(fs, LogConfig(index_interval_bytes=200))
     for i in range(100):
         log.append(batch(b"%03d" % i))
-    seg = log._segments[0]
+    seg = log.segments[0]
     seg.index_positions[5] += 3  # in-memory corruption: a position that is not a batch boundary
     assert next(iter_batches(log.read(60, 1)[0])).base_offset == 60
 
@@ -135,13 +157,13 @@ def test_validation_errors(fs):
 def test_flush_group_commit_from_threads(fs):
     log = open_log(fs)
     fsyncs = []
-    original = type(log._segments[0].log).fsync
+    original = type(log.segments[0].log).fsync
 
     def slow_fsync(self):
         fsyncs.append(1)
         original(self)
 
-    type(log._segments[0].log).fsync = slow_fsync
+    type(log.segments[0].log).fsync = slow_fsync
     try:
         assert log.flush() == 0 and not fsyncs  # nothing to flush
         for i in range(10):
@@ -153,7 +175,7 @@ def test_flush_group_commit_from_threads(fs):
         for t in threads:
             t.join()
     finally:
-        type(log._segments[0].log).fsync = original
+        type(log.segments[0].log).fsync = original
     assert results == [10] * 8 and log.flushed_offset == 10
     assert len(fsyncs) < 8
     fs.restart()  # power cut: everything flushed survives
@@ -225,15 +247,15 @@ def test_retention_by_time_and_size(fs):
     assert log.apply_retention(now_ms=10_000) == 0
     deleted = log.apply_retention(now_ms=11_500)
     assert 0 < deleted < segments
-    assert log.log_start_offset == log._segments[0].base_offset > 0
-    assert all(s.max_timestamp >= 10_500 for s in log._segments[:-1])
+    assert log.log_start_offset == log.segments[0].base_offset > 0
+    assert all(s.max_timestamp >= 10_500 for s in log.segments[:-1])
     log.apply_retention(now_ms=10**12)
     assert log.segment_count == 1 and log.log_end_offset == 30  # the active segment stays
     log2 = open_log(fs, LogConfig(segment_bytes=300, retention_bytes=600), path="/size")
     for i in range(30):
         log2.append(batch(b"v%02d" % i))
     log2.apply_retention(now_ms=0)
-    assert log2.size_bytes - log2._segments[-1].size <= 600
+    assert log2.size_bytes - log2.segments[-1].size <= 600
     assert log2.size_bytes > 600 - 300
     keep = LogConfig(segment_bytes=300, retention_ms=1000, cleanup_policy="compact")
     log3 = open_log(fs, keep, path="/compacted")
@@ -258,9 +280,9 @@ def test_segments_removed_by_retention_stay_readable_until_the_owner_closes_them
     log = open_log(fs, LogConfig(segment_bytes=300, retention_ms=1000))
     for i in range(30):
         log.append(batch(b"v%02d" % i, ts=10_000))
-    first = log._segments[0]
+    first = log.segments[0]
     assert log.apply_retention(now_ms=10**12) > 0
-    assert first not in log._segments and not fs.exists(first.path(".log"))
+    assert first not in log.segments and not fs.exists(first.path(".log"))
     assert first.read(0, 10), "a removed segment's file was closed before the owner said so"
     log.close_retired()
     assert first.closed

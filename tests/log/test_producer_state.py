@@ -4,7 +4,8 @@ import struct
 
 import pytest
 
-from kafkalite.log import FaultyFileSystem, InvalidProducerEpoch, LogConfig, OutOfOrderSequence
+from kafkalite.log import InvalidProducerEpoch, LogConfig, OutOfOrderSequence
+from kafkalite.log.fs_faulty import FaultyFileSystem
 from kafkalite.log.producer_state import ProducerStateTable
 from kafkalite.protocol.record_batch import crc32c
 

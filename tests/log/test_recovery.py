@@ -4,8 +4,9 @@ import errno
 
 import pytest
 
-from kafkalite.log import FaultyFileSystem, LogConfig, SimulatedCrash, StorageError
-from kafkalite.log.partition import CHECKPOINT_FILE
+from kafkalite.log import LogConfig, StorageError
+from kafkalite.log.fs_faulty import FaultyFileSystem, SimulatedCrash
+from kafkalite.log.checkpoint import PARTITION_CHECKPOINT_FILE as CHECKPOINT_FILE
 
 from logstore_helpers import DIR, batch, open_log, read_all, values
 
@@ -102,7 +103,7 @@ def populated(fs):
 def test_torn_tail_is_truncated_at_the_last_whole_batch(cut):
     fs = FaultyFileSystem()
     log = populated(fs)
-    last = log._segments[-1]
+    last = log.segments[-1]
     path, size = last.path(".log"), last.size
     fs.restart(lose_unsynced="none")
     f = fs.open(path)
@@ -115,7 +116,7 @@ def test_torn_tail_is_truncated_at_the_last_whole_batch(cut):
 def test_bit_flips_anywhere_in_the_last_batch_truncate_only_that_batch():
     fs0 = FaultyFileSystem()
     log = populated(fs0)
-    last = log._segments[-1]
+    last = log.segments[-1]
     path, size = last.path(".log"), last.size
     batch_len = len(log.read(11, 1)[0])
     fs0.restart(lose_unsynced="none")
@@ -132,7 +133,7 @@ def test_bit_flips_anywhere_in_the_last_batch_truncate_only_that_batch():
 def test_bit_flip_in_an_earlier_batch_of_the_tail_cuts_there_and_keeps_offsets_dense():
     fs = FaultyFileSystem()
     log = populated(fs)
-    seg = log._segments[-1]
+    seg = log.segments[-1]
     path = seg.path(".log")
     fs.restart(lose_unsynced="none")
     fs.flip_bit(path, 40, 3)  # inside the segment's first batch
@@ -170,7 +171,7 @@ def test_missing_or_damaged_indexes_are_rebuilt(damage, clean):
     assert [b.base_offset for b in read_all(log)] == expected
     assert [next(iter([b.base_offset for b in read_all(log, o)])) for o in range(12)] == list(range(12))
     assert log.offset_for_timestamp(0) == stamp
-    assert len(log._segments[0].index_offsets) > 0
+    assert len(log.segments[0].index_offsets) > 0
 
 
 def test_clean_start_reads_no_log_data():
@@ -212,7 +213,7 @@ def test_damaged_checkpoint_means_full_validation():
 def test_clean_marker_is_not_trusted_if_the_active_segment_changed():
     fs = FaultyFileSystem()
     log = populated(fs)
-    path = log._segments[-1].path(".log")
+    path = log.segments[-1].path(".log")
     log.close()
     f = fs.open(path)
     f.pwrite(b"\x00" * 30, f.size())  # junk appended after the clean shutdown

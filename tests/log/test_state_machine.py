@@ -6,7 +6,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from kafkalite.log import FaultyFileSystem, LogConfig, SimulatedCrash
+from kafkalite.log import LogConfig
+from kafkalite.log.fs_faulty import FaultyFileSystem, SimulatedCrash
 from kafkalite.protocol.record_batch import iter_batches
 
 from logstore_helpers import DIR, batch, open_log

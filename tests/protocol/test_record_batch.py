@@ -9,7 +9,7 @@ import pytest
 from aiokafka.record import default_records as aiokafka_records
 from kafka.record import default_records as kafka_python_records
 
-from kafkalite.protocol import compression
+from kafkalite.protocol import compression, record_batch
 from kafkalite.protocol.errors import DecodeError
 from kafkalite.protocol.record_batch import (
     CONTROL_BIT,
@@ -255,3 +255,46 @@ def test_corrupt_compressed_data_is_a_decode_error(codec):
         struct.pack_into(">i", batch, 8, len(batch) - 12)
         with pytest.raises(DecodeError):
             list(RecordBatch(memoryview(batch)).records())
+
+
+# -- the header definition: one place, checked against an independent reader ---------------------------------
+
+def test_header_field_offsets_are_kafkas():
+    # Offsets of DefaultRecordBatch.java's fields; everything else in the project takes them from HEADER.
+    assert (record_batch.BASE_OFFSET_AT, record_batch.LENGTH_AT, record_batch.LEADER_EPOCH_AT,
+            record_batch.MAGIC_AT, record_batch.CRC_AT, record_batch.ATTRIBUTES_AT,
+            record_batch.LAST_OFFSET_DELTA_AT, record_batch.BASE_TIMESTAMP_AT, record_batch.MAX_TIMESTAMP_AT,
+            record_batch.PRODUCER_ID_AT, record_batch.PRODUCER_EPOCH_AT, record_batch.BASE_SEQUENCE_AT,
+            record_batch.RECORDS_COUNT_AT) == (0, 8, 12, 16, 17, 21, 23, 27, 35, 43, 51, 53, 57)
+    assert HEADER_SIZE == record_batch.HEADER.size == 61 and CRC_START == 21 and record_batch.LOG_OVERHEAD == 12
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
+def test_encode_header_makes_a_batch_other_clients_read(codec):
+    record = b"\x0e\x00\x00\x00\x01\x02a\x00"  # length 7, attributes, deltas 0, null key, value "a", no headers
+    payload = compression.compress(codec, record) if codec else record
+    header = record_batch.encode_header(
+        payload, attributes=codec, last_offset_delta=0, base_timestamp=1000, max_timestamp=1000, records_count=1,
+        producer_id=7, producer_epoch=2, base_sequence=40, base_offset=99, partition_leader_epoch=3)
+    raw = header + payload
+    ours = RecordBatch(memoryview(raw))
+    assert ours.crc_ok() and (ours.base_offset, ours.partition_leader_epoch, ours.producer_id,
+                              ours.producer_epoch, ours.base_sequence) == (99, 3, 7, 2, 40)
+    assert [(r.offset, r.value) for r in ours.records()] == [(99, b"a")]
+    theirs = aiokafka_records.DefaultRecordBatch(bytes(raw))
+    assert theirs.validate_crc() and [r.value for r in theirs] == [b"a"]
+    assert record_batch.batch_length_at(raw) == len(raw) - 12
+    assert record_batch.batch_length_at(b"xx" + raw, 2) == len(raw) - 12
+
+
+def test_leader_epoch_and_log_append_time_stamps():
+    raw = bytearray(sample_batch())
+    record_batch.set_partition_leader_epoch(raw, 42)
+    assert record_batch.partition_leader_epoch_at(raw) == 42 and RecordBatch(memoryview(raw)).crc_ok()
+    view = memoryview(bytearray(b"junk" + raw))[4:]  # in place, inside a larger buffer, as the log does
+    record_batch.stamp_log_append_time(view, 1_800_000_000_000)
+    stamped = RecordBatch(view)
+    assert stamped.crc_ok() and stamped.log_append_time and stamped.max_timestamp == 1_800_000_000_000
+    assert {r.timestamp for r in stamped.records()} == {1_800_000_000_000}
+    theirs = aiokafka_records.DefaultRecordBatch(bytes(view))
+    assert theirs.validate_crc() and theirs.timestamp_type == 1
