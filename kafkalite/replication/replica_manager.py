@@ -102,6 +102,8 @@ class ReplicaManager:
         if old is not None:
             self._drop(old)
         plog.high_watermark_follows_log_end = False  # the replication layer moves it
+        if info.leader_epoch > 0 or plog.log_end_offset > 0:  # (a new, empty log records epoch 0 on its first append)
+            plog.assign_leader_epoch(info.leader_epoch)
         start_hw = max(plog.log_start_offset, min(plog.high_watermark, self._durable_end(plog)))
         state = PartitionState.leader(self.node_id, info.replicas, info.isr, info.leader_epoch, start_hw,
                                       self.now_ms())

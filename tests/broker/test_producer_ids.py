@@ -1,7 +1,7 @@
 """Producer ids are never handed out twice, across restarts and power cuts (broker/producer_ids.py)."""
 
 from kafkalite.broker.producer_ids import BLOCK_SIZE, ProducerIdBlocks
-from kafkalite.log.fs import FaultyFileSystem
+from kafkalite.log.fs_faulty import FaultyFileSystem
 
 
 async def test_ids_after_a_power_cut_never_repeat_those_handed_out_before():

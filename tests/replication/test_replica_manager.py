@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from kafkalite.log.fs import FaultyFileSystem
+from kafkalite.log.fs_faulty import FaultyFileSystem
 from kafkalite.log.manager import LogManager
 from kafkalite.metadata.image import BrokerInfo
 from kafkalite.metadata.local import LocalMetadataStore

@@ -42,6 +42,10 @@ async def handle(ctx, request):
                 resp["error_code"] = e.code
                 continue
             resp["error_code"] = check_current_epoch(part["current_leader_epoch"], replica.leader_epoch)
-            if resp["error_code"] == ErrorCode.NONE:
+            if resp["error_code"] != ErrorCode.NONE:
+                continue
+            if part["leader_epoch"] == replica.leader_epoch:  # the current epoch ends at the log end, appended
+                resp["leader_epoch"], resp["end_offset"] = replica.leader_epoch, replica.log.log_end_offset  # to or not
+            else:
                 resp["leader_epoch"], resp["end_offset"] = replica.log.epoch_end_offset(part["leader_epoch"])
     return {"throttle_time_ms": 0, "topics": topics}
