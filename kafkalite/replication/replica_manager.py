@@ -13,9 +13,10 @@ power cut can take back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from kafkalite.log.errors import StorageError
 from kafkalite.log.manager import LogManager
@@ -23,6 +24,7 @@ from kafkalite.log.partition import AppendResult, PartitionLog
 from kafkalite.metadata.image import MetadataImage, changed_partitions
 from kafkalite.protocol.errors import ErrorCode
 from kafkalite.replication.durability import FsyncThreads, Flusher
+from kafkalite.replication.fetcher import FollowerFetcher
 from kafkalite.replication.housekeeping import Housekeeping
 from kafkalite.replication.partition_state import PartitionState
 from kafkalite.replication.watermark import Watermark
@@ -48,6 +50,9 @@ class Replica:
     high_watermark: Watermark
     log_end: Watermark
     flusher: Flusher | None = field(default=None, repr=False)
+    is_leader: bool = True
+    leader_id: int = -1  # a follower's leader
+    isr_change_pending: bool = False
 
     @property
     def leader_epoch(self) -> int:
@@ -60,16 +65,30 @@ class Replica:
         return self.log.log_end_offset
 
 
+class IsrWriter(Protocol):
+    """Cluster mode's port for a leader's ISR changes (a fenced compare-and-swap in the metadata store)."""
+
+    async def change_isr(self, topic: str, index: int, leader_epoch: int, isr: tuple[int, ...]) -> bool: ...
+
+
 class ReplicaManager:
     def __init__(self, node_id: int, logs: LogManager, housekeeping: Housekeeping, fsync_threads: FsyncThreads,
-                 now_ms: Callable[[], int]):
+                 now_ms: Callable[[], int], *, fenced: Callable[[], bool] = lambda: False,
+                 isr_writer: IsrWriter | None = None, replica_lag_max_ms: int = 30_000,
+                 fetcher_options: dict | None = None):
         self.node_id = node_id
         self.logs = logs
         self.housekeeping = housekeeping
         self.fsync_threads = fsync_threads
         self.now_ms = now_ms
+        self.fenced = fenced  # cluster mode: True once this broker's lease may be gone
+        self.isr_writer = isr_writer
+        self.replica_lag_max_ms = replica_lag_max_ms
+        self.fetcher_options = fetcher_options or {}
         self.image = MetadataImage()
         self._replicas: dict[tuple[str, int], Replica] = {}
+        self._fetchers: dict[int, FollowerFetcher] = {}
+        self._background: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ following the metadata
 
@@ -90,17 +109,20 @@ class ReplicaManager:
             if info.leader == self.node_id:
                 self._become_leader(topic, index, info)
             else:
-                raise NotImplementedError("following another broker's leader needs cluster mode")
+                self._become_follower(topic, index, info)
 
     def _become_leader(self, topic: str, index: int, info) -> None:
         plog = self.logs.partition(topic, index)
         old = self._replicas.get((topic, index))
-        if old is not None and old.log is plog and old.state.leader_epoch == info.leader_epoch:
-            old.state.isr = tuple(info.isr)  # only the ISR changed
+        if old is not None and old.is_leader and old.log is plog and old.state.leader_epoch == info.leader_epoch:
+            old.state.isr = tuple(info.isr)  # only the ISR or the replicas changed
+            old.state.replicas = tuple(info.replicas)
+            old.isr_change_pending = False
             self._update_high_watermark(old)
             return
         if old is not None:
             self._drop(old)
+        log.info("%s-%d: leader at epoch %d, ISR %s", topic, index, info.leader_epoch, list(info.isr))
         plog.high_watermark_follows_log_end = False  # the replication layer moves it
         if info.leader_epoch > 0 or plog.log_end_offset > 0:  # (a new, empty log records epoch 0 on its first append)
             plog.assign_leader_epoch(info.leader_epoch)
@@ -118,6 +140,53 @@ class ReplicaManager:
         if replica.local_end() < plog.log_end_offset:
             replica.flusher.request()  # recovered records not yet known durable (an unclean stop)
 
+    def _become_follower(self, topic: str, index: int, info) -> None:
+        plog = self.logs.partition(topic, index)
+        old = self._replicas.get((topic, index))
+        if (old is not None and not old.is_leader and old.log is plog and old.leader_epoch == info.leader_epoch
+                and old.leader_id == info.leader):
+            return
+        if old is not None:
+            self._drop(old)
+        plog.high_watermark_follows_log_end = False
+        state = PartitionState(self.node_id, tuple(info.replicas), tuple(info.isr), info.leader_epoch,
+                               min(plog.high_watermark, plog.log_end_offset))
+        replica = Replica(topic, index, plog, state, Watermark(state.high_watermark), Watermark(plog.log_end_offset),
+                          is_leader=False, leader_id=info.leader)
+        self._replicas[(topic, index)] = replica
+        leader = self.image.brokers.get(info.leader)
+        if leader is None:
+            log.info("%s-%d: follower of broker %d, which is offline", topic, index, info.leader)
+            return
+        fetcher = self._fetchers.get(leader.node_id)
+        if fetcher is not None and fetcher.leader != leader:  # the leader moved to another address
+            self._spawn(fetcher.stop())
+            fetcher = None
+        if fetcher is None:
+            fetcher = self._fetchers[leader.node_id] = FollowerFetcher(self, leader, **self.fetcher_options)
+        fetcher.add(replica)
+        log.info("%s-%d: follower of broker %d at epoch %d", topic, index, info.leader, info.leader_epoch)
+
+    def follower_progressed(self, replica: Replica, leader_high_watermark: int) -> None:
+        """After a fetch: a follower's high watermark is min(the leader's, its own log end)."""
+        hw = max(replica.log.log_start_offset, min(leader_high_watermark, replica.log.log_end_offset))
+        replica.state.high_watermark = hw
+        replica.log.set_high_watermark(hw)
+        replica.log_end.advance(replica.log.log_end_offset)
+        replica.high_watermark.advance(hw)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def stop(self) -> None:
+        for fetcher in list(self._fetchers.values()):
+            await fetcher.stop()
+        self._fetchers.clear()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
     @staticmethod
     def _durable_end(plog: PartitionLog) -> int:
         return plog.flushed_offset if plog.config.acks_all_waits_for_fsync else plog.log_end_offset
@@ -125,6 +194,10 @@ class ReplicaManager:
     def _drop(self, replica: Replica) -> None:
         replica.high_watermark.close()
         replica.log_end.close()
+        if not replica.is_leader:
+            fetcher = self._fetchers.get(replica.leader_id)
+            if fetcher is not None:
+                fetcher.remove(replica.topic, replica.index)
 
     def _failed(self, replica: Replica, error: BaseException) -> None:
         log.error("%s-%d is offline: %s", replica.topic, replica.index, error)
@@ -147,7 +220,10 @@ class ReplicaManager:
     def leader(self, topic: str, index: int) -> Replica:
         """The local replica that leads the partition; raises NotServed otherwise."""
         replica = self._replicas.get((topic, index))
-        if replica is not None and not replica.log.closed:
+        if replica is not None and replica.is_leader and not replica.log.closed:
+            if self.fenced():
+                raise NotServed(ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                                f"broker {self.node_id} lost its session with the cluster and leads nothing now")
             return replica
         info = self.image.partition(topic, index)
         if info is None:
@@ -155,6 +231,9 @@ class ReplicaManager:
         raise NotServed(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"broker {self.node_id} does not lead {topic}-{index}")
 
     def leaders(self) -> list[Replica]:
+        return [r for r in self._replicas.values() if r.is_leader]
+
+    def local_replicas(self) -> list[Replica]:
         return list(self._replicas.values())
 
     # ------------------------------------------------------------------ writes
@@ -175,9 +254,14 @@ class ReplicaManager:
         else:
             self._update_high_watermark(replica)
 
-    async def append(self, topic: str, index: int, batch) -> tuple[Replica, AppendResult]:
-        """Append one validated batch to the partition this broker leads (raises NotServed, LogError)."""
+    async def append(self, topic: str, index: int, batch, acks: int = 1) -> tuple[Replica, AppendResult]:
+        """Append one validated batch to the partition this broker leads (raises NotServed, LogError). acks=all
+        is refused before anything is written when the ISR is smaller than min.insync.replicas."""
         replica = await self.writable_leader(topic, index)
+        if acks == -1 and len(replica.state.isr) < replica.log.config.min_insync_replicas:
+            raise NotServed(ErrorCode.NOT_ENOUGH_REPLICAS,
+                            f"{topic}-{index} has {len(replica.state.isr)} in-sync replica(s), fewer than its "
+                            f"min.insync.replicas {replica.log.config.min_insync_replicas}")
         result = replica.log.append(batch, leader_epoch=replica.leader_epoch)
         self.appended(replica, result)
         return replica, result
@@ -185,6 +269,69 @@ class ReplicaManager:
     def replicated(self, replica: Replica, next_offset: int):
         """A future done once the high watermark reaches `next_offset`: acks=all's condition."""
         return replica.high_watermark.reached(next_offset)
+
+    def acknowledgement_error(self, replica: Replica) -> NotServed | None:
+        """Why an acks=all write whose high watermark was reached may still not be acknowledged: this broker
+        lost its lease meanwhile, or the ISR shrank below min.insync.replicas (as Kafka:
+        NOT_ENOUGH_REPLICAS_AFTER_APPEND)."""
+        if self.fenced() or not replica.is_leader:
+            return NotServed(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"broker {self.node_id} no longer leads "
+                             f"{replica.topic}-{replica.index}")
+        if len(replica.state.isr) < replica.log.config.min_insync_replicas:
+            return NotServed(ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                             f"the ISR of {replica.topic}-{replica.index} shrank below min.insync.replicas")
+        return None
+
+    # ------------------------------------------------------------------ followers of our leaders
+
+    def follower_fetched(self, replica: Replica, follower: int, fetch_offset: int) -> None:
+        """A follower fetched from `fetch_offset`: everything below it is on that follower (fsynced there under
+        durability=always). Moves the high watermark, and asks for the follower's return to the ISR once it
+        has caught up."""
+        replica.state.follower_fetched(follower, fetch_offset, replica.log.log_end_offset, self.now_ms())
+        self._update_high_watermark(replica)
+        if replica.isr_change_pending or self.isr_writer is None:
+            return
+        joining = replica.state.followers_to_add()
+        if joining and fetch_offset >= _epoch_start(replica):
+            self._propose_isr(replica, tuple(r for r in replica.state.replicas
+                                              if r in set(replica.state.isr) | set(joining)))
+
+    def check_isr(self) -> None:
+        """Take followers that fell behind for replica.lag.time.max.ms out of the ISR (call now and then)."""
+        if self.isr_writer is None or self.fenced():
+            return
+        now = self.now_ms()
+        for replica in self.leaders():
+            if replica.isr_change_pending:
+                continue
+            lagging = replica.state.lagging_followers(now, self.replica_lag_max_ms)
+            if lagging:
+                log.info("%s-%d: followers %s fell behind; leaving the ISR", replica.topic, replica.index, lagging)
+                self._propose_isr(replica, tuple(r for r in replica.state.isr if r not in lagging))
+
+    def _propose_isr(self, replica: Replica, isr: tuple[int, ...]) -> None:
+        replica.isr_change_pending = True
+
+        async def write() -> None:
+            try:
+                if not await self.isr_writer.change_isr(replica.topic, replica.index, replica.leader_epoch, isr):
+                    log.info("%s-%d: ISR change to %s refused; the metadata moved on", replica.topic,
+                             replica.index, list(isr))
+            except Exception as e:  # the store is down: try again on the next check
+                log.warning("%s-%d: ISR change to %s failed: %s", replica.topic, replica.index, list(isr), e)
+            finally:
+                replica.isr_change_pending = False  # (the new image, when it comes, updates the ISR itself)
+
+        self._spawn(write())
+
+    def read_for_follower(self, replica: Replica, offset: int, max_bytes: int) -> list:
+        """A follower's read: whole batches from `offset` up to the log end."""
+        return replica.log.read(offset, max_bytes)
+
+    def appended_after(self, replica: Replica, offset: int):
+        """A future done once the log end passes `offset`: a follower's long poll."""
+        return replica.log_end.reached(offset + 1)
 
     async def append_internal(self, topic: str, index: int, batch: bytes | bytearray) -> int:
         """Append a batch the broker built itself (group offsets) and wait until it is committed; returns its
@@ -216,3 +363,11 @@ class ReplicaManager:
         for replica in list(self._replicas.values()):
             if not replica.log.closed and replica.log.flush_due(now) and not replica.flusher.busy:
                 replica.flusher.request()
+
+
+def _epoch_start(replica: Replica) -> int:
+    """Where the leader's current epoch starts: a follower rejoins the ISR only once it has reached it."""
+    for epoch, start in reversed(replica.log.leader_epochs):
+        if epoch == replica.leader_epoch:
+            return start
+    return 0

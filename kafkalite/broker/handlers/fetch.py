@@ -1,7 +1,11 @@
 """Fetch (key 1): versions 4-12. Long poll; fetch sessions are declined (session_id 0).
 
 Consumers read whole batches below the high watermark, and a long poll waits until the high watermark of a
-requested partition passes its fetch offset (replication/watermark.py), or max_wait_ms.
+requested partition passes its fetch offset (replication/watermark.py), or max_wait_ms. A follower (replica_id
+>= 0) reads up to the log end and waits on it; its fetch offset tells the leader how far it has copied, and a
+last_fetched_epoch that the leader's log does not have at that offset gets `diverging_epoch`, where the
+follower truncates. A current_leader_epoch older than the leader's is FENCED_LEADER_EPOCH, a newer one
+UNKNOWN_LEADER_EPOCH, as in Kafka.
 """
 
 from __future__ import annotations
@@ -10,11 +14,26 @@ import asyncio
 
 from kafkalite.broker.errors import error_code_for
 from kafkalite.broker.registry import handler
+from kafkalite.broker.handlers.offset_for_leader_epoch import check_current_epoch
 from kafkalite.log.errors import LogError
+from kafkalite.protocol.errors import ErrorCode
 from kafkalite.replication.replica_manager import NotServed
 
 
-def read_partitions(replicas, request) -> tuple[list, int, list]:
+def diverging_epoch(replica, last_fetched_epoch: int, fetch_offset: int) -> dict | None:
+    """Kafka's check of a follower's position: where the epoch it last fetched ends on the leader. None when
+    the follower's log agrees with the leader's up to its fetch offset."""
+    if last_fetched_epoch < 0:
+        return None
+    if last_fetched_epoch == replica.leader_epoch:
+        return None
+    epoch, end = replica.log.epoch_end_offset(last_fetched_epoch)
+    if epoch == last_fetched_epoch and end >= fetch_offset:
+        return None
+    return {"epoch": epoch, "end_offset": end}
+
+
+def read_partitions(replicas, request, follower: int) -> tuple[list, int, list]:
     """One pass over every requested partition; returns the response topics, the bytes found, and the
     (replica, fetch offset) of each partition that was served, for the long poll."""
     budget = request["max_bytes"]
@@ -37,13 +56,29 @@ def read_partitions(replicas, request) -> tuple[list, int, list]:
                 resp["error_code"] = e.code
                 continue
             plog = replica.log
+            code = check_current_epoch(part["current_leader_epoch"], replica.leader_epoch)
+            if code != ErrorCode.NONE:
+                resp["error_code"] = code
+                continue
+            if follower >= 0:
+                diverging = diverging_epoch(replica, part["last_fetched_epoch"], part["fetch_offset"])
+                if diverging is not None:
+                    resp["diverging_epoch"] = diverging
+                    resp["high_watermark"] = replica.state.high_watermark
+                    total += 1  # answer at once: the follower must truncate before it fetches more
+                    continue
+                replicas.follower_fetched(replica, follower, part["fetch_offset"])
             resp["high_watermark"] = resp["last_stable_offset"] = replica.state.high_watermark
             resp["log_start_offset"] = plog.log_start_offset
             served.append((replica, part["fetch_offset"]))
             if budget <= 0 and total > 0:
                 continue  # the response is full; the first batch found is always sent
+            limit = min(part["partition_max_bytes"], max(budget, 1))
             try:
-                chunks = replicas.read(replica, part["fetch_offset"], min(part["partition_max_bytes"], max(budget, 1)))
+                if follower >= 0:
+                    chunks = replicas.read_for_follower(replica, part["fetch_offset"], limit)
+                else:
+                    chunks = replicas.read(replica, part["fetch_offset"], limit)
             except LogError as e:
                 resp["error_code"] = error_code_for(e)
                 continue
@@ -60,8 +95,9 @@ async def handle(ctx, request):
     replicas = ctx.replicas
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(request["max_wait_ms"], 0) / 1000
+    follower = request["replica_id"]
     while True:
-        topics, total, served = read_partitions(replicas, request)
+        topics, total, served = read_partitions(replicas, request, follower)
         remaining = deadline - loop.time()
         failed = any(p["error_code"] for t in topics for p in t["partitions"])
         if total >= request["min_bytes"] or remaining <= 0 or failed:  # errors answer at once, as in Kafka
@@ -70,7 +106,8 @@ async def handle(ctx, request):
         if not served:
             await asyncio.sleep(remaining)
             continue
-        waiters = [replicas.data_after(replica, offset) for replica, offset in served]
+        wait = replicas.appended_after if follower >= 0 else replicas.data_after
+        waiters = [wait(replica, offset) for replica, offset in served]
         try:
             await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -61,7 +61,7 @@ async def handle(ctx, request):
                 continue
             try:
                 batch = validate(part["records"])
-                replica, result = await replicas.append(name, part["index"], batch.buf)
+                replica, result = await replicas.append(name, part["index"], batch.buf, acks)
             except (Rejected, NotServed) as e:
                 resp["error_code"], resp["error_message"] = e.code, e.message
                 continue
@@ -72,21 +72,22 @@ async def handle(ctx, request):
             resp["log_append_time_ms"] = result.log_append_time
             resp["log_start_offset"] = replica.log.log_start_offset
             if acks == -1:
-                commits.append((resp, replicas.replicated(replica, result.last_offset + 1)))
+                commits.append((resp, replica, replicas.replicated(replica, result.last_offset + 1)))
     if commits:
-        await wait_committed(commits, request["timeout_ms"])
+        await wait_committed(replicas, commits, request["timeout_ms"])
     if acks == 0:
         return None
     return {"responses": responses, "throttle_time_ms": 0}
 
 
-async def wait_committed(commits: list, timeout_ms: int) -> None:
+async def wait_committed(replicas, commits: list, timeout_ms: int) -> None:
     """acks=all: wait until the high watermark passes every batch, for at most timeout_ms. A batch that is
-    written but not committed in time (or whose replica failed or went away) gets an error, so the client does
-    not count it as acknowledged; an idempotent producer's retry is then deduplicated."""
-    futures = [future for _, future in commits]
+    written but not committed in time (or whose replica failed or went away, or whose broker lost its lease)
+    gets an error, so the client does not count it as acknowledged; an idempotent producer's retry is then
+    deduplicated."""
+    futures = [future for _, _, future in commits]
     await asyncio.wait(futures, timeout=max(timeout_ms, 0) / 1000)
-    for resp, future in commits:
+    for resp, replica, future in commits:
         if not future.done():
             future.cancel()
             resp["error_code"], resp["error_message"] = ErrorCode.REQUEST_TIMED_OUT, "not replicated within timeout_ms"
@@ -96,3 +97,5 @@ async def wait_committed(commits: list, timeout_ms: int) -> None:
         elif not future.result():
             resp["error_code"] = ErrorCode.NOT_LEADER_OR_FOLLOWER
             resp["error_message"] = "the partition moved or was deleted before the write was committed"
+        elif (refused := replicas.acknowledgement_error(replica)) is not None:
+            resp["error_code"], resp["error_message"] = refused.code, refused.message
