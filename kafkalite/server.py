@@ -18,6 +18,7 @@ import time
 from kafkalite.broker.broker import Broker
 from kafkalite.broker.dispatch import dispatch, unsupported_api_versions_response
 from kafkalite.config import BrokerConfig
+from kafkalite.datadir import DataDirError, DataDirLock
 from kafkalite.log.errors import LogError
 from kafkalite.protocol import wire
 from kafkalite.protocol.errors import DecodeError
@@ -228,12 +229,19 @@ class Server:
         self._server: asyncio.AbstractServer | None = None
         self._idle_task: asyncio.Task | None = None
         self.stopped = asyncio.Event()
+        self.data_dir_lock = DataDirLock(config.data_dir)
 
     async def start(self) -> None:
-        """Open the logs, then listen. Raises StartupError if either fails (the logs are closed again)."""
+        """Lock the data dir, open the logs, then listen. Raises StartupError if any of it fails (what was opened
+        is closed again)."""
+        try:
+            self.data_dir_lock.acquire()  # before anything reads or writes the data dir
+        except DataDirError as e:
+            raise StartupError(str(e)) from None
         try:
             summary = await self.broker.start()
         except (OSError, LogError, ValueError) as e:
+            self.data_dir_lock.release()
             reason = _os_reason(e) if isinstance(e, OSError) else str(e)
             raise StartupError(f"cannot open data dir {self.config.data_dir}: {reason}") from None
         loop = asyncio.get_running_loop()
@@ -243,6 +251,7 @@ class Server:
             )
         except OSError as e:
             await self.broker.stop()
+            self.data_dir_lock.release()
             raise StartupError(
                 f"cannot listen on {self.config.listen_host}:{self.config.listen_port}: {_os_reason(e)}"
             ) from None
@@ -289,6 +298,7 @@ class Server:
         for conn in list(self.connections):
             conn.close("broker shutting down", flush=True)
         await self.broker.stop()
+        self.data_dir_lock.release()  # only once everything is flushed and closed
         self.stopped.set()
 
 

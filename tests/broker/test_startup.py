@@ -233,7 +233,7 @@ def test_start_up_failures_are_one_clear_line(launch, tmp_path):
             launch("--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "d"), *FAST):
                 f"kafkalite: cannot listen on 127.0.0.1:{port}: Address already in use",
             launch("--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "a-file"), *FAST):
-                f"kafkalite: cannot open data dir {tmp_path / 'a-file'}: File exists",
+                f"kafkalite: data dir {tmp_path / 'a-file'} is not a directory",
             launch("--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "corrupt"), *FAST):
                 f"kafkalite: cannot open data dir {tmp_path / 'corrupt'}: {tmp_path / 'corrupt'}/dynamic_settings.json",
         }
@@ -242,6 +242,35 @@ def test_start_up_failures_are_one_clear_line(launch, tmp_path):
             broker._pump.join(5)
             assert broker.lines[-1].startswith(message), broker.output
             assert "Traceback" not in broker.output
+
+
+# --------------------------------------------------------------------------------------------- the data dir's lock
+
+
+def test_a_second_broker_on_the_same_data_dir_refuses_to_start(launch, tmp_path):
+    data = tmp_path / "data"
+    first = launch("--listen", "127.0.0.1:0", "--data-dir", str(data), *FAST)
+    port = first.started()
+    with RawClient(port) as client:
+        metadata(client, "t")
+        produce(client, "t", b"acknowledged")
+    second = launch("--listen", "127.0.0.1:0", "--data-dir", str(data), *FAST)
+    assert second.proc.wait(20) == 1
+    second._pump.join(5)
+    assert second.lines == [
+        f"kafkalite: data dir {data} is in use by kafkalite pid {first.proc.pid} (it holds {data / '.lock'}); "
+        "stop that broker or choose another --data-dir\n"], second.output
+    with RawClient(port) as client:  # the first one is untouched and still serves
+        assert metadata(client, "t")["topics"][0]["error_code"] == 0
+
+    first.kill()  # kill -9: the kernel drops the lock with the process
+    third = launch("--listen", "127.0.0.1:0", "--data-dir", str(data), *FAST)
+    with RawClient(third.started()) as client:
+        resp = client.request("ListOffsets", 5, {"replica_id": -1, "isolation_level": 0, "topics": [
+            {"name": "t", "partitions": [{"partition_index": 0, "current_leader_epoch": -1, "timestamp": -1}]}]})
+    assert resp["topics"][0]["partitions"][0]["offset"] == 1  # the acknowledged record is still there
+    assert (data / ".lock").read_text() == f"{third.proc.pid}\n"
+    assert third.stop() == 0
 
 
 # --------------------------------------------------------------------------------------------- shutdown
