@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import json
 import logging
 import os
 import signal
@@ -315,9 +316,44 @@ async def serve(config: BrokerConfig) -> None:
     log.info("stopped cleanly")
 
 
+# The attributes every LogRecord has; anything else on a record came from `extra=` and goes into the JSON line.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts (UTC, ISO 8601 with milliseconds), level, logger, message, the fields given
+    as `extra=`, and the traceback as `exc` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and key not in entry:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(config: BrokerConfig) -> None:
+    """The root logger at config.log_level, as text lines or (--log-format json) JSON lines, on stderr."""
+    handler = logging.StreamHandler()
+    if config.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=config.log_level, handlers=[handler], force=True)
+
+
 def run(config: BrokerConfig) -> None:
     """Set up logging and serve (see serve)."""
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     try:
         import uvloop
     except ImportError:  # uvloop is a dependency, but the broker still runs without it
