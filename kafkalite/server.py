@@ -29,6 +29,21 @@ log = logging.getLogger("kafkalite.server")
 
 _connection_ids = itertools.count(1)
 
+# What the first 4 bytes of a connection are when its client does not speak Kafka. Read as a frame size they are
+# absurd (over 1 GB for the HTTP methods), so such a connection would be closed anyway: these say why.
+_HTTP_METHODS = (b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC", b"PRI ")
+_TLS_HANDSHAKE = b"\x16\x03"  # a TLS record of type handshake, version 3.x: a ClientHello
+
+
+def _foreign_protocol(first_bytes: bytes) -> str | None:
+    """Why a frame size that is out of range came from a client of another protocol, or None."""
+    if first_bytes[:4] in _HTTP_METHODS:
+        method = first_bytes[:4].decode("ascii").strip()
+        return f"an HTTP request ({method} ...): this port speaks the Kafka protocol, not HTTP"
+    if first_bytes[:2] == _TLS_HANDSHAKE:
+        return "a TLS handshake: this port speaks the Kafka protocol in plain text (kafkalite has no TLS yet)"
+    return None
+
 
 class StartupError(Exception):
     """The broker cannot start (address in use, unusable data dir): a one-line message for the operator."""
@@ -55,6 +70,10 @@ class Connection(asyncio.BufferedProtocol):
         self.backlog: collections.deque[memoryview] = collections.deque()
         self._pump_scheduled = False
         self._drained: asyncio.Future | None = None
+        # The connection's first 4 bytes, to name a client of another protocol (HTTP, TLS) if they are not a size.
+        self._first_bytes = b""
+        self._receive_buffer: memoryview | None = None  # where the socket writes, until we have those 4 bytes
+        self.frames_received = 0
 
     # ---------------------------------------------------------------- asyncio.BufferedProtocol
 
@@ -71,15 +90,25 @@ class Connection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # The socket reads straight into the splitter: a large request lands in its own buffer, not a copy.
-        return self.splitter.get_buffer(sizehint)
+        buffer = self.splitter.get_buffer(sizehint)
+        if len(self._first_bytes) < 4:
+            self._receive_buffer = buffer
+        return buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_active = time.monotonic()
+        if self._receive_buffer is not None:
+            self._first_bytes += bytes(self._receive_buffer[: min(nbytes, 4 - len(self._first_bytes))])
+            if len(self._first_bytes) >= 4:
+                self._receive_buffer = None
         try:
             frames = self.splitter.buffer_updated(nbytes)
         except FrameTooLarge as e:
-            self.close(f"{e}")
+            # The first frame's size is the connection's first 4 bytes: another protocol's client, perhaps.
+            foreign = _foreign_protocol(self._first_bytes) if self.frames_received == 0 else None
+            self.close(foreign or f"{e}")
             return
+        self.frames_received += len(frames)
         self.backlog.extend(frames)
         self._start_backlog()
 

@@ -37,7 +37,9 @@ def alter_topic(broker, name: str, overrides: dict[str, str], validate_only: boo
         if validate_only:
             LogConfig.from_configs(overrides, broker.logs.defaults)
         else:
+            before = dict(broker.logs.topic(name).configs)
             broker.logs.alter_configs(name, overrides)
+            log.info("topic %s config overrides changed from %s to %s", name, before or "none", overrides or "none")
     except InvalidConfig as e:
         raise Rejected(ErrorCode.INVALID_CONFIG, str(e)) from None
 
