@@ -3,6 +3,9 @@ that only names the fixtures. The plugin arrives by its pytest11 entry point, no
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 USER_TESTS = '''
 import asyncio
 import confluent_kafka
@@ -93,19 +96,33 @@ def test_data_dirs_are_removed_2():
 '''
 
 
-def test_the_plugin_in_a_users_suite(pytester):
+def require_confluent_kafka() -> None:
     try:
         import confluent_kafka  # noqa: F401
     except ImportError:
         from brokerproc import missing
 
         missing("confluent-kafka is not installed")
+
+
+def test_the_plugin_in_a_users_suite(pytester):
+    require_confluent_kafka()
     pytester.makepyfile(test_user=USER_TESTS)
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", timeout=240)
     result.assert_outcomes(passed=9, errors=1)
     result.stdout.fnmatch_lines(["ERROR test_user.py::test_a_misspelt_setting_errors_the_test - ValueError: unk*"])
     assert "ValueError: unknown setting 'no.such.setting'" in result.stdout.str()
+
+
+def test_the_readmes_example_runs(pytester):
+    require_confluent_kafka()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Testing your code against kafkalite\n", 1)[1].split("\n## ", 1)[0]
+    [example] = re.findall(r"```python\n(.*?)```", section, re.S)
+    pytester.makepyfile(test_orders=example)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", timeout=240)
+    result.assert_outcomes(passed=example.count("\ndef test_"))
 
 
 def test_the_fixtures_are_registered_by_entry_point(pytester):
