@@ -7,6 +7,8 @@
 Each round, taking turns in the same run:
   embedded     EmbeddedBroker().start() until a client's ApiVersions is answered; then close() (stop + rmtree)
   embedded-kafka-defaults   the same with TEST_DEFAULTS undone (50 __consumer_offsets partitions, fsync always)
+  embedded-first   the first EmbeddedBroker of a fresh interpreter, timed inside it from before
+               `import kafkalite.testing`: what a test session pays once for importing the broker
   subprocess   `python -m kafkalite` with the same settings as `embedded`, until ApiVersions is answered on the
                port its start-up line names; then SIGTERM and wait for the exit
 Reports medians (and the slowest round) in seconds and the ratio subprocess / embedded. Goal: embedded start
@@ -58,6 +60,23 @@ def embedded(settings: dict) -> tuple[float, float]:
     return ready - started, time.perf_counter() - ready
 
 
+FIRST_START = """
+import time
+started = time.perf_counter()
+from kafkalite.testing import EmbeddedBroker
+broker = EmbeddedBroker().start()
+ready = time.perf_counter()
+broker.close()
+print(ready - started, time.perf_counter() - ready)
+"""
+
+
+def embedded_first() -> tuple[float, float]:
+    out = subprocess.run([sys.executable, "-c", FIRST_START], capture_output=True, text=True, check=True).stdout
+    start, stop = out.split()
+    return float(start), float(stop)
+
+
 def subprocess_broker(settings: dict) -> tuple[float, float]:
     data_dir = tempfile.mkdtemp(prefix="kafkalite-bench-")
     sets = [arg for name, value in settings.items() for arg in ("--set", f"{name}={value}")]
@@ -92,6 +111,7 @@ def main() -> int:
     rows = {
         "embedded": lambda: embedded({}),
         "embedded-kafka-defaults": lambda: embedded(kafka_defaults),
+        "embedded-first": embedded_first,
         "subprocess": lambda: subprocess_broker(TEST_DEFAULTS),
     }
     embedded({})  # warm up: imports and the codec's first compiled messages are paid once per test session
