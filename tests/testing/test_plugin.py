@@ -3,6 +3,7 @@ that only names the fixtures. The plugin arrives by its pytest11 entry point, no
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from pathlib import Path
 
@@ -125,9 +126,8 @@ def test_the_readmes_example_runs(pytester):
     result.assert_outcomes(passed=example.count("\ndef test_"))
 
 
-def test_the_fixtures_are_registered_by_entry_point(pytester):
-    result = pytester.runpytest_subprocess("--fixtures", "-q", "-p", "no:cacheprovider", timeout=120)
-    output = result.stdout.str()
-    for fixture in ("kafka_broker", "kafka_broker_session [session scope]", "kafka_broker_factory"):
-        assert f"{fixture} -- " in output, output
-    assert "kafkalite/testing/plugin.py" in output
+def test_the_plugin_is_registered_by_entry_point():
+    # (The pytester runs above prove it works that way: their directories hold no conftest and no -p option.)
+    [entry] = [e for e in importlib.metadata.entry_points(group="pytest11") if e.name == "kafkalite"]
+    assert entry.value == "kafkalite.testing.plugin"
+    assert {"kafka_broker", "kafka_broker_session", "kafka_broker_factory"} <= set(vars(entry.load()))
