@@ -1,15 +1,22 @@
-"""Broker settings: command-line flags, KAFKALITE_<FLAG> environment variables and a TOML file.
+"""Broker settings: command-line flags, KAFKALITE_* environment variables and a TOML file.
 
 Precedence: flag, then environment variable, then the TOML file, then the default. The TOML file
 takes the flags' names (`listen = "127.0.0.1:9092"`) and Kafka's broker setting names
 (`"num.partitions" = 3`, `"log.retention.ms" = 86400000`; unquoted dotted keys and tables such as
 `[log]` + `retention.ms = 86400000` mean the same). Settings changed at run time by AlterConfigs are
 kept in the data dir by DynamicSettings and override all of these.
+
+Environment variables: a flag `--data-dir` is `KAFKALITE_DATA_DIR` (upper case, `-` to `_`); a broker setting is
+`KAFKALITE_` + its Kafka name in upper case with `.` → `_`, `-` → `__` and `_` → `___` (the rule of Confluent's
+Kafka images, which can be undone: `log.retention.ms` is `KAFKALITE_LOG_RETENTION_MS`). An environment variable
+`KAFKALITE_*` that names nothing is reported (with the nearest name) as a warning, not an error: the environment
+is shared with other programs, and kafkalite's tools and client read variables of their own (OTHER_VARIABLES).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import tomllib
@@ -48,6 +55,39 @@ BROKER_SETTINGS: dict[str, tuple[type, Any, str]] = {
 
 DURABILITY_POLICIES = ("always", "interval", "never")
 
+ENV_PREFIX = "KAFKALITE_"
+# KAFKALITE_* variables that other parts of kafkalite read (the tools' default broker, the client's pure-Python
+# switch, the test suite's example count): not broker settings, and not typos of one.
+OTHER_VARIABLES = frozenset({"KAFKALITE_BOOTSTRAP", "KAFKALITE_PURE_PYTHON", "KAFKALITE_EXAMPLES"})
+
+
+def setting_env_name(name: str) -> str:
+    """The environment variable of a broker setting: log.retention.ms is KAFKALITE_LOG_RETENTION_MS."""
+    return ENV_PREFIX + name.replace("_", "___").replace("-", "__").replace(".", "_").upper()
+
+
+def flag_env_name(flag: str) -> str:
+    """The environment variable of a flag: --data-dir is KAFKALITE_DATA_DIR."""
+    return ENV_PREFIX + flag.replace("-", "_").upper()
+
+
+def _setting_of_env_name(variable: str) -> str:
+    """setting_env_name undone: the setting a KAFKALITE_* variable would name."""
+    return variable[len(ENV_PREFIX):].lower().replace("___", "\0").replace("__", "-").replace("_", ".").replace(
+        "\0", "_")
+
+
+def nearest(name: str, known) -> str | None:
+    """The known name closest to a misspelt one, if any is close."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, known) -> str:
+    """'; did you mean X?' with the nearest known name, or '' when nothing is close."""
+    guess = nearest(name, known)
+    return f"; did you mean {guess}?" if guess else ""
+
 
 def parse_host_port(value: str, default_port: int = 9092) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
@@ -68,7 +108,9 @@ class BrokerConfig:
     data_dir: str = "./kafkalite-data"
     node_id: int = 0
     log_level: str = "INFO"
+    log_format: str = "text"
     settings: dict[str, Any] = field(default_factory=lambda: {k: v[1] for k, v in BROKER_SETTINGS.items()})
+    warnings: list[str] = field(default_factory=list)  # problems worth logging once the broker starts
 
     def __getitem__(self, name: str) -> Any:
         return self.settings[name]
@@ -85,7 +127,7 @@ class BrokerConfig:
     def set(self, name: str, value: Any) -> None:
         """Set a Kafka-named broker setting, converting and checking its value."""
         if name not in BROKER_SETTINGS:
-            raise ValueError(f"unknown setting {name!r}")
+            raise ValueError(f"unknown setting {name!r}{did_you_mean(name, BROKER_SETTINGS)}")
         kind = BROKER_SETTINGS[name][0]
         if kind is bool and isinstance(value, str):
             if value.lower() not in ("true", "false"):
@@ -102,8 +144,9 @@ class BrokerConfig:
         self.settings[name] = value
 
 
-FLAGS = ("listen", "advertised-listener", "data-dir", "node-id", "config", "log-level")
+FLAGS = ("listen", "advertised-listener", "data-dir", "node-id", "config", "log-level", "log-format")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,10 +156,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     # No type=int: load_config checks every source of a value (flag, environment, file) the same way.
     parser.add_argument("--node-id", metavar="N", help="this broker's node id (default 0)")
     parser.add_argument("--config", metavar="FILE", help="a TOML file of settings")
-    parser.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--log-level", metavar="LEVEL",
+                        help="DEBUG (also traces every request), INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--log-format", metavar="FORMAT",
+                        help="text, or json: one JSON object per line (default text)")
     parser.add_argument(
         "--set", metavar="NAME=VALUE", action="append", default=[],
-        help="a broker setting by its Kafka name, e.g. --set num.partitions=3 (repeatable)",
+        help="a broker setting by its Kafka name, e.g. --set num.partitions=3 (repeatable; also "
+             "KAFKALITE_NUM_PARTITIONS=3, see docs/settings.md)",
     )
 
 
@@ -155,16 +202,24 @@ def _log_level(value: Any) -> str:
     return level
 
 
+def _log_format(value: Any) -> str:
+    fmt = str(value).lower()
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {value!r}")
+    return fmt
+
+
 def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None) -> BrokerConfig:
-    """The settings from flags, KAFKALITE_<FLAG> variables and the TOML file. Raises ValueError with a message
-    that names the flag, variable or file a bad value came from."""
+    """The settings from flags, KAFKALITE_* variables and the TOML file. Raises ValueError with a message
+    that names the flag, variable or file a bad value came from. Variables that name nothing are in
+    `config.warnings`, for the broker to log."""
     environ = os.environ if environ is None else environ
     config_file = args.config or environ.get("KAFKALITE_CONFIG")
     file_values = _read_toml(config_file) if config_file else {}
     given: dict[str, tuple[Any, str]] = {}  # attribute -> (value, where it came from)
     for flag in FLAGS:
         attr = flag.replace("-", "_")
-        env_name = "KAFKALITE_" + attr.upper()
+        env_name = flag_env_name(flag)
         if getattr(args, attr, None) is not None:
             given[attr] = (getattr(args, attr), f"--{flag}")
         elif environ.get(env_name) is not None:
@@ -184,14 +239,32 @@ def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None)
                 cfg.node_id = _node_id(value)
             elif attr == "log_level":
                 cfg.log_level = _log_level(value)
+            elif attr == "log_format":
+                cfg.log_format = _log_format(value)
         except ValueError as e:
             raise ValueError(f"{source}: {e}") from None
+    # Broker settings, lowest precedence first: the file, then the environment, then --set.
     for name, value in file_values.items():
         if name not in FLAGS and name.replace("_", "-") not in FLAGS:
             try:
                 cfg.set(name, value)
             except ValueError as e:
                 raise ValueError(f"config file {config_file}: {e}") from None
+    env_settings = {setting_env_name(name): name for name in BROKER_SETTINGS}
+    flag_variables = {flag_env_name(flag) for flag in FLAGS}
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable in flag_variables or variable in OTHER_VARIABLES:
+            continue
+        name = env_settings.get(variable)
+        if name is None:
+            guess = nearest(_setting_of_env_name(variable), BROKER_SETTINGS)
+            hint = f"; did you mean {setting_env_name(guess)} ({guess})?" if guess else ""
+            cfg.warnings.append(f"ignoring {variable}: it names no broker setting{hint}")
+            continue
+        try:
+            cfg.set(name, environ[variable])
+        except ValueError as e:
+            raise ValueError(f"{variable}: {e}") from None
     for item in getattr(args, "set", None) or []:
         name, sep, value = item.partition("=")
         if not sep:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ import time
 from kafkalite.app import App
 from kafkalite.broker.dispatch import dispatch, unsupported_api_versions_response
 from kafkalite.config import BrokerConfig
+from kafkalite.datadir import DataDirError, DataDirLock
 from kafkalite.log.errors import LogError
 from kafkalite.protocol import wire
 from kafkalite.protocol.errors import DecodeError
@@ -26,6 +28,21 @@ from kafkalite.protocol.framing import FrameSplitter, FrameTooLarge
 log = logging.getLogger("kafkalite.server")
 
 _connection_ids = itertools.count(1)
+
+# What the first 4 bytes of a connection are when its client does not speak Kafka. Read as a frame size they are
+# absurd (over 1 GB for the HTTP methods), so such a connection would be closed anyway: these say why.
+_HTTP_METHODS = (b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC", b"PRI ")
+_TLS_HANDSHAKE = b"\x16\x03"  # a TLS record of type handshake, version 3.x: a ClientHello
+
+
+def _foreign_protocol(first_bytes: bytes) -> str | None:
+    """Why a frame size that is out of range came from a client of another protocol, or None."""
+    if first_bytes[:4] in _HTTP_METHODS:
+        method = first_bytes[:4].decode("ascii").strip()
+        return f"an HTTP request ({method} ...): this port speaks the Kafka protocol, not HTTP"
+    if first_bytes[:2] == _TLS_HANDSHAKE:
+        return "a TLS handshake: this port speaks the Kafka protocol in plain text (kafkalite has no TLS yet)"
+    return None
 
 
 class StartupError(Exception):
@@ -53,6 +70,10 @@ class Connection(asyncio.BufferedProtocol):
         self.backlog: collections.deque[memoryview] = collections.deque()
         self._pump_scheduled = False
         self._drained: asyncio.Future | None = None
+        # The connection's first 4 bytes, to name a client of another protocol (HTTP, TLS) if they are not a size.
+        self._first_bytes = b""
+        self._receive_buffer: memoryview | None = None  # where the socket writes, until we have those 4 bytes
+        self.frames_received = 0
 
     # ---------------------------------------------------------------- asyncio.BufferedProtocol
 
@@ -69,15 +90,25 @@ class Connection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # The socket reads straight into the splitter: a large request lands in its own buffer, not a copy.
-        return self.splitter.get_buffer(sizehint)
+        buffer = self.splitter.get_buffer(sizehint)
+        if len(self._first_bytes) < 4:
+            self._receive_buffer = buffer
+        return buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_active = time.monotonic()
+        if self._receive_buffer is not None:
+            self._first_bytes += bytes(self._receive_buffer[: min(nbytes, 4 - len(self._first_bytes))])
+            if len(self._first_bytes) >= 4:
+                self._receive_buffer = None
         try:
             frames = self.splitter.buffer_updated(nbytes)
         except FrameTooLarge as e:
-            self.close(f"{e}")
+            # The first frame's size is the connection's first 4 bytes: another protocol's client, perhaps.
+            foreign = _foreign_protocol(self._first_bytes) if self.frames_received == 0 else None
+            self.close(foreign or f"{e}")
             return
+        self.frames_received += len(frames)
         self.backlog.extend(frames)
         self._start_backlog()
 
@@ -228,12 +259,19 @@ class Server:
         self._server: asyncio.AbstractServer | None = None
         self._idle_task: asyncio.Task | None = None
         self.stopped = asyncio.Event()
+        self.data_dir_lock = DataDirLock(config.data_dir)
 
     async def start(self) -> None:
-        """Open the logs, then listen. Raises StartupError if either fails (the logs are closed again)."""
+        """Lock the data dir, open the logs, then listen. Raises StartupError if any of it fails (what was opened
+        is closed again)."""
+        try:
+            self.data_dir_lock.acquire()  # before anything reads or writes the data dir
+        except DataDirError as e:
+            raise StartupError(str(e)) from None
         try:
             summary = await self.broker.start()
         except (OSError, LogError, ValueError) as e:
+            self.data_dir_lock.release()
             reason = _os_reason(e) if isinstance(e, OSError) else str(e)
             raise StartupError(f"cannot open data dir {self.config.data_dir}: {reason}") from None
         loop = asyncio.get_running_loop()
@@ -243,6 +281,7 @@ class Server:
             )
         except OSError as e:
             await self.broker.stop()
+            self.data_dir_lock.release()
             raise StartupError(
                 f"cannot listen on {self.config.listen_host}:{self.config.listen_port}: {_os_reason(e)}"
             ) from None
@@ -290,6 +329,7 @@ class Server:
         for conn in list(self.connections):
             conn.close("broker shutting down", flush=True)
         await self.broker.stop()
+        self.data_dir_lock.release()  # only once everything is flushed and closed
         self.stopped.set()
 
 
@@ -306,9 +346,44 @@ async def serve(config: BrokerConfig) -> None:
     log.info("stopped cleanly")
 
 
+# The attributes every LogRecord has; anything else on a record came from `extra=` and goes into the JSON line.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts (UTC, ISO 8601 with milliseconds), level, logger, message, the fields given
+    as `extra=`, and the traceback as `exc` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and key not in entry:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(config: BrokerConfig) -> None:
+    """The root logger at config.log_level, as text lines or (--log-format json) JSON lines, on stderr."""
+    handler = logging.StreamHandler()
+    if config.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=config.log_level, handlers=[handler], force=True)
+
+
 def run(config: BrokerConfig) -> None:
     """Set up logging and serve (see serve)."""
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     try:
         import uvloop
     except ImportError:  # uvloop is a dependency, but the broker still runs without it

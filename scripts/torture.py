@@ -1,4 +1,4 @@
-"""Fault harness for kafkalite (RELIABILITY.md R1, R4, R5, R6, plus the protocol fuzzer).
+"""Fault harness for kafkalite (docs/reliability.md R1, R4, R5, R6, plus the protocol fuzzer).
 
     python scripts/torture.py --short          # the bounded CI mode (about 3 minutes)
     python scripts/torture.py --minutes 10     # a long run: the time is shared among the tests

@@ -74,8 +74,6 @@ class LocalMetadataStore:
     async def create_topic(self, name: str, partitions: int, configs: dict[str, str]) -> TopicImage:
         async with self._changing:
             await asyncio.to_thread(self.logs.create_topic, name, partitions, configs)
-            log.info("created topic %s with %d partition(s)%s", name, partitions,
-                     f", configs {configs}" if configs else "")
             return self._republish(name)
 
     async def ensure_topic(self, name: str) -> bool:
@@ -97,20 +95,17 @@ class LocalMetadataStore:
         thread). Its logs are closed on the event loop, so no read is using them meanwhile."""
         async with self._changing:
             doomed = self.logs.delete_topic(name, remove_files=False)
-            log.info("deleted topic %s", name)
             self._publish(MetadataDelta(removed_topics=frozenset([name])))
             return doomed
 
     async def create_partitions(self, name: str, total: int) -> TopicImage:
         async with self._changing:
             await asyncio.to_thread(self.logs.add_partitions, name, total)
-            log.info("topic %s now has %d partition(s)", name, total)
             return self._republish(name)
 
     async def alter_configs(self, name: str, configs: dict[str, str | None], incremental: bool = False) -> LogConfig:
         async with self._changing:
             config = await asyncio.to_thread(self.logs.alter_configs, name, configs, incremental)
-            log.info("altered configs of topic %s: %s", name, configs)
             self._republish(name)
             return config
 

@@ -167,7 +167,9 @@ log.retention.ms = 5000        # unquoted: a dotted key
 num.partitions = 1             # a table: offsets.topic.num.partitions
 """)
     env = {"KAFKALITE_ADVERTISED_LISTENER": "env.example:2", "KAFKALITE_DATA_DIR": str(tmp_path / "env-data"),
-           "KAFKALITE_NODE_ID": "2", "KAFKALITE_LOG_LEVEL": "WARNING"}
+           "KAFKALITE_NODE_ID": "2", "KAFKALITE_LOG_LEVEL": "WARNING",
+           "KAFKALITE_NUM_PARTITIONS": "3",  # loses to --set
+           "KAFKALITE_LOG_RETENTION_MS": "6000"}  # beats the file
     broker = launch("--config", config, "--listen", "127.0.0.1:0", "--node-id", "3", "--log-level", "INFO",
                     "--set", "num.partitions=2", env=env)
     port = broker.started()  # seen at all: --log-level INFO beat the environment's WARNING and the file's ERROR
@@ -176,9 +178,9 @@ num.partitions = 1             # a table: offsets.topic.num.partitions
         resp = metadata(client, "auto")
         settings = describe(client, BROKER, "3", "log.retention.ms", "num.partitions")
     assert resp["brokers"] == [{"node_id": 3, "host": "env.example", "port": 2, "rack": None}]
-    assert len(resp["topics"][0]["partitions"]) == 2  # --set beat the file's 5
+    assert len(resp["topics"][0]["partitions"]) == 2  # --set beat the environment's 3 and the file's 5
     assert (settings["log.retention.ms"]["value"], settings["log.retention.ms"]["config_source"]) == (
-        "5000", STATIC_BROKER_CONFIG)
+        "6000", STATIC_BROKER_CONFIG)
     assert (tmp_path / "env-data").is_dir() and not (tmp_path / "file-data").exists()
     assert broker.stop() == 0
 
@@ -201,6 +203,26 @@ def test_every_flag_as_an_environment_variable(launch, tmp_path):
     assert " INFO " not in broker.output  # WARNING hides the start-up line and the rest
 
 
+def test_broker_settings_from_the_environment_and_a_misspelt_one(launch, tmp_path):
+    port = free_port()
+    broker = launch(env={
+        "KAFKALITE_LISTEN": f"127.0.0.1:{port}", "KAFKALITE_DATA_DIR": str(tmp_path / "d"),
+        "KAFKALITE_OFFSETS_TOPIC_NUM_PARTITIONS": "1", "KAFKALITE_NUM_PARTITIONS": "3",
+        "KAFKALITE_AUTO_CREATE_TOPICS_ENABLE": "true", "KAFKALITE_LOG_RETENTION_M": "1",
+    })
+    warning = broker.wait_for("ignoring KAFKALITE_LOG_RETENTION_M")
+    assert warning.rstrip().endswith(
+        "ignoring KAFKALITE_LOG_RETENTION_M: it names no broker setting; did you mean "
+        "KAFKALITE_LOG_RETENTION_MS (log.retention.ms)?"), warning
+    with connect(port) as client:
+        assert len(metadata(client, "auto")["topics"][0]["partitions"]) == 3
+    assert broker.stop() == 0
+    bad = launch("--listen", "127.0.0.1:0", env={"KAFKALITE_NUM_PARTITIONS": "many"})
+    assert bad.proc.wait(20) == 2
+    bad._pump.join(5)
+    assert bad.lines == ["kafkalite: KAFKALITE_NUM_PARTITIONS: num.partitions must be int, not 'many'\n"]
+
+
 def test_bad_values_exit_with_one_clear_line(launch, tmp_path):
     bad_toml = write_toml(tmp_path / "bad.toml", "listen = = 1\n")
     unknown_setting = write_toml(tmp_path / "unknown.toml", "no.such.setting = 1\n")
@@ -219,6 +241,7 @@ def test_bad_values_exit_with_one_clear_line(launch, tmp_path):
         assert "Traceback" not in proc.output, (args, proc.output)
     assert "KAFKALITE_NODE_ID" in procs[()].output  # says where the bad value came from
     assert "--listen" in procs[("--listen", "127.0.0.1:99999")].output
+    assert "did you mean" not in procs[("--config", unknown_setting)].output  # nothing is close to it
 
 
 def test_start_up_failures_are_one_clear_line(launch, tmp_path):
@@ -233,7 +256,7 @@ def test_start_up_failures_are_one_clear_line(launch, tmp_path):
             launch("--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "d"), *FAST):
                 f"kafkalite: cannot listen on 127.0.0.1:{port}: Address already in use",
             launch("--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "a-file"), *FAST):
-                f"kafkalite: cannot open data dir {tmp_path / 'a-file'}: File exists",
+                f"kafkalite: data dir {tmp_path / 'a-file'} is not a directory",
             launch("--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "corrupt"), *FAST):
                 f"kafkalite: cannot open data dir {tmp_path / 'corrupt'}: {tmp_path / 'corrupt'}/dynamic_settings.json",
         }
@@ -242,6 +265,35 @@ def test_start_up_failures_are_one_clear_line(launch, tmp_path):
             broker._pump.join(5)
             assert broker.lines[-1].startswith(message), broker.output
             assert "Traceback" not in broker.output
+
+
+# --------------------------------------------------------------------------------------------- the data dir's lock
+
+
+def test_a_second_broker_on_the_same_data_dir_refuses_to_start(launch, tmp_path):
+    data = tmp_path / "data"
+    first = launch("--listen", "127.0.0.1:0", "--data-dir", str(data), *FAST)
+    port = first.started()
+    with RawClient(port) as client:
+        metadata(client, "t")
+        produce(client, "t", b"acknowledged")
+    second = launch("--listen", "127.0.0.1:0", "--data-dir", str(data), *FAST)
+    assert second.proc.wait(20) == 1
+    second._pump.join(5)
+    assert second.lines == [
+        f"kafkalite: data dir {data} is in use by kafkalite pid {first.proc.pid} (it holds {data / '.lock'}); "
+        "stop that broker or choose another --data-dir\n"], second.output
+    with RawClient(port) as client:  # the first one is untouched and still serves
+        assert metadata(client, "t")["topics"][0]["error_code"] == 0
+
+    first.kill()  # kill -9: the kernel drops the lock with the process
+    third = launch("--listen", "127.0.0.1:0", "--data-dir", str(data), *FAST)
+    with RawClient(third.started()) as client:
+        resp = client.request("ListOffsets", 5, {"replica_id": -1, "isolation_level": 0, "topics": [
+            {"name": "t", "partitions": [{"partition_index": 0, "current_leader_epoch": -1, "timestamp": -1}]}]})
+    assert resp["topics"][0]["partitions"][0]["offset"] == 1  # the acknowledged record is still there
+    assert (data / ".lock").read_text() == f"{third.proc.pid}\n"
+    assert third.stop() == 0
 
 
 # --------------------------------------------------------------------------------------------- shutdown

@@ -1,4 +1,4 @@
-"""RELIABILITY.md's malformed-input table against the live server over a raw socket: each case gets
+"""docs/reliability.md's malformed-input table against the live server over a raw socket: each case gets
 the right error or a closed connection, and the broker keeps serving others with data intact."""
 
 from __future__ import annotations

@@ -39,7 +39,9 @@ async def alter_topic(ctx, name: str, overrides: dict[str, str], validate_only: 
         if validate_only:
             LogConfig.from_configs(overrides, ctx.metadata.topic_defaults)
         else:
+            before = dict(ctx.metadata.image.topic(name).configs)
             await ctx.metadata.alter_configs(name, overrides)
+            log.info("topic %s config overrides changed from %s to %s", name, before or "none", overrides or "none")
     except InvalidConfig as e:
         raise Rejected(ErrorCode.INVALID_CONFIG, str(e)) from None
 

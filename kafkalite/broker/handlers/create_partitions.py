@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from kafkalite.broker.errors import Rejected, error_code_for
 from kafkalite.broker.registry import handler
 from kafkalite.group import OFFSETS_TOPIC
 from kafkalite.log.errors import LogError
 from kafkalite.log.manager import MAX_PARTITIONS_PER_REQUEST
 from kafkalite.protocol.errors import ErrorCode
+
+log = logging.getLogger("kafkalite.broker")
 
 
 def check(ctx, topic: dict, names: list[str]) -> None:
@@ -53,6 +57,8 @@ async def handle(ctx, request):
             check(ctx, topic, names)
             if not request["validate_only"]:
                 await ctx.metadata.create_partitions(topic["name"], topic["count"])
+                log.info("topic %s now has %d partitions (client %r at %s)", topic["name"], topic["count"],
+                         ctx.client_id, ctx.client_host)
         except Rejected as e:
             result["error_code"], result["error_message"] = e.code, e.message
         except (LogError, OSError) as e:

@@ -1,11 +1,15 @@
 """CreateTopics (key 19): versions 2-7. validate_only, configs, replication factor 1 or -1."""
 
+import logging
+
 from kafkalite.broker.errors import Rejected, error_code_for
 from kafkalite.broker.registry import handler
 from kafkalite.log.config import LogConfig
 from kafkalite.log.errors import LogError
 from kafkalite.log.manager import MAX_PARTITIONS_PER_REQUEST, validate_topic_name
 from kafkalite.protocol.errors import ErrorCode
+
+log = logging.getLogger("kafkalite.broker")
 
 
 def check(ctx, topic: dict) -> int:
@@ -51,6 +55,8 @@ async def handle(ctx, request):
                 effective = LogConfig.from_configs(configs, store.topic_defaults)
             else:
                 result["topic_id"] = (await store.create_topic(name, partitions, configs)).topic_id
+                log.info("created topic %s with %d partition(s), configs %s (client %r at %s)", name, partitions,
+                         configs or "default", ctx.client_id, ctx.client_host)
                 effective = store.topic_config(name)
         except Rejected as e:
             result["error_code"], result["error_message"] = e.code, e.message

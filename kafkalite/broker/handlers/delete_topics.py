@@ -1,12 +1,15 @@
 """DeleteTopics (key 20): versions 1-6 (names in topic_names up to v5, in topics[] from v6)."""
 
 import asyncio
+import logging
 
 from kafkalite.broker.errors import error_code_for
 from kafkalite.broker.registry import handler
 from kafkalite.group import OFFSETS_TOPIC
 from kafkalite.log.errors import LogError
 from kafkalite.protocol.errors import ErrorCode
+
+log = logging.getLogger("kafkalite.broker")
 
 
 @handler("DeleteTopics")
@@ -41,6 +44,7 @@ async def handle(ctx, request):
             resp["topic_id"] = topic.topic_id
             doomed = await store.delete_topic(name)
             await asyncio.to_thread(store.logs.remove_deleted, doomed)  # large files take a while to unlink
+            log.info("deleted topic %s (client %r at %s)", name, ctx.client_id, ctx.client_host)
         except (LogError, OSError) as e:
             resp["error_code"], resp["error_message"] = error_code_for(e), str(e)
     return {"throttle_time_ms": 0, "responses": responses}
