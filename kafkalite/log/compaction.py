@@ -102,15 +102,13 @@ def compact(log: CompactableLog, now_ms: int) -> Round | None:
         seg_size = sum(len(piece) for piece in seg_pieces)
         if group and (size + seg_size > config.segment_bytes
                       or seg.next_offset - group[0].base_offset > _MAX_RELATIVE_OFFSET):
-            if (changed or len(group) > 1) and log.replace_segments(group, _write_cleaned(log.fs, group, pieces)):
-                rewritten += len(group)
+            rewritten += _replace(log, group, pieces, changed)
             group, pieces, size, changed = [], [], 0, False
         group.append(seg)
         pieces.extend(seg_pieces)
         size += seg_size
         changed = changed or seg_changed
-    if (changed or len(group) > 1) and log.replace_segments(group, _write_cleaned(log.fs, group, pieces)):
-        rewritten += len(group)
+    rewritten += _replace(log, group, pieces, changed)
     return Round(rewritten, first_uncleanable)
 
 
@@ -177,6 +175,14 @@ def _rebuild(batch: RecordBatch, kept) -> list[bytes]:
             partition_leader_epoch=batch.partition_leader_epoch, attributes=batch.attributes & ~CODEC_MASK,
         ))
     return out
+
+
+def _replace(log: CompactableLog, group: list[Segment], pieces: list[bytes], changed: bool) -> int:
+    """Replace the group by one segment of `pieces`, unless that would change nothing (one segment, nothing
+    removed). Returns the number of segments replaced."""
+    if not changed and len(group) == 1:
+        return 0
+    return len(group) if log.replace_segments(group, _write_cleaned(log.fs, group, pieces)) else 0
 
 
 def _write_cleaned(fs: FileSystem, group: list[Segment], pieces: list[bytes]) -> str:

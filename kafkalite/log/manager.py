@@ -183,7 +183,7 @@ class LogManager:
         return info.id
 
     def delete_topic(self, name: str, remove_files: bool = True) -> list[str]:
-        """Forget the topic (durably: topics.json is the commit point) and rename its partition directories to
+        """Forget the topic (durably: meta.json is the commit point) and rename its partition directories to
         `*-delete`. Those are removed here, or with remove_files=False returned for remove_deleted() (which
         may run in a worker thread: nothing else touches them). open() removes leftovers after a crash."""
         info = self.topic(name)

@@ -382,7 +382,9 @@ class PartitionLog:
         """Append ONE validated v2 batch (a writable buffer; the caller checked magic, CRC, length and
         baseOffset == 0). Assigns offsets by rewriting baseOffset and partitionLeaderEpoch in place, and for
         LogAppendTime also maxTimestamp + attributes (recomputing the CRC). Writes through to the OS, no fsync
-        (unless flush.messages is reached). Records are never decoded.
+        (unless flush.messages is reached). Records are never decoded. A leader_epoch newer than latest_epoch is
+        first recorded in the leader-epoch checkpoint (durably: its one write costs two fsyncs; the leader normally
+        records it on taking over, with assign_leader_epoch, so appends do not pay it).
 
         Raises RecordTooLarge, InvalidTimestamp, CorruptRecord, InvalidProducerEpoch, OutOfOrderSequence, or
         StorageError (nothing was stored). An idempotent retry returns AppendResult(duplicate=True)."""

@@ -8,7 +8,7 @@ from kafkalite.log.checkpoint import decode_leader_epochs, encode_leader_epochs
 from kafkalite.log.errors import UnexpectedAppendOffset
 from kafkalite.log.fs_faulty import FaultyFileSystem, SimulatedCrash
 from kafkalite.log.leader_epoch import LeaderEpochCache
-from kafkalite.protocol.record_batch import RecordBatch, iter_batches
+from kafkalite.protocol.record_batch import iter_batches
 
 from logstore_helpers import DIR, batch, open_log, read_all
 

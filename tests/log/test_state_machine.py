@@ -1,6 +1,7 @@
-"""Hypothesis state machine: any sequence of appends, reads, flushes, checkpoints, truncations, DeleteRecords,
-index damage, clean restarts, crashes (also in the middle of an append) and recoveries keeps every fsynced
-offset readable with its original bytes, and keeps offsets dense."""
+"""Hypothesis state machine: any sequence of appends (by changing leader epochs), reads, flushes, checkpoints,
+truncations, DeleteRecords, index damage, clean restarts, crashes (also in the middle of an append) and recoveries
+keeps every fsynced offset readable with its original bytes, keeps offsets dense, and keeps the leader-epoch
+checkpoint naming the epoch of every batch."""
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -25,6 +26,7 @@ class LogMachine(RuleBasedStateMachine):
         self.start = 0
         self.flushed = 0
         self.counter = 0
+        self.epoch = 0  # the leader epoch appends are stamped with
 
     def _new_batch(self, records):
         self.counter += 1
@@ -44,10 +46,11 @@ class LogMachine(RuleBasedStateMachine):
         self.start = min(self.start, self.end)
         self.flushed = min(self.flushed, self.end)
 
-    @rule(records=st.integers(1, 3))
-    def append(self, records):
+    @rule(records=st.integers(1, 3), new_epoch=st.booleans())
+    def append(self, records, new_epoch):
+        self.epoch += new_epoch
         raw = self._new_batch(records)
-        result = self.log.append(raw)
+        result = self.log.append(raw, leader_epoch=self.epoch)
         self._model_append(result.base_offset, bytes(raw))
 
     @rule(data=st.data())
@@ -109,7 +112,7 @@ class LogMachine(RuleBasedStateMachine):
         self.fs.crash_after(step, torn=torn)
         appended = False
         try:
-            result = self.log.append(raw)
+            result = self.log.append(raw, leader_epoch=self.epoch)
             appended = True
             self.log.flush()
             self.flushed = self.end + _count(raw)
@@ -119,7 +122,7 @@ class LogMachine(RuleBasedStateMachine):
             self._model_append(result.base_offset, bytes(raw))
             self._restart(mode)
         else:  # the crash hit inside append: it may or may not be there
-            self._restart(mode, maybe=(self.end, _with_base(bytes(raw), self.end)))
+            self._restart(mode, maybe=(self.end, _with_base(bytes(raw), self.end, self.epoch)))
 
     def _restart(self, mode, maybe=None):
         self.fs.restart(lose_unsynced=mode)
@@ -147,13 +150,22 @@ class LogMachine(RuleBasedStateMachine):
         for (b1, d1), (b2, _) in zip(self.batches, self.batches[1:]):
             assert b1 + _count(d1) == b2
 
+    @invariant()
+    def leader_epochs_name_every_batchs_epoch(self):
+        entries = self.log.leader_epochs
+        assert all(self.start <= start <= self.end for _, start in entries)  # = end: a log emptied by DeleteRecords
+        for base, data in self.batches:
+            if base + _count(data) > self.start:
+                owner = [epoch for epoch, start in entries if start <= max(base, self.start)]
+                assert owner and owner[-1] == next(iter_batches(data)).partition_leader_epoch
+
 
 def _count(data: bytes) -> int:
     return next(iter_batches(data)).last_offset_delta + 1
 
 
-def _with_base(data: bytes, base: int) -> bytes:
-    return base.to_bytes(8, "big") + data[8:12] + (0).to_bytes(4, "big") + data[16:]
+def _with_base(data: bytes, base: int, epoch: int) -> bytes:
+    return base.to_bytes(8, "big") + data[8:12] + epoch.to_bytes(4, "big") + data[16:]
 
 
 def _read_everything(log, start):
