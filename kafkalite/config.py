@@ -47,6 +47,17 @@ BROKER_SETTINGS: dict[str, tuple[type, Any, str]] = {
     "group.min.session.timeout.ms": (int, 6000, "smallest session timeout a member may ask for"),
     "group.max.session.timeout.ms": (int, 1800000, "largest session timeout a member may ask for"),
     "group.max.size": (int, 2147483647, "most members in a group (GROUP_MAX_SIZE_REACHED beyond)"),
+    # Cluster mode (--cluster), with Kafka's names and defaults.
+    "broker.session.timeout.ms": (int, 9000, "a broker that has not renewed its etcd lease for this long is "
+                                  "dead; it fences itself when its own renewals go unanswered this long"),
+    "replica.lag.time.max.ms": (int, 30000, "a follower not caught up for this long leaves the ISR"),
+    "min.insync.replicas": (int, 1, "acks=all needs this many in-sync replicas (topics may override)"),
+    "default.replication.factor": (int, 1, "replicas of a topic created without a replication factor"),
+    "unclean.leader.election.enable": (bool, False, "let a replica outside the ISR lead when no in-sync one is "
+                                       "alive (may lose acknowledged data)"),
+    "auto.leader.rebalance.enable": (bool, True, "move leadership back to preferred replicas now and then"),
+    "leader.imbalance.check.interval.seconds": (int, 300, "how often preferred leaders are restored"),
+    "broker.rack": (str, "", "this broker's rack, for rack-aware replica placement (empty: none)"),
     "connections.max.idle.ms": (int, 600000, "close connections idle this long"),
     "queued.max.requests": (int, 500, "requests buffered per connection before reading pauses"),
     "socket.request.max.bytes": (int, 104857600, "largest request frame"),
@@ -109,6 +120,7 @@ class BrokerConfig:
     node_id: int = 0
     log_level: str = "INFO"
     log_format: str = "text"
+    cluster: str | None = None  # etcd://HOST:PORT[,...]/NAME: cluster mode; None: standalone
     settings: dict[str, Any] = field(default_factory=lambda: {k: v[1] for k, v in BROKER_SETTINGS.items()})
     warnings: list[str] = field(default_factory=list)  # problems worth logging once the broker starts
 
@@ -144,7 +156,7 @@ class BrokerConfig:
         self.settings[name] = value
 
 
-FLAGS = ("listen", "advertised-listener", "data-dir", "node-id", "config", "log-level", "log-format")
+FLAGS = ("listen", "advertised-listener", "data-dir", "node-id", "config", "log-level", "log-format", "cluster")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 
@@ -156,6 +168,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     # No type=int: load_config checks every source of a value (flag, environment, file) the same way.
     parser.add_argument("--node-id", metavar="N", help="this broker's node id (default 0)")
     parser.add_argument("--config", metavar="FILE", help="a TOML file of settings")
+    parser.add_argument("--cluster", metavar="etcd://HOST:PORT[,HOST:PORT...]/NAME",
+                        help="join cluster NAME, whose metadata lives in etcd (default: standalone)")
     parser.add_argument("--log-level", metavar="LEVEL",
                         help="DEBUG (also traces every request), INFO, WARNING or ERROR (default INFO)")
     parser.add_argument("--log-format", metavar="FORMAT",
@@ -209,6 +223,14 @@ def _log_format(value: Any) -> str:
     return fmt
 
 
+def _cluster(value: Any) -> str:
+    spec = str(value)
+    hosts, sep, name = spec.removeprefix("etcd://").partition("/")
+    if not spec.startswith("etcd://") or not sep or not name or not hosts:
+        raise ValueError(f"{spec!r} is not etcd://HOST:PORT[,HOST:PORT...]/NAME")
+    return spec
+
+
 def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None) -> BrokerConfig:
     """The settings from flags, KAFKALITE_* variables and the TOML file. Raises ValueError with a message
     that names the flag, variable or file a bad value came from. Variables that name nothing are in
@@ -241,6 +263,8 @@ def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None)
                 cfg.log_level = _log_level(value)
             elif attr == "log_format":
                 cfg.log_format = _log_format(value)
+            elif attr == "cluster":
+                cfg.cluster = _cluster(value)
         except ValueError as e:
             raise ValueError(f"{source}: {e}") from None
     # Broker settings, lowest precedence first: the file, then the environment, then --set.

@@ -35,6 +35,7 @@ def topic_defaults(config) -> LogConfig:
             "flush.messages": str(config["log.flush.interval.messages"]),
             "flush.ms": str(config["log.flush.interval.ms"]),
             "kafkalite.durability": config["kafkalite.durability"],
+            "min.insync.replicas": str(config["min.insync.replicas"]),
         }
     )
     # A broker-only setting: not a topic config name, so set on the defaults directly (see LogConfig).
