@@ -166,7 +166,9 @@ class Admin:
         for name in names if names is not None else sorted(self.cluster.topics):
             info = self.cluster.topics.get(name)
             if info is None:
-                raise_for_code(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist")
+                code = self.cluster.topic_errors.get(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                raise_for_code(code, f"topic {name!r} does not exist" if code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                               else f"describing topic {name!r}")
             out[name] = TopicDescription(name, [
                 PartitionDescription(p.partition, p.leader, p.replicas, p.isr)
                 for p in sorted(info.partitions.values(), key=lambda p: p.partition)], info.is_internal)

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 import time
+from typing import Any, Callable
 
 from kafkalite.protocol import compression
 from kafkalite.protocol.errors import ErrorCode
@@ -61,6 +62,8 @@ class Producer:
         max_request_size: int = 1048576,
         buffer_memory: int = 32 * 1024 * 1024,
         partitioner: StickyPartitioner | None = None,
+        key_serializer: Callable[[Any], bytes | str | None] | None = None,
+        value_serializer: Callable[[Any], bytes | str | None] | None = None,
     ):
         if acks not in ACKS:
             raise ValueError(f"acks must be 'all', -1, 0 or 1, not {acks!r}")
@@ -84,6 +87,8 @@ class Producer:
         self.max_request_size = max_request_size
         self.buffer_memory = buffer_memory
         self.partitioner = partitioner or StickyPartitioner()
+        self.key_serializer = key_serializer
+        self.value_serializer = value_serializer
         self.cluster = Cluster(bootstrap_servers, client_id=client_id, request_timeout=self.request_timeout)
 
         self.producer_id = -1
@@ -189,6 +194,11 @@ class Producer:
         base_offset, log_append_time = await asyncio.shield(batch.done)
         return _metadata(batch, index, timestamp, base_offset, log_append_time)
 
+    async def send_and_wait(self, topic: str, value=None, key=None, partition: int | None = None,
+                            timestamp_ms: int | None = None, headers=None) -> RecordMetadata:
+        """aiokafka's name (and argument names) for `send`: send one record and wait for its acknowledgement."""
+        return await self.send(topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp_ms)
+
     async def enqueue(self, topic: str, value=None, *, key=None, headers=None, partition: int | None = None,
                       timestamp: int | None = None) -> "asyncio.Future[RecordMetadata]":
         """Buffer one record and return at once with a future of its metadata: for sending many records
@@ -212,6 +222,12 @@ class Producer:
             raise self._sender_error
         if not self._started:
             await self.start()
+        # As aiokafka's: a serializer is called for every record, None included (a tombstone stays one only if
+        # the serializer returns None for it).
+        if self.key_serializer is not None:
+            key = self.key_serializer(key)
+        if self.value_serializer is not None:
+            value = self.value_serializer(value)
         # Per record, so the common types skip the conversion calls.
         if key is not None and type(key) is not bytes:
             key = to_bytes(key, "a key")
