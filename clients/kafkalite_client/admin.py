@@ -81,6 +81,18 @@ class PartitionLag:
 
 
 class Admin:
+    """Manages topics (create, delete, describe, partitions, configs, delete records) and consumer groups
+    (list, describe, delete, committed offsets, lag, reset offsets). Use as `async with Admin(...) as admin:`.
+
+    Arguments, with their defaults:
+      bootstrap_servers='127.0.0.1:9092': 'host:port[,host:port...]' or a list of them.
+      client_id='kafkalite-admin': the client id the broker logs see.
+      request_timeout_ms=30000: how long to wait for a broker's answer (and the timeout topic changes ask
+        the broker to wait for).
+      cluster=None: share another client's Cluster (connections and metadata) instead of opening its own;
+        then close() leaves it open.
+    """
+
     def __init__(self, bootstrap_servers="127.0.0.1:9092", *, client_id: str = "kafkalite-admin",
                  request_timeout_ms: int = 30000, cluster: Cluster | None = None):
         self._owns_cluster = cluster is None

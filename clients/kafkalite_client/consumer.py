@@ -63,6 +63,43 @@ class _PartitionState:
 
 
 class Consumer:
+    """Reads records: pull with `getmany()`, `getone()` or `async for`, or push with `run(each_message)`.
+    Subscribe with a group (`Consumer("topic", group_id="g")`, `subscribe(pattern=...)`) or `assign()`
+    partitions yourself. Use as `async with Consumer(...) as c:`, or `start()` and `close()`.
+
+    Arguments, with their defaults (aiokafka's and the Java client's names and meanings):
+      *topics: topics to subscribe to (needs group_id); or call subscribe() or assign() later.
+      bootstrap_servers='127.0.0.1:9092': 'host:port[,host:port...]' or a list of them.
+      group_id=None: the consumer group; without one, assign() partitions and commit nothing.
+      client_id='kafkalite-consumer': the client id the broker logs and group descriptions show.
+      group_instance_id=None: a static member id (KIP-345): a restart within the session keeps the assignment.
+      auto_offset_reset='latest': where to start without a committed offset: 'earliest', 'latest', or 'none'
+        (getmany raises OffsetOutOfRangeError).
+      enable_auto_commit=True: commit handled records every auto_commit_interval_ms, on revoke and on close.
+      auto_commit_interval_ms=5000: how often auto-commit runs.
+      session_timeout_ms=10000: the group drops a member whose heartbeats stop this long.
+      heartbeat_interval_ms=3000: how often the member heartbeats (in the background, never blocked by you).
+      rebalance_timeout_ms=60000: how long the group waits for members to rejoin in a rebalance.
+      partition_assignment_strategy=('range', 'roundrobin'): assignor names ('range', 'roundrobin',
+        'cooperative-sticky') or Assignor objects, in order of preference.
+      fetch_max_wait_ms=500: how long the broker may hold a fetch waiting for fetch_min_bytes.
+      fetch_min_bytes=1: the broker answers a fetch once it has this many bytes.
+      fetch_max_bytes=52428800: the most bytes one fetch returns (50 MiB).
+      max_partition_fetch_bytes=1048576: the most bytes one fetch returns per partition.
+      max_poll_records=500: the most records one getmany returns (and buffered per partition).
+      request_timeout_ms=30000: how long to wait for a broker's answer.
+      retry_backoff_ms=100: the wait before retrying a failed request.
+      metadata_check_interval_ms=5000: how often a group member checks for new partitions and, with a
+        pattern, for topics that start to match.
+      retry=None: a RetryPolicy: run() parks records whose handler raised on `<topic>.retry`, then `<topic>.dlq`.
+      on_assign=None: `async def on_assign(partitions)`, called with partitions the group gave this member.
+      on_revoke=None: `async def on_revoke(partitions)`, called before partitions go (after their commit).
+      key_deserializer=None: a callable turning each key's bytes (or None) into what you read, as aiokafka's.
+      value_deserializer=None: the same for values; one that raises makes getmany raise
+        RecordDeserializationError (the record stays next; seek past it), and run() treat it as a failure.
+      exclude_internal_topics=True: a pattern never matches internal topics such as __consumer_offsets.
+    """
+
     def __init__(
         self,
         *topics: str,

@@ -44,6 +44,33 @@ _REFRESH_ON = {
 
 
 class Producer:
+    """Sends records to topics: `await send(...)` waits for the acknowledgement, `await enqueue(...)` returns
+    a future at once (then `flush()`). Use as `async with Producer(...) as p:`, or `start()` and `close()`.
+
+    Arguments, with their defaults (the Java client's names and meanings, in milliseconds and bytes):
+      bootstrap_servers='127.0.0.1:9092': 'host:port[,host:port...]' or a list of them.
+      client_id='kafkalite-producer': the client id the broker logs and quotas see.
+      acks='all': 'all' (-1) waits for every in-sync replica, 1 for the leader, 0 for nothing (offset -1).
+      compression_type=None: None, 'gzip', 'snappy', 'lz4' or 'zstd'.
+      batch_size=16384: a partition's batch is sent once it holds this many bytes ...
+      linger_ms=5: ... or once its first record waited this long.
+      max_in_flight=5: Produce requests in flight per broker (one batch per partition at a time, always).
+      retries=2147483647: attempts per batch after retriable errors, within delivery_timeout_ms.
+      retry_backoff_ms=100: the first wait before a retry, doubling per attempt up to 1 s.
+      request_timeout_ms=30000: how long to wait for a broker's answer.
+      delivery_timeout_ms=120000: a record not acknowledged by then fails with KafkaTimeoutError.
+      enable_idempotence=None: None turns it on unless acks is lowered (as in the Java client); True
+        insists (it needs acks='all'), False turns it off. Retries then never write a record twice.
+      max_request_size=1048576: the largest record (and Produce request) sent; larger records raise
+        MessageTooLargeError at once.
+      buffer_memory=33554432: bytes buffered before send/enqueue wait for room (32 MiB).
+      partitioner=None: a StickyPartitioner by default: keys by murmur2 as Java's, keyless records stick to
+        one partition per batch.
+      key_serializer=None: a callable turning each key into bytes (or str or None), as aiokafka's; it is
+        called for every record, None keys included.
+      value_serializer=None: the same for values (a tombstone stays one only if it returns None for None).
+    """
+
     def __init__(
         self,
         bootstrap_servers="127.0.0.1:9092",
