@@ -40,6 +40,9 @@ class OffsetAndMetadata(int):
     def __repr__(self) -> str:
         return f"OffsetAndMetadata(offset={int(self)}, metadata={self.metadata!r})"
 
+    def __str__(self) -> str:  # prints as the offset, as an int does
+        return str(int(self))
+
     def __reduce__(self):
         return OffsetAndMetadata, (int(self), self.metadata)
 
