@@ -194,6 +194,17 @@ async def test_subscribe_by_pattern_follows_matching_topics(bootstrap, request):
         await c.close()
 
 
+async def test_a_pattern_that_matches_nothing_yet_waits_for_its_topics(bootstrap, request):
+    prefix = f"later-{request.node.name[-20:]}"
+    async with Consumer(bootstrap_servers=bootstrap, group_id=f"g-{prefix}", **FAST) as c:
+        c.subscribe(pattern=prefix)
+        assert await c.getmany(timeout_ms=200) == {} and c.subscription() == set()
+        await produce(bootstrap, f"{prefix}-new", ["first"])  # auto-created
+        got = await read(c, 1)
+        assert [(r.topic, r.value) for r in got] == [(f"{prefix}-new", b"first")]
+        assert c.subscription() == {f"{prefix}-new"}
+
+
 @pytest.mark.parametrize("exclude", [True, False])
 async def test_a_pattern_skips_internal_topics_unless_asked(bootstrap, new_topic, exclude):
     topic = await new_topic(1)
