@@ -722,16 +722,16 @@ class Consumer:
     def _deserialize(self, record: ConsumerRecord) -> ConsumerRecord:
         """A copy of the record with its key and value deserialized (called for None too, as aiokafka does)."""
         key, value = record.key, record.value
-        for part, deserializer in (("key", self.key_deserializer), ("value", self.value_deserializer)):
-            if deserializer is None:
-                continue
-            try:
-                if part == "key":
-                    key = deserializer(key)
-                else:
-                    value = deserializer(value)
-            except Exception as e:
-                raise RecordDeserializationError(record.topic, record.partition, record.offset, part, e) from e
+        try:
+            if self.key_deserializer is not None:
+                key = self.key_deserializer(key)
+        except Exception as e:
+            raise RecordDeserializationError(record.topic, record.partition, record.offset, "key", e) from e
+        try:
+            if self.value_deserializer is not None:
+                value = self.value_deserializer(value)
+        except Exception as e:
+            raise RecordDeserializationError(record.topic, record.partition, record.offset, "value", e) from e
         return ConsumerRecord(record.topic, record.partition, record.offset, record.timestamp, key, value,
                               record.headers, record.timestamp_type)
 
@@ -883,9 +883,14 @@ class Consumer:
                         break
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
-        """Hand this offset out again next time (records after it were taken but not handled)."""
-        if tp in self._states:
+        """Hand this offset out again next time (records after it were taken but not handled). Records
+        before it that are not handled yet stay so."""
+        st = self._states.get(tp)
+        if st is not None:
+            consumed = st.consumed
             self._set_position(tp, offset)
+            if consumed is not None:
+                st.consumed = min(consumed, offset)
 
     def _hold(self, tp: TopicPartition, offset: int, delay: float) -> None:
         """A retry record that is not due yet: pause its partition until it is, then read it again."""
