@@ -26,18 +26,19 @@ from kafkalite_client.errors import (
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    RecordDeserializationError,
     UnsupportedVersionByBroker,
     error_class,
 )
 from kafkalite_client.partitioner import murmur2, partition_for_key
 from kafkalite_client.producer import Producer
-from kafkalite_client.records import ConsumerRecord, RecordMetadata, TopicPartition
+from kafkalite_client.records import ConsumerRecord, OffsetAndMetadata, RecordMetadata, TopicPartition
 from kafkalite_client.retry import RetryPolicy
 
 __all__ = [
     "Admin", "Assignor", "ClientClosedError", "Consumer", "ConsumerRecord", "CooperativeStickyAssignor",
     "GroupDescription", "GroupListing", "KafkaConnectionError", "KafkaError", "KafkaTimeoutError",
-    "MemberDescription", "NewTopic", "PartitionDescription", "PartitionLag", "Producer", "RangeAssignor",
-    "RecordMetadata", "RetryPolicy", "RoundRobinAssignor", "TopicDescription", "TopicPartition",
+    "MemberDescription", "NewTopic", "OffsetAndMetadata", "PartitionDescription", "PartitionLag", "Producer",
+    "RangeAssignor", "RecordDeserializationError", "RecordMetadata", "RetryPolicy", "RoundRobinAssignor", "TopicDescription", "TopicPartition",
     "UnsupportedVersionByBroker", "error_class", "murmur2", "partition_for_key",
 ]

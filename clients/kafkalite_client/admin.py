@@ -81,6 +81,18 @@ class PartitionLag:
 
 
 class Admin:
+    """Manages topics (create, delete, describe, partitions, configs, delete records) and consumer groups
+    (list, describe, delete, committed offsets, lag, reset offsets). Use as `async with Admin(...) as admin:`.
+
+    Arguments, with their defaults:
+      bootstrap_servers='127.0.0.1:9092': 'host:port[,host:port...]' or a list of them.
+      client_id='kafkalite-admin': the client id the broker logs see.
+      request_timeout_ms=30000: how long to wait for a broker's answer (and the timeout topic changes ask
+        the broker to wait for).
+      cluster=None: share another client's Cluster (connections and metadata) instead of opening its own;
+        then close() leaves it open.
+    """
+
     def __init__(self, bootstrap_servers="127.0.0.1:9092", *, client_id: str = "kafkalite-admin",
                  request_timeout_ms: int = 30000, cluster: Cluster | None = None):
         self._owns_cluster = cluster is None
@@ -166,7 +178,9 @@ class Admin:
         for name in names if names is not None else sorted(self.cluster.topics):
             info = self.cluster.topics.get(name)
             if info is None:
-                raise_for_code(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist")
+                code = self.cluster.topic_errors.get(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                raise_for_code(code, f"topic {name!r} does not exist" if code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                               else f"describing topic {name!r}")
             out[name] = TopicDescription(name, [
                 PartitionDescription(p.partition, p.leader, p.replicas, p.isr)
                 for p in sorted(info.partitions.values(), key=lambda p: p.partition)], info.is_internal)

@@ -14,6 +14,7 @@ from kafkalite_client.errors import (
     KafkaConnectionError,
     KafkaTimeoutError,
     UnknownTopicOrPartitionError,
+    error_class,
     raise_for_code,
 )
 
@@ -37,6 +38,13 @@ def parse_bootstrap(servers: str | list[str] | tuple[str, ...]) -> list[tuple[st
     if not out:
         raise ValueError("bootstrap_servers is empty")
     return out
+
+
+def _refusal(topic: str, code: int) -> str:
+    if code == ErrorCode.INVALID_TOPIC_EXCEPTION:
+        return (f"{topic!r} is not a valid topic name: use at most 249 ASCII letters, digits, '.', '_' "
+                "and '-' (and not '.' or '..')")
+    return f"the broker refused the metadata of topic {topic!r}"
 
 
 @dataclass(slots=True)
@@ -67,6 +75,7 @@ class Cluster:
         self.allow_auto_topic_creation = allow_auto_topic_creation
         self.brokers: dict[int, tuple[str, int]] = {}
         self.topics: dict[str, TopicInfo] = {}
+        self.topic_errors: dict[str, int] = {}  # error codes of topics the last metadata answers refused
         self.cluster_id: str | None = None
         self.controller_id: int = -1
         self._connections: dict[int, Connection] = {}
@@ -176,13 +185,16 @@ class Cluster:
             info.available = [p for p, pi in info.partitions.items() if pi.leader >= 0]
             if info.error_code and not info.partitions:
                 self.topics.pop(info.name, None)
+                self.topic_errors[info.name] = info.error_code
             else:
                 self.topics[info.name] = info
+                self.topic_errors.pop(info.name, None)
         self.metadata_updated.set()
         self.metadata_updated = asyncio.Event()
 
     async def topic(self, name: str, timeout: float | None = None, *, refresh: bool = False) -> TopicInfo:
-        """The topic's metadata, asking the broker (and waiting for auto-creation) when it is unknown."""
+        """The topic's metadata, asking the broker (and waiting for auto-creation) when it is unknown.
+        An error that waiting cannot cure (an invalid name, no authorization) is raised at once."""
         info = self.topics.get(name)
         if info is not None and info.partitions and not refresh:
             return info
@@ -196,6 +208,8 @@ class Cluster:
             if info is not None and info.partitions:
                 return info
             last_error = response_error or last_error
+            if not error_class(last_error).code.retriable:
+                raise_for_code(last_error, _refusal(name, last_error))
             if loop.time() + delay > deadline:
                 break
             await asyncio.sleep(delay)
@@ -208,7 +222,9 @@ class Cluster:
     async def _refresh_one(self, name: str) -> int:
         await self.refresh([name])
         info = self.topics.get(name)
-        return info.error_code if info is not None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        if info is not None:
+            return info.error_code
+        return self.topic_errors.get(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
 
     def leader(self, topic: str, partition: int) -> int:
         info = self.topics.get(topic)

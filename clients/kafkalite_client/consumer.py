@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from kafkalite.protocol.errors import DecodeError, ErrorCode
 from kafkalite.protocol.record_batch import iter_batches_lenient
@@ -28,12 +29,13 @@ from kafkalite_client.errors import (
     KafkaError,
     KafkaTimeoutError,
     OffsetOutOfRangeError,
+    RecordDeserializationError,
     error_class,
 )
 from kafkalite_client.fetched import decode_batch
 from kafkalite_client.group import GroupCoordinatorClient, fetch_committed
 from kafkalite_client.offsets import EARLIEST, LATEST, list_offsets
-from kafkalite_client.records import ConsumerRecord, TopicPartition
+from kafkalite_client.records import ConsumerRecord, OffsetAndMetadata, TopicPartition, to_offset_and_metadata
 from kafkalite_client.retry import RetryPolicy, RetryRouter
 
 log = logging.getLogger(__name__)
@@ -56,10 +58,48 @@ class _PartitionState:
     paused: bool = False
     records: collections.deque = field(default_factory=collections.deque)
     epoch: int = 0  # bumped on seek/reset: responses to older fetches are dropped
+    seeks: int = 0  # bumped by each seek the caller made: a reset or seek that began before it is dropped
     error: Exception | None = None  # raised to the caller at the next getmany (e.g. out of range, reset none)
 
 
 class Consumer:
+    """Reads records: pull with `getmany()`, `getone()` or `async for`, or push with `run(each_message)`.
+    Subscribe with a group (`Consumer("topic", group_id="g")`, `subscribe(pattern=...)`) or `assign()`
+    partitions yourself. Use as `async with Consumer(...) as c:`, or `start()` and `close()`.
+
+    Arguments, with their defaults (aiokafka's and the Java client's names and meanings):
+      *topics: topics to subscribe to (needs group_id); or call subscribe() or assign() later.
+      bootstrap_servers='127.0.0.1:9092': 'host:port[,host:port...]' or a list of them.
+      group_id=None: the consumer group; without one, assign() partitions and commit nothing.
+      client_id='kafkalite-consumer': the client id the broker logs and group descriptions show.
+      group_instance_id=None: a static member id (KIP-345): a restart within the session keeps the assignment.
+      auto_offset_reset='latest': where to start without a committed offset: 'earliest', 'latest', or 'none'
+        (getmany raises OffsetOutOfRangeError).
+      enable_auto_commit=True: commit handled records every auto_commit_interval_ms, on revoke and on close.
+      auto_commit_interval_ms=5000: how often auto-commit runs.
+      session_timeout_ms=10000: the group drops a member whose heartbeats stop this long.
+      heartbeat_interval_ms=3000: how often the member heartbeats (in the background, never blocked by you).
+      rebalance_timeout_ms=60000: how long the group waits for members to rejoin in a rebalance.
+      partition_assignment_strategy=('range', 'roundrobin'): assignor names ('range', 'roundrobin',
+        'cooperative-sticky') or Assignor objects, in order of preference.
+      fetch_max_wait_ms=500: how long the broker may hold a fetch waiting for fetch_min_bytes.
+      fetch_min_bytes=1: the broker answers a fetch once it has this many bytes.
+      fetch_max_bytes=52428800: the most bytes one fetch returns (50 MiB).
+      max_partition_fetch_bytes=1048576: the most bytes one fetch returns per partition.
+      max_poll_records=500: the most records one getmany returns (and buffered per partition).
+      request_timeout_ms=30000: how long to wait for a broker's answer.
+      retry_backoff_ms=100: the wait before retrying a failed request.
+      metadata_check_interval_ms=5000: how often a group member checks for new partitions and, with a
+        pattern, for topics that start to match.
+      retry=None: a RetryPolicy: run() parks records whose handler raised on `<topic>.retry`, then `<topic>.dlq`.
+      on_assign=None: `async def on_assign(partitions)`, called with partitions the group gave this member.
+      on_revoke=None: `async def on_revoke(partitions)`, called before partitions go (after their commit).
+      key_deserializer=None: a callable turning each key's bytes (or None) into what you read, as aiokafka's.
+      value_deserializer=None: the same for values; one that raises makes getmany raise
+        RecordDeserializationError (the record stays next; seek past it), and run() treat it as a failure.
+      exclude_internal_topics=True: a pattern never matches internal topics such as __consumer_offsets.
+    """
+
     def __init__(
         self,
         *topics: str,
@@ -85,6 +125,9 @@ class Consumer:
         retry: RetryPolicy | None = None,
         on_assign: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
         on_revoke: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
+        key_deserializer: Callable[[bytes | None], Any] | None = None,
+        value_deserializer: Callable[[bytes | None], Any] | None = None,
+        exclude_internal_topics: bool = True,
     ):
         if auto_offset_reset not in _RESET:
             raise ValueError(f"auto_offset_reset must be earliest, latest or none, not {auto_offset_reset!r}")
@@ -104,6 +147,10 @@ class Consumer:
         self._bootstrap_servers = bootstrap_servers
         self._user_on_assign = on_assign
         self._user_on_revoke = on_revoke
+        self.key_deserializer = key_deserializer
+        self.value_deserializer = value_deserializer
+        self.exclude_internal_topics = exclude_internal_topics
+        self._pattern: re.Pattern | None = None
 
         self._states: dict[TopicPartition, _PartitionState] = {}
         self._subscription: set[str] | None = None
@@ -142,6 +189,8 @@ class Consumer:
             raise ClientClosedError("the consumer is closed")
         self._started = True
         await self.cluster.refresh()
+        if self._pattern is not None:
+            self._subscription = self._matching_topics()
         if self.retry_policy is not None:
             self._retry_router = RetryRouter(self.retry_policy, self._bootstrap_servers, self.cluster)
             if self._subscription:
@@ -199,12 +248,27 @@ class Consumer:
 
     # Subscription and assignment -------------------------------------------------------------
 
-    def subscribe(self, topics: Iterable[str]) -> None:
+    def subscribe(self, topics: Iterable[str] = (), pattern: str | re.Pattern | None = None) -> None:
+        """Join the group to read these topics, or every topic whose name matches `pattern` (a regular
+        expression matched from the start of the name, as aiokafka's; end it with `$` to match whole names).
+        A pattern is matched again at each metadata check (metadata_check_interval_ms): topics that start
+        to match join the subscription. Internal topics match only with exclude_internal_topics=False."""
         if self.group is None:
             raise ValueError("subscribe() needs a group_id; use assign() without a group")
         if self._manual:
             raise ValueError("this consumer uses assign(); it cannot also subscribe()")
         topics = {topics} if isinstance(topics, str) else set(topics)
+        if pattern is not None:
+            if topics:
+                raise ValueError("give subscribe() topics or a pattern, not both")
+            if self.retry_policy is not None:
+                raise ValueError("subscribe(pattern=...) cannot be combined with retry=; subscribe to topics by name")
+            self._pattern = re.compile(pattern)
+            self.group.topics_source = self._pattern_topics
+            topics = self._matching_topics()
+        else:
+            self._pattern = None
+            self.group.topics_source = None
         if self.retry_policy is not None and self._started:
             topics |= {self.retry_policy.retry_topic(t) for t in topics}
         self._subscription = topics
@@ -214,7 +278,18 @@ class Consumer:
             self.group.request_rejoin()
 
     def subscription(self) -> set[str]:
+        """The subscribed topics (with a pattern: those it matched at the last metadata check)."""
         return set(self._subscription or ())
+
+    def _matching_topics(self) -> set[str]:
+        """The known topics the subscribed pattern matches."""
+        return {name for name, info in self.cluster.topics.items()
+                if self._pattern.match(name) and not (info.is_internal and self.exclude_internal_topics)}
+
+    async def _pattern_topics(self) -> set[str]:
+        await self.cluster.refresh()
+        self._subscription = self._matching_topics()
+        return set(self._subscription)
 
     def assign(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
         """Read these partitions, without group membership (offsets still commit to group_id if given)."""
@@ -269,38 +344,60 @@ class Consumer:
 
     # Positions -------------------------------------------------------------------------------
 
+    # A position found in the background (committed offset, auto_offset_reset) applies only while the
+    # partition still has none and the caller has not seeked since the lookup began: a seek always wins.
+    # A seek's own lookup (seek_to_*) gives way only to a later seek.
+
+    def _seek_token(self, tp: TopicPartition) -> tuple[_PartitionState, int] | None:
+        st = self._states.get(tp)
+        return None if st is None else (st, st.seeks)
+
+    def _no_seek_since(self, tp: TopicPartition, token) -> bool:
+        st = self._states.get(tp)
+        return token is not None and st is token[0] and st.seeks == token[1]
+
+    def _seek(self, tp: TopicPartition, offset: int) -> None:
+        self._set_position(tp, offset)
+        self._states[tp].seeks += 1
+
     async def _resolve_positions(self, partitions: Iterable[TopicPartition]) -> None:
         """Committed offsets first (when there is a group), then auto_offset_reset."""
-        todo = [tp for tp in partitions if tp in self._states and self._states[tp].position is None]
-        if not todo:
+        tokens = {tp: self._seek_token(tp) for tp in partitions
+                  if tp in self._states and self._states[tp].position is None}
+        if not tokens:
             return
         committed = {}
         if self.group_id is not None:
-            committed = await fetch_committed(self.cluster, self.group_id, todo)
-        reset = []
-        for tp in todo:
+            committed = await fetch_committed(self.cluster, self.group_id, list(tokens))
+        reset = {}
+        for tp, token in tokens.items():
+            if not self._still_unresolved(tp, token):
+                continue
             offset = committed.get(tp, -1)
             if offset >= 0:
-                self._set_position(tp, offset)
+                self._set_position(tp, int(offset))
                 self._states[tp].committed = offset
             else:
-                reset.append(tp)
+                reset[tp] = token
         if reset:
             await self._reset_positions(reset)
 
-    async def _reset_positions(self, partitions: list[TopicPartition]) -> None:
+    def _still_unresolved(self, tp: TopicPartition, token) -> bool:
+        return self._no_seek_since(tp, token) and self._states[tp].position is None
+
+    async def _reset_positions(self, tokens: dict[TopicPartition, tuple[_PartitionState, int]]) -> None:
+        """Apply auto_offset_reset to these partitions (each with its seek token from before the lookup)."""
         target = _RESET[self.auto_offset_reset]
         if target is None:
-            for tp in partitions:
-                st = self._states.get(tp)
-                if st is not None:
-                    st.error = OffsetOutOfRangeError(
+            for tp, token in tokens.items():
+                if self._still_unresolved(tp, token):
+                    self._states[tp].error = OffsetOutOfRangeError(
                         f"{tp.topic}-{tp.partition} has no committed offset and auto_offset_reset is 'none'")
             self._records_ready.set()
             return
-        found = await list_offsets(self.cluster, {tp: target for tp in partitions})
+        found = await list_offsets(self.cluster, {tp: target for tp in tokens})
         for tp, answer in found.items():
-            if answer is not None:
+            if answer is not None and self._still_unresolved(tp, tokens[tp]):
                 self._set_position(tp, answer[0])
 
     def _set_position(self, tp: TopicPartition, offset: int) -> None:
@@ -322,24 +419,50 @@ class Consumer:
         return st
 
     def seek(self, tp: TopicPartition | tuple[str, int], offset: int) -> None:
+        """Read this partition from `offset` next (it wins over an offset reset still under way)."""
         self._state(tp)
-        self._set_position(TopicPartition(*tp), offset)
+        self._seek(TopicPartition(*tp), int(offset))
 
     async def seek_to_beginning(self, *partitions) -> None:
+        """Read these partitions (default: all assigned) from their first offset."""
         await self._seek_to(EARLIEST, partitions)
 
     async def seek_to_end(self, *partitions) -> None:
+        """Read only records written from now on to these partitions (default: all assigned)."""
         await self._seek_to(LATEST, partitions)
 
-    async def _seek_to(self, target: int, partitions) -> None:
-        await self.start()
+    def _partitions(self, partitions) -> list[TopicPartition]:
         tps = [TopicPartition(*tp) for tp in partitions] or list(self._states)
         for tp in tps:
             self._state(tp)
+        return tps
+
+    async def _seek_to(self, target: int, partitions) -> None:
+        await self.start()
+        tps = self._partitions(partitions)
+        tokens = {tp: self._seek_token(tp) for tp in tps}
         found = await list_offsets(self.cluster, {tp: target for tp in tps})
         for tp, answer in found.items():
-            if answer is not None:
-                self._set_position(tp, answer[0])
+            if answer is not None and self._no_seek_since(tp, tokens[tp]):
+                self._seek(tp, answer[0])
+
+    async def seek_to_committed(self, *partitions) -> dict[TopicPartition, OffsetAndMetadata | None]:
+        """Read these partitions (default: all assigned) from the group's committed offsets; returns them
+        (None where nothing is committed: that partition's position stays as it is)."""
+        if self.group_id is None:
+            raise ValueError("seek_to_committed() needs a group_id")
+        await self.start()
+        tps = self._partitions(partitions)
+        tokens = {tp: self._seek_token(tp) for tp in tps}
+        committed = await fetch_committed(self.cluster, self.group_id, tps)
+        out: dict[TopicPartition, OffsetAndMetadata | None] = {}
+        for tp in tps:
+            offset = committed.get(tp)
+            out[tp] = offset if offset is not None and offset >= 0 else None
+            if out[tp] is not None and self._no_seek_since(tp, tokens[tp]):
+                self._seek(tp, int(offset))
+                self._states[tp].committed = offset
+        return out
 
     async def offsets_for_times(self, timestamps: dict) -> dict[TopicPartition, tuple[int, int] | None]:
         """{partition: ms timestamp} -> {partition: (offset, timestamp) of the first record at or after it, or None}."""
@@ -365,7 +488,9 @@ class Consumer:
             raise st.error
         return st.position
 
-    async def committed(self, tp) -> int | None:
+    async def committed(self, tp) -> OffsetAndMetadata | None:
+        """The group's committed offset of this partition (by any member), with its metadata, or None.
+        An OffsetAndMetadata is an int: it compares and counts as the offset."""
         if self.group_id is None:
             raise ValueError("committed() needs a group_id")
         await self.start()
@@ -404,7 +529,8 @@ class Consumer:
 
     async def commit(self, offsets: dict | None = None) -> None:
         """Commit `offsets` ({partition: next offset to read}), or by default the position of every assigned
-        partition: everything handed out so far counts as handled."""
+        partition: everything handed out so far counts as handled. An offset may carry a metadata string:
+        `{tp: OffsetAndMetadata(offset, "metadata")}` or `{tp: (offset, "metadata")}`."""
         if self.group_id is None:
             raise ValueError("commit() needs a group_id")
         await self.start()
@@ -413,7 +539,7 @@ class Consumer:
             for tp, st in self._states.items():
                 if st.position is not None:
                     st.consumed = st.position
-        offsets = {TopicPartition(*tp): int(o) for tp, o in offsets.items()}
+        offsets = {TopicPartition(*tp): to_offset_and_metadata(o) for tp, o in offsets.items()}
         await self._commit(offsets)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
@@ -543,7 +669,7 @@ class Consumer:
                 for tp in reset:
                     self._states[tp].position = None
                     self._states[tp].fetch_offset = None
-                await self._reset_positions(reset)
+                await self._reset_positions({tp: self._seek_token(tp) for tp in reset})
             if got_records:
                 self._records_ready.set()
         except asyncio.CancelledError:
@@ -582,7 +708,57 @@ class Consumer:
     async def getmany(self, *partitions, timeout_ms: float = 0, max_records: int | None = None,
                       ) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Records that have arrived, waiting up to timeout_ms for some. Calling it again marks the records
-        it returned before as handled (for auto-commit)."""
+        it returned before as handled (for auto-commit). With key_deserializer / value_deserializer, keys and
+        values come deserialized; a record that cannot be raises RecordDeserializationError (and stays next)."""
+        batches = await self._poll(partitions, timeout_ms, max_records)
+        if batches and self._deserializing:
+            batches = self._deserialize_batches(batches)
+        return batches
+
+    @property
+    def _deserializing(self) -> bool:
+        return self.key_deserializer is not None or self.value_deserializer is not None
+
+    def _deserialize(self, record: ConsumerRecord) -> ConsumerRecord:
+        """A copy of the record with its key and value deserialized (called for None too, as aiokafka does)."""
+        key, value = record.key, record.value
+        try:
+            if self.key_deserializer is not None:
+                key = self.key_deserializer(key)
+        except Exception as e:
+            raise RecordDeserializationError(record.topic, record.partition, record.offset, "key", e) from e
+        try:
+            if self.value_deserializer is not None:
+                value = self.value_deserializer(value)
+        except Exception as e:
+            raise RecordDeserializationError(record.topic, record.partition, record.offset, "value", e) from e
+        return ConsumerRecord(record.topic, record.partition, record.offset, record.timestamp, key, value,
+                              record.headers, record.timestamp_type)
+
+    def _deserialize_batches(self, batches: dict[TopicPartition, list[ConsumerRecord]],
+                             ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Records up to the first that cannot be deserialized, which is handed out again next time; its error
+        is raised when there is nothing before it to return."""
+        out: dict[TopicPartition, list[ConsumerRecord]] = {}
+        error: RecordDeserializationError | None = None
+        for tp, records in batches.items():
+            done = []
+            for record in records:
+                try:
+                    done.append(self._deserialize(record))
+                except RecordDeserializationError as e:
+                    error = error or e
+                    self._rewind(tp, record.offset)
+                    break
+            if done:
+                out[tp] = done
+        if error is not None and not out:
+            raise error
+        return out
+
+    async def _poll(self, partitions, timeout_ms: float, max_records: int | None,
+                    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """getmany without deserializing."""
         await self.start()
         if self._closed:
             raise ClientClosedError("the consumer is closed")
@@ -668,12 +844,18 @@ class Consumer:
             raise ValueError("give exactly one of each_message and each_batch")
         await self.start()
         while not self._stopping.is_set():
-            batches = await self.getmany(timeout_ms=1000)
+            batches = await self._poll((), 1000, None)
             for tp, records in batches.items():
                 if self._stopping.is_set():
                     self._rewind(tp, records[0].offset)
                     continue
                 if each_batch is not None:
+                    if self._deserializing:
+                        try:
+                            records = [self._deserialize(r) for r in records]
+                        except RecordDeserializationError:
+                            self._rewind(tp, records[0].offset)
+                            raise
                     await each_batch(tp, records)
                     self._mark_consumed(records[-1])
                     continue
@@ -688,7 +870,8 @@ class Consumer:
                             self._hold(tp, record.offset, delay)
                             break
                     try:
-                        await each_message(record)
+                        # A record that cannot be deserialized fails like a failing handler (to the DLQ in time).
+                        await each_message(self._deserialize(record) if self._deserializing else record)
                     except Exception as e:
                         if self._retry_router is None:
                             self._rewind(tp, record.offset)
@@ -700,9 +883,14 @@ class Consumer:
                         break
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
-        """Hand this offset out again next time (records after it were taken but not handled)."""
-        if tp in self._states:
+        """Hand this offset out again next time (records after it were taken but not handled). Records
+        before it that are not handled yet stay so."""
+        st = self._states.get(tp)
+        if st is not None:
+            consumed = st.consumed
             self._set_position(tp, offset)
+            if consumed is not None:
+                st.consumed = min(consumed, offset)
 
     def _hold(self, tp: TopicPartition, offset: int, delay: float) -> None:
         """A retry record that is not due yet: pause its partition until it is, then read it again."""

@@ -73,6 +73,16 @@ class ClientClosedError(RuntimeError):
     """The producer, consumer or admin client was used after close()."""
 
 
+class RecordDeserializationError(ValueError):
+    """A consumer's key_deserializer or value_deserializer raised. The record stays next in line (every
+    read raises again), so nothing after it is skipped unnoticed: seek past it to skip it."""
+
+    def __init__(self, topic: str, partition: int, offset: int, part: str, error: BaseException):
+        self.topic, self.partition, self.offset = topic, partition, offset
+        super().__init__(f"cannot deserialize the {part} of the record at {topic}-{partition} offset {offset}: "
+                         f"{type(error).__name__}: {error}; seek to offset {offset + 1} to skip it")
+
+
 class UnsupportedVersionByBroker(RuntimeError):
     """The broker speaks no version of an API that this client also speaks."""
 
@@ -85,3 +95,4 @@ TopicAlreadyExistsError = ERROR_CLASSES[ErrorCode.TOPIC_ALREADY_EXISTS]
 OffsetOutOfRangeError = ERROR_CLASSES[ErrorCode.OFFSET_OUT_OF_RANGE]
 RebalanceInProgressError = ERROR_CLASSES[ErrorCode.REBALANCE_IN_PROGRESS]
 MessageTooLargeError = ERROR_CLASSES[ErrorCode.MESSAGE_TOO_LARGE]
+InvalidTopicError = ERROR_CLASSES[ErrorCode.INVALID_TOPIC_EXCEPTION]

@@ -33,7 +33,7 @@ from kafkalite_client.errors import (
     error_class,
     raise_for_code,
 )
-from kafkalite_client.records import TopicPartition
+from kafkalite_client.records import OffsetAndMetadata, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class GroupCoordinatorClient:
         self._joined_partition_counts: dict[str, int] = {}
         # Set by the consumer.
         self.topics: set[str] = set()
+        # A pattern subscription: refreshes metadata and returns the topics to subscribe now.
+        self.topics_source: Callable[[], Awaitable[set[str]]] | None = None
         self.owned: Callable[[], Partitions] = set
         self.on_revoke: Callable[[Partitions], Awaitable[None]] | None = None
         self.on_assign: Callable[[Partitions], Awaitable[None]] | None = None
@@ -245,15 +247,23 @@ class GroupCoordinatorClient:
             if self._coordinator_error(code):
                 continue
             raise_for_code(code, f"heartbeat in group {self.group_id!r}")
-            if loop.time() >= next_metadata_check and self.topics:
+            if loop.time() >= next_metadata_check and (self.topics or self.topics_source is not None):
                 next_metadata_check = loop.time() + self.metadata_check_interval
                 if await self._partitions_changed():
                     return
 
     async def _partitions_changed(self) -> bool:
-        """A subscribed topic appeared or gained partitions: the group must reassign."""
+        """A subscribed topic appeared or gained partitions, or the topics a pattern matches changed: the group
+        must reassign."""
         try:
-            await self.cluster.refresh(sorted(self.topics))
+            if self.topics_source is not None:
+                topics = await self.topics_source()
+                if topics != self.topics:
+                    log.info("group %s: the subscribed pattern now matches %s", self.group_id, sorted(topics))
+                    self.topics = topics
+                    return True
+            else:
+                await self.cluster.refresh(sorted(self.topics))
         except (KafkaError, KafkaConnectionError, KafkaTimeoutError):
             return False
         now = {t: len(self.cluster.topics[t].partitions) for t in self.topics if t in self.cluster.topics}
@@ -278,16 +288,16 @@ class GroupCoordinatorClient:
 
     # Offsets ------------------------------------------------------------------------------
 
-    async def commit(self, offsets: dict[TopicPartition, int], *, as_member: bool = True,
-                     metadata: str = "") -> None:
-        """Commit offsets (the next offset to read). Raises the first partition's error, if any."""
+    async def commit(self, offsets: dict[TopicPartition, int], *, as_member: bool = True) -> None:
+        """Commit offsets (the next offset to read; an OffsetAndMetadata carries its metadata string).
+        Raises the first partition's error, if any."""
         if not offsets:
             return
         topics: dict[str, list[dict]] = {}
         for tp, offset in offsets.items():
-            topics.setdefault(tp.topic, []).append({"partition_index": tp.partition, "committed_offset": offset,
+            topics.setdefault(tp.topic, []).append({"partition_index": tp.partition, "committed_offset": int(offset),
                                                     "committed_leader_epoch": -1,
-                                                    "committed_metadata": metadata})
+                                                    "committed_metadata": getattr(offset, "metadata", "")})
         body = {"group_id": self.group_id,
                 "generation_id_or_member_epoch": self.generation if as_member else -1,
                 "member_id": self.member_id if as_member else "",
@@ -305,13 +315,14 @@ class GroupCoordinatorClient:
                 self._rejoin.set()
             raise_for_code(codes[0], f"committing offsets for group {self.group_id!r}")
 
-    async def fetch_committed(self, partitions) -> dict[TopicPartition, int]:
+    async def fetch_committed(self, partitions) -> dict[TopicPartition, OffsetAndMetadata]:
         """Committed offsets (-1 where none) for these partitions."""
         return await fetch_committed(self.cluster, self.group_id, partitions)
 
 
-async def fetch_committed(cluster: Cluster, group_id: str, partitions=None) -> dict[TopicPartition, int]:
-    """OffsetFetch for one group: these partitions, or every partition with a committed offset (None)."""
+async def fetch_committed(cluster: Cluster, group_id: str, partitions=None) -> dict[TopicPartition, OffsetAndMetadata]:
+    """OffsetFetch for one group: these partitions, or every partition with a committed offset (None).
+    Offsets come with their metadata; -1 where nothing is committed."""
     topics = None
     if partitions is not None:
         by_topic: dict[str, list[int]] = {}
@@ -338,6 +349,7 @@ async def fetch_committed(cluster: Cluster, group_id: str, partitions=None) -> d
         for t in result_topics:
             for p in t["partitions"]:
                 raise_for_code(p["error_code"], f"fetching the committed offset of {t['name']}-{p['partition_index']}")
-                out[TopicPartition(t["name"], p["partition_index"])] = p["committed_offset"]
+                out[TopicPartition(t["name"], p["partition_index"])] = OffsetAndMetadata(
+                    p["committed_offset"], p["metadata"])
         return out
     raise KafkaTimeoutError(f"no coordinator answered for group {group_id!r}")

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 import time
+from typing import Any, Callable
 
 from kafkalite.protocol import compression
 from kafkalite.protocol.errors import ErrorCode
@@ -43,6 +44,33 @@ _REFRESH_ON = {
 
 
 class Producer:
+    """Sends records to topics: `await send(...)` waits for the acknowledgement, `await enqueue(...)` returns
+    a future at once (then `flush()`). Use as `async with Producer(...) as p:`, or `start()` and `close()`.
+
+    Arguments, with their defaults (the Java client's names and meanings, in milliseconds and bytes):
+      bootstrap_servers='127.0.0.1:9092': 'host:port[,host:port...]' or a list of them.
+      client_id='kafkalite-producer': the client id the broker logs and quotas see.
+      acks='all': 'all' (-1) waits for every in-sync replica, 1 for the leader, 0 for nothing (offset -1).
+      compression_type=None: None, 'gzip', 'snappy', 'lz4' or 'zstd'.
+      batch_size=16384: a partition's batch is sent once it holds this many bytes ...
+      linger_ms=5: ... or once its first record waited this long.
+      max_in_flight=5: Produce requests in flight per broker (one batch per partition at a time, always).
+      retries=2147483647: attempts per batch after retriable errors, within delivery_timeout_ms.
+      retry_backoff_ms=100: the first wait before a retry, doubling per attempt up to 1 s.
+      request_timeout_ms=30000: how long to wait for a broker's answer.
+      delivery_timeout_ms=120000: a record not acknowledged by then fails with KafkaTimeoutError.
+      enable_idempotence=None: None turns it on unless acks is lowered (as in the Java client); True
+        insists (it needs acks='all'), False turns it off. Retries then never write a record twice.
+      max_request_size=1048576: the largest record (and Produce request) sent; larger records raise
+        MessageTooLargeError at once.
+      buffer_memory=33554432: bytes buffered before send/enqueue wait for room (32 MiB).
+      partitioner=None: a StickyPartitioner by default: keys by murmur2 as Java's, keyless records stick to
+        one partition per batch.
+      key_serializer=None: a callable turning each key into bytes (or str or None), as aiokafka's; it is
+        called for every record, None keys included.
+      value_serializer=None: the same for values (a tombstone stays one only if it returns None for None).
+    """
+
     def __init__(
         self,
         bootstrap_servers="127.0.0.1:9092",
@@ -61,6 +89,8 @@ class Producer:
         max_request_size: int = 1048576,
         buffer_memory: int = 32 * 1024 * 1024,
         partitioner: StickyPartitioner | None = None,
+        key_serializer: Callable[[Any], bytes | str | None] | None = None,
+        value_serializer: Callable[[Any], bytes | str | None] | None = None,
     ):
         if acks not in ACKS:
             raise ValueError(f"acks must be 'all', -1, 0 or 1, not {acks!r}")
@@ -84,6 +114,8 @@ class Producer:
         self.max_request_size = max_request_size
         self.buffer_memory = buffer_memory
         self.partitioner = partitioner or StickyPartitioner()
+        self.key_serializer = key_serializer
+        self.value_serializer = value_serializer
         self.cluster = Cluster(bootstrap_servers, client_id=client_id, request_timeout=self.request_timeout)
 
         self.producer_id = -1
@@ -189,6 +221,11 @@ class Producer:
         base_offset, log_append_time = await asyncio.shield(batch.done)
         return _metadata(batch, index, timestamp, base_offset, log_append_time)
 
+    async def send_and_wait(self, topic: str, value=None, key=None, partition: int | None = None,
+                            timestamp_ms: int | None = None, headers=None) -> RecordMetadata:
+        """aiokafka's name (and argument names) for `send`: send one record and wait for its acknowledgement."""
+        return await self.send(topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp_ms)
+
     async def enqueue(self, topic: str, value=None, *, key=None, headers=None, partition: int | None = None,
                       timestamp: int | None = None) -> "asyncio.Future[RecordMetadata]":
         """Buffer one record and return at once with a future of its metadata: for sending many records
@@ -212,6 +249,12 @@ class Producer:
             raise self._sender_error
         if not self._started:
             await self.start()
+        # As aiokafka's: a serializer is called for every record, None included (a tombstone stays one only if
+        # the serializer returns None for it).
+        if self.key_serializer is not None:
+            key = self.key_serializer(key)
+        if self.value_serializer is not None:
+            value = self.value_serializer(value)
         # Per record, so the common types skip the conversion calls.
         if key is not None and type(key) is not bytes:
             key = to_bytes(key, "a key")

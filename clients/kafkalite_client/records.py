@@ -21,6 +21,42 @@ class RecordMetadata(NamedTuple):
     timestamp: int
 
 
+class OffsetAndMetadata(int):
+    """A committed offset with the metadata string committed with it, as Kafka's OffsetAndMetadata.
+    It is an int (the offset), so code that reads `committed()` as a plain offset, as aiokafka's returns,
+    keeps working; `.offset` and `.metadata` name the parts."""
+
+    metadata: str
+
+    def __new__(cls, offset: int, metadata: str | None = ""):
+        self = super().__new__(cls, offset)
+        self.metadata = metadata or ""
+        return self
+
+    @property
+    def offset(self) -> int:
+        return int(self)
+
+    def __repr__(self) -> str:
+        return f"OffsetAndMetadata(offset={int(self)}, metadata={self.metadata!r})"
+
+    def __str__(self) -> str:  # prints as the offset, as an int does
+        return str(int(self))
+
+    def __reduce__(self):
+        return OffsetAndMetadata, (int(self), self.metadata)
+
+
+def to_offset_and_metadata(value) -> OffsetAndMetadata:
+    """What commit() takes per partition: an offset, an (offset, metadata) pair or an OffsetAndMetadata."""
+    if isinstance(value, OffsetAndMetadata):
+        return value
+    if isinstance(value, tuple):
+        offset, metadata = value
+        return OffsetAndMetadata(int(offset), metadata)
+    return OffsetAndMetadata(int(value))
+
+
 @dataclass(slots=True)
 class ConsumerRecord:
     topic: str

@@ -239,3 +239,23 @@ def test_fast_fetch_decoder_matches_the_reference(records, codec, base_ts, min_i
     assert [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in out] == \
         [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in expected]
     assert all(r.topic == "t" and r.partition == 3 and r.timestamp_type == int(log_append) for r in out)
+
+
+# OffsetAndMetadata ---------------------------------------------------------------------------------
+
+def test_offset_and_metadata_is_an_int_with_metadata():
+    import json
+    import pickle
+
+    from kafkalite_client.records import OffsetAndMetadata, to_offset_and_metadata
+
+    committed = OffsetAndMetadata(5, "run 17")
+    assert committed == 5 and committed + 1 == 6 and committed.offset == 5 and committed.metadata == "run 17"
+    assert (str(committed), f"{committed:>3}", json.dumps(committed)) == ("5", "  5", "5")  # prints as the offset
+    assert repr(committed) == "OffsetAndMetadata(offset=5, metadata='run 17')"
+    assert pickle.loads(pickle.dumps(committed)).metadata == "run 17"
+    assert OffsetAndMetadata(1, None).metadata == ""
+    for given in (7, (7, "m"), OffsetAndMetadata(7, "m")):
+        normal = to_offset_and_metadata(given)
+        assert type(normal) is OffsetAndMetadata and normal == 7
+    assert to_offset_and_metadata((7, "m")).metadata == "m" and to_offset_and_metadata(7).metadata == ""
