@@ -3,7 +3,8 @@ replicas and ISR, all from the metadata image."""
 
 from kafkalite.broker.errors import error_code_for
 from kafkalite.broker.registry import handler
-from kafkalite.log.errors import LogError
+from kafkalite.log.errors import InvalidTopicName, LogError
+from kafkalite.log.manager import validate_topic_name
 from kafkalite.metadata.image import MetadataImage, TopicImage
 from kafkalite.protocol.errors import ErrorCode
 from kafkalite.protocol.primitives import ZERO_UUID
@@ -43,10 +44,12 @@ async def handle(ctx, request):
                                    "topic_id": entry["topic_id"]})
                     continue
             try:
+                if name not in store.image.topics:
+                    validate_topic_name(name)  # INVALID_TOPIC_EXCEPTION, as Kafka answers, auto-creation or not
                 # Before v4 there is no such field; it decodes as True, the old behaviour.
                 exists = name in store.image.topics or (
                     request["allow_auto_topic_creation"] and await store.ensure_topic(name))
-            except (LogError, OSError) as e:
+            except (InvalidTopicName, LogError, OSError) as e:
                 topics.append({"error_code": error_code_for(e), "name": name})
                 continue
             if exists:
