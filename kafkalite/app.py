@@ -40,8 +40,9 @@ CLUSTER_FILE = "cluster.json"
 
 
 class App:
-    """A standalone broker's services. `await start()` opens the data dir and loads everything; `await stop()`
-    closes it cleanly."""
+    """A broker's services, standalone or as a cluster member. `await start()` opens the data dir and loads
+    everything local; `await listening(host, port)`, once the Kafka port is bound and before it serves, joins
+    the cluster (cluster mode); `await stop()` closes it all cleanly."""
 
     def __init__(self, config: BrokerConfig, clock: Clock | None = None):
         self.config = config
@@ -50,16 +51,23 @@ class App:
         self.dynamic_settings = DynamicSettings(config)
         self.logs = LogManager(config.data_dir, topic_defaults(config))
         self.fsync_threads = FsyncThreads()
-        self.replicas = ReplicaManager(config.node_id, self.logs, None, self.fsync_threads, self.clock.now_ms)
-        self.housekeeping = Housekeeping(lambda: [r.log for r in self.replicas.leaders() if not r.log.failed],
+        self.member = None  # cluster mode: this broker's membership (kafkalite/cluster/member.py)
+        broker = BrokerInfo(config.node_id, config.host, config.port, config["broker.rack"] or None)
+        auto_create = lambda: config["num.partitions"] if config["auto.create.topics.enable"] else 0  # noqa: E731
+        if config.cluster:
+            self.metadata, self.member = _cluster_member(config, self.logs, broker, self.clock, auto_create)
+            fenced, isr_writer = self.member.fenced, self.member
+        else:
+            self.metadata = LocalMetadataStore(self.logs, broker, frozenset([OFFSETS_TOPIC]), auto_create=auto_create)
+            fenced, isr_writer = (lambda: False), None
+        self.replicas = ReplicaManager(config.node_id, self.logs, None, self.fsync_threads, self.clock.now_ms,
+                                       fenced=fenced, isr_writer=isr_writer,
+                                       replica_lag_max_ms=config["replica.lag.time.max.ms"])
+        self.housekeeping = Housekeeping(lambda: [r.log for r in self.replicas.local_replicas() if not r.log.failed],
                                          self.clock.now_ms)
         self.replicas.housekeeping = self.housekeeping
-        self.metadata = LocalMetadataStore(
-            self.logs, BrokerInfo(config.node_id, config.host, config.port), frozenset([OFFSETS_TOPIC]),
-            auto_create=lambda: config["num.partitions"] if config["auto.create.topics.enable"] else 0,
-        )
         self.metadata.listeners.append(self.replicas.apply_image)
-        self.producer_ids = ProducerIdBlocks(config.data_dir)
+        self.producer_ids = ProducerIdBlocks(config.data_dir) if self.member is None else self.member
         self.groups = GroupService(self)
         self.services = Services(config, self.dynamic_settings, self.metadata, self.replicas, self.groups,
                                  self.producer_ids)
@@ -75,15 +83,19 @@ class App:
         os.makedirs(self.config.data_dir, exist_ok=True)
         self.dynamic_settings.load()
         self.logs.defaults = topic_defaults(self.config)  # settings changed at run time before the last stop apply
-        self.cluster_id = await asyncio.to_thread(load_cluster_id, self.config.data_dir)
         summary = await asyncio.to_thread(self.logs.open)
-        self.metadata.load(self.cluster_id)
-        if OFFSETS_TOPIC not in self.metadata.image.topics:
-            await self.metadata.create_topic(
-                OFFSETS_TOPIC, self.config["offsets.topic.num.partitions"],
-                {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)},
-            )
-        await self.groups.load()
+        if self.member is None:
+            self.cluster_id = await asyncio.to_thread(load_cluster_id, self.config.data_dir)
+            self.metadata.load(self.cluster_id)
+            if OFFSETS_TOPIC not in self.metadata.image.topics:
+                await self.metadata.create_topic(
+                    OFFSETS_TOPIC, self.config["offsets.topic.num.partitions"],
+                    {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)},
+                )
+            await self.groups.load()
+        else:
+            lag_ms = self.config["replica.lag.time.max.ms"]
+            self._tasks.append(asyncio.create_task(self._every(lag_ms / 2000, self._check_isr)))
         self.started_ms = self.now_ms()
         interval = self.config["log.retention.check.interval.ms"] / 1000
         self._tasks.append(asyncio.create_task(self._every(interval, self.housekeeping.run_round)))
@@ -91,7 +103,29 @@ class App:
         self._tasks.append(asyncio.create_task(self._every(1.0, self.replicas.flush_due)))
         return dataclasses.replace(summary, seconds=time.monotonic() - started)
 
+    async def listening(self, host: str, port: int) -> None:
+        """The Kafka port is bound (not yet serving): tell the metadata our address; in cluster mode register
+        with it and load the cluster's metadata, so the first client already finds it."""
+        self.metadata.set_endpoint(host, port)
+        if self.member is not None:
+            self.member.session.broker = self.metadata.broker
+            local = await asyncio.to_thread(read_cluster_id, self.config.data_dir)
+            self.cluster_id = await self.member.join(local)
+            if local is None:
+                await asyncio.to_thread(store_cluster_id, self.config.data_dir, self.cluster_id)
+
+    async def controlled_shutdown(self) -> None:
+        """Before stopping (SIGTERM): in cluster mode, hand leadership to other replicas first."""
+        if self.member is not None:
+            await self.member.controlled_shutdown(timeout_s=self.config["broker.session.timeout.ms"] / 1000)
+
+    async def _check_isr(self) -> None:
+        self.replicas.check_isr()
+
     async def stop(self) -> None:
+        await self.replicas.stop()
+        if self.member is not None:
+            await self.member.leave()
         for task in self._tasks:
             task.cancel()
         # A cancelled housekeeping task returns only after its worker thread is done with the log.
@@ -112,6 +146,37 @@ class App:
 
     async def append_records(self, topic: str, partition: int, batch: bytes | bytearray) -> int:
         return await self.replicas.append_internal(topic, partition, batch)
+
+
+def _cluster_member(config: BrokerConfig, logs: LogManager, broker: BrokerInfo, clock: Clock, auto_create):
+    """Cluster mode's metadata store and membership, over etcd (imported only here: standalone needs no etcd)."""
+    from kafkalite.cluster.etcd import EtcdStore, parse_endpoints
+    from kafkalite.cluster.member import ClusterMember
+    from kafkalite.cluster.metadata import ClusterMetadataStore
+    from kafkalite.cluster.records import Keys
+
+    endpoints, name = parse_endpoints(config.cluster)
+    store = EtcdStore(endpoints)
+    metadata = ClusterMetadataStore(store, Keys(name), logs, broker, frozenset([OFFSETS_TOPIC]),
+                                    default_replication_factor=lambda: config["default.replication.factor"],
+                                    auto_create=auto_create)
+    member = ClusterMember(store, name, broker, metadata, clock,
+                           session_timeout_ms=config["broker.session.timeout.ms"],
+                           unclean_election=lambda: config["unclean.leader.election.enable"],
+                           rebalance_interval_s=config["leader.imbalance.check.interval.seconds"],
+                           auto_rebalance=config["auto.leader.rebalance.enable"])
+    return metadata, member
+
+
+def read_cluster_id(data_dir: str, fs: FileSystem | None = None) -> str | None:
+    fs = fs or FileSystem()
+    path = os.path.join(data_dir, CLUSTER_FILE)
+    return json.loads(fs.read_file(path))["cluster_id"] if fs.exists(path) else None
+
+
+def store_cluster_id(data_dir: str, cluster_id: str, fs: FileSystem | None = None) -> None:
+    (fs or FileSystem()).write_file_atomic(os.path.join(data_dir, CLUSTER_FILE),
+                                          json.dumps({"cluster_id": cluster_id}).encode())
 
 
 def load_cluster_id(data_dir: str, fs: FileSystem | None = None) -> str:

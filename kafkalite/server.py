@@ -277,7 +277,8 @@ class Server:
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(
-                lambda: Connection(self), self.config.listen_host, self.config.listen_port, reuse_address=True
+                lambda: Connection(self), self.config.listen_host, self.config.listen_port, reuse_address=True,
+                start_serving=False,
             )
         except OSError as e:
             await self.broker.stop()
@@ -288,7 +289,14 @@ class Server:
         sock = self._server.sockets[0].getsockname()
         if self.config.listen_port == 0:  # an ephemeral port: tell clients the real one
             self.config.listen_port = sock[1]
-        self.broker.metadata.set_endpoint(self.config.host, self.config.port)
+        try:
+            await self.broker.listening(self.config.host, self.config.port)  # cluster mode: joins the cluster
+        except Exception as e:
+            self._server.close()
+            await self.broker.stop()
+            self.data_dir_lock.release()
+            raise StartupError(f"cannot join the cluster: {e}") from None
+        await self._server.start_serving()
         self._idle_task = asyncio.create_task(self._watch_idle_connections())
         scanned = summary.recovered_partitions
         recovery = (f"{scanned} of {summary.partitions} partition(s) needed a recovery scan, "
@@ -314,7 +322,9 @@ class Server:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let requests in flight finish and their responses go out (for at most `grace`
-        seconds), close the connections, then flush and mark a clean shutdown."""
+        seconds), close the connections, then flush and mark a clean shutdown. In cluster mode leadership moves
+        to other replicas first (controlled shutdown), while this broker still serves its followers."""
+        await self.broker.controlled_shutdown()
         if self._server is not None:
             self._server.close()
         if self._idle_task is not None:

@@ -17,6 +17,7 @@ _CODES: list[tuple[type[Exception], ErrorCode]] = [
     (log_errors.TopicExists, ErrorCode.TOPIC_ALREADY_EXISTS),
     (log_errors.UnknownTopic, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
     (log_errors.InvalidPartitions, ErrorCode.INVALID_PARTITIONS),
+    (log_errors.InvalidReplicationFactor, ErrorCode.INVALID_REPLICATION_FACTOR),
     (log_errors.InvalidConfig, ErrorCode.INVALID_CONFIG),
     (OSError, ErrorCode.KAFKA_STORAGE_ERROR),
 ]

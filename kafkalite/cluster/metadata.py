@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import uuid
 from typing import Callable
 
 from kafkalite.cluster import decisions
@@ -131,7 +132,7 @@ class ClusterMetadataStore:
                                                        start=random.randrange(max(1, len(racks))))
             except ValueError as e:
                 raise InvalidReplicationFactor(str(e)) from None
-        record = TopicRecord(name, _new_topic_id(), len(assignments), len(assignments[0]), dict(configs))
+        record = TopicRecord(name, uuid.uuid4(), len(assignments), len(assignments[0]), dict(configs))
         ops = [Put(self.keys.topic(name), encode_topic(record))]
         ops += [Put(self.keys.partition(record.topic_id, i),
                     encode_partition(PartitionInfo(tuple(r), r[0], 0, tuple(r))))
@@ -232,8 +233,3 @@ class ClusterMetadataStore:
     def set_endpoint(self, host: str, port: int) -> None:
         self.broker = BrokerInfo(self.broker.node_id, host, port, self.broker.rack)
 
-
-def _new_topic_id():
-    import uuid
-
-    return uuid.uuid4()

@@ -73,6 +73,10 @@ class InvalidPartitions(LogError):
     error_code = 37
 
 
+class InvalidReplicationFactor(LogError):
+    """More replicas asked for than there are brokers to hold them (INVALID_REPLICATION_FACTOR)."""
+
+
 class InvalidConfig(LogError, ValueError):
     """A bad topic config name or value (INVALID_CONFIG). Also a ValueError, as LogConfig.from_configs promises."""
 

@@ -72,7 +72,9 @@ class LocalMetadataStore:
 
     # ------------------------------------------------------------------ changes (each publishes an image)
 
-    async def create_topic(self, name: str, partitions: int, configs: dict[str, str]) -> TopicImage:
+    async def create_topic(self, name: str, partitions: int, configs: dict[str, str], replication_factor: int = 1,
+                           assignments: list[tuple[int, ...]] | None = None) -> TopicImage:
+        """Assignments, where given, must name this broker alone (the handler checks them against the image)."""
         async with self._changing:
             await asyncio.to_thread(self.logs.create_topic, name, partitions, configs)
             return self._republish(name)
