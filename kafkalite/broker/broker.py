@@ -19,7 +19,10 @@ import time
 import uuid
 from typing import Awaitable, Callable
 
+from kafkalite.broker.groups import GroupService, LocalOffsetsLog, group_settings
+from kafkalite.clock import LoopClock
 from kafkalite.config import BrokerConfig, DynamicSettings
+from kafkalite.group import OFFSETS_TOPIC  # handlers still import it from here
 from kafkalite.log.config import LogConfig
 from kafkalite.log.errors import StorageError
 from kafkalite.log.manager import LogManager, OpenSummary
@@ -27,7 +30,6 @@ from kafkalite.log.partition import PartitionLog
 
 log = logging.getLogger("kafkalite.broker")
 
-OFFSETS_TOPIC = "__consumer_offsets"
 _PRODUCER_ID_BLOCK = 1000
 
 
@@ -182,9 +184,7 @@ class Broker:
         self._next_producer_id = 0
         self._producer_id_limit = 0
         self._tasks: list[asyncio.Task] = []
-        from kafkalite.broker.groups import GroupService  # the group glue imports the broker's types
-
-        self.groups = GroupService(self)
+        self.groups = GroupService(group_settings(config), LocalOffsetsLog(self.logs, self.append_records), LoopClock())
 
     # ------------------------------------------------------------------ life cycle
 
@@ -218,7 +218,7 @@ class Broker:
                 self.config["offsets.topic.num.partitions"],
                 {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)},
             )
-        await self.groups.load()
+        await self.groups.load_all()
         self.started_ms = self.now_ms()
         interval = self.config["log.retention.check.interval.ms"] / 1000
         self._tasks.append(asyncio.create_task(self._every(interval, self._housekeeping)))

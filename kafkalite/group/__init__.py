@@ -13,9 +13,17 @@ from kafkalite.group.coordinator import (
     OffsetCommitRequest,
     SyncRequest,
     SyncResult,
+    TimerKey,
+    TimerKind,
 )
+from kafkalite.group.records import partition_for
+
+# The internal topic that holds committed offsets and group metadata; a group lives in its partition
+# partition_for(group id, partition count).
+OFFSETS_TOPIC = "__consumer_offsets"
 
 __all__ = [
     "CommitPlan", "CommittedOffset", "Effects", "GroupConfig", "GroupCoordinator", "GroupDescription",
-    "GroupState", "JoinRequest", "JoinResult", "OffsetCommitRequest", "SyncRequest", "SyncResult",
+    "GroupState", "JoinRequest", "JoinResult", "OFFSETS_TOPIC", "OffsetCommitRequest", "SyncRequest", "SyncResult",
+    "TimerKey", "TimerKind", "partition_for",
 ]

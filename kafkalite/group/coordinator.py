@@ -10,6 +10,15 @@ No I/O, no clock, no asyncio: every call takes `now_ms` and returns `Effects`:
   the handler checks the state it was meant for.
 - records: (partition, key, value) to append to `__consumer_offsets` before the replies of the
   same effects are delivered (value None is a tombstone).
+- cancel_group_timers: groups whose timers are void (their partition was unloaded); cancel them
+  before arming the effects' timers.
+- events: one line per group state change (member joined, left, expired; rebalance; generation;
+  emptied, dead, deleted) for the caller to log.
+
+The coordinator serves only the groups of the `__consumer_offsets` partitions it has loaded
+(`load_partition`); for others it answers NOT_COORDINATOR, and COORDINATOR_LOAD_IN_PROGRESS while
+their partition is loading (`begin_loading`). `unload_partition` drops a partition's groups when
+its leadership moves away.
 
 Group states follow Kafka's classic protocol:
 
@@ -25,7 +34,7 @@ import enum
 import struct
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable
+from typing import Callable, Hashable, Iterable, NamedTuple
 
 from kafkalite.group import records as rec
 from kafkalite.group.config import GroupConfig
@@ -39,7 +48,20 @@ GROUP_SUBSCRIBED_TO_TOPIC = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC
 CONSUMER_PROTOCOL_TYPE = "consumer"
 
 Token = Hashable
-TimerKey = tuple
+
+
+class TimerKind(str, enum.Enum):
+    SESSION = "session"  # a member's session timeout; subject: member id
+    PENDING = "pending"  # a member id handed out by MEMBER_ID_REQUIRED; subject: member id
+    JOIN = "join"  # the end of a join phase; subject: the group's rebalance id
+    SYNC = "sync"  # the leader's SyncGroup is due; subject: the generation
+    RETENTION = "retention"  # the periodic offset expiry check (no group)
+
+
+class TimerKey(NamedTuple):
+    kind: TimerKind
+    group_id: str = ""
+    subject: str | int = ""
 
 
 class GroupState(str, enum.Enum):
@@ -149,6 +171,8 @@ class Effects:
     replies: list[tuple[Token, object]] = field(default_factory=list)
     timers: list[tuple[int, TimerKey]] = field(default_factory=list)
     records: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
+    cancel_group_timers: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- state
@@ -280,7 +304,9 @@ class GroupCoordinator:
     def __init__(self, config: GroupConfig | None = None, new_uuid: Callable[[], str] | None = None):
         self.config = config or GroupConfig()
         self._new_uuid = new_uuid or (lambda: str(uuid.uuid4()))
-        self.groups: dict[str, Group] = {}
+        self.groups: dict[str, Group] = {}  # the groups of the loaded partitions
+        self.loaded_partitions: set[int] = set()
+        self.loading_partitions: set[int] = set()
         self._fx = Effects()
 
     # ------------------------------------------------------------ plumbing
@@ -295,6 +321,10 @@ class GroupCoordinator:
     def _timer(self, deadline_ms: int, key: TimerKey) -> None:
         self._fx.timers.append((deadline_ms, key))
 
+    def _event(self, group: Group | str, what: str) -> None:
+        group_id = group if isinstance(group, str) else group.group_id
+        self._fx.events.append(f"group {group_id}: {what}")
+
     def _record(self, group_id: str, key: bytes, value: bytes | None) -> None:
         partition = rec.partition_for(group_id, self.config.offsets_topic_num_partitions)
         self._fx.records.append((partition, key, value))
@@ -304,8 +334,17 @@ class GroupCoordinator:
 
     def start(self, now_ms: int) -> Effects:
         """Arm the periodic offset expiry check; call once, after `load`."""
-        self._timer(now_ms + self.config.offsets_retention_check_interval_ms, ("retention",))
+        self._timer(now_ms + self.config.offsets_retention_check_interval_ms, TimerKey(TimerKind.RETENTION))
         return self._done()
+
+    def coordinator_error(self, group_id: str) -> int:
+        """NONE if this coordinator serves the group; else the error that sends its client elsewhere or back later."""
+        partition = self.partition_for(group_id)
+        if partition in self.loaded_partitions:
+            return NONE
+        if partition in self.loading_partitions:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        return ErrorCode.NOT_COORDINATOR
 
     # ------------------------------------------------------------ JoinGroup
 
@@ -319,6 +358,8 @@ class GroupCoordinator:
 
         if not r.group_id:
             return fail(ErrorCode.INVALID_GROUP_ID)
+        if (code := self.coordinator_error(r.group_id)) != NONE:
+            return fail(code)
         if not self.config.min_session_timeout_ms <= r.session_timeout_ms <= self.config.max_session_timeout_ms:
             return fail(ErrorCode.INVALID_SESSION_TIMEOUT)
         group = self.groups.get(r.group_id)
@@ -328,11 +369,11 @@ class GroupCoordinator:
             group = self.groups[r.group_id] = Group(r.group_id, state_timestamp_ms=now)
         known = r.member_id if r.member_id in group.members else None
         if not group.supports(r.protocol_type, [name for name, _ in r.protocols], known):
-            self._drop_if_unused(group)
+            self._drop_if_unused(group, announce=False)  # it was created for this join only
             return fail(ErrorCode.INCONSISTENT_GROUP_PROTOCOL)
         # A static member coming back replaces itself: it never makes the group bigger.
         if r.group_instance_id not in group.static_members and not self._accepts_joining(group, r.member_id):
-            self._drop_if_unused(group)
+            self._drop_if_unused(group, announce=False)
             return fail(ErrorCode.GROUP_MAX_SIZE_REACHED)
         if not r.member_id:
             return self._join_new_member(group, token, now, r)
@@ -386,7 +427,7 @@ class GroupCoordinator:
             # v4+: hand out the id first; the member joins again with it
             deadline = now + r.session_timeout_ms
             group.pending_members[member_id] = deadline
-            self._timer(deadline, ("pending", group.group_id, member_id))
+            self._timer(deadline, TimerKey(TimerKind.PENDING, group.group_id, member_id))
             self._reply(token, JoinResult(ErrorCode.MEMBER_ID_REQUIRED, member_id))
             return
         self._add_member_and_rebalance(group, token, now, r, member_id)
@@ -405,8 +446,10 @@ class GroupCoordinator:
             group.leader_id = member_id
         if group.state == GroupState.PREPARING_REBALANCE and group.in_initial_delay:
             group.new_member_added = True
+        static = f" (static, instance {r.group_instance_id})" if r.group_instance_id is not None else ""
+        self._event(group, f"member {member_id} joined{static}")
         self._touch(group, member, now)
-        self._maybe_prepare_rebalance(group, now)
+        self._maybe_prepare_rebalance(group, now, f"member {member_id} joined")
         self._maybe_complete_join(group, now)
 
     def _update_member_and_rebalance(self, group: Group, member: Member, token: Token, now: int, r: JoinRequest) -> None:
@@ -416,7 +459,7 @@ class GroupCoordinator:
         member.session_timeout_ms = r.session_timeout_ms
         member.rebalance_timeout_ms = r.rebalance_timeout_ms
         member.join_token = token
-        self._maybe_prepare_rebalance(group, now)
+        self._maybe_prepare_rebalance(group, now, f"member {member.member_id} rejoined")
         self._maybe_complete_join(group, now)
 
     def _replace_static_member(self, group: Group, token: Token, now: int, r: JoinRequest, old_id: str, new_id: str) -> None:
@@ -435,6 +478,7 @@ class GroupCoordinator:
         )
         group.members[new_id] = member
         group.static_members[r.group_instance_id] = new_id
+        self._event(group, f"static member {r.group_instance_id} rejoined as {new_id}, replacing {old_id}")
         if group.leader_id == old_id:
             group.leader_id = new_id
         if old_id in group.pending_sync:
@@ -447,7 +491,7 @@ class GroupCoordinator:
             self._reply(token, self._join_result(group, member))
             return
         member.join_token = token
-        self._maybe_prepare_rebalance(group, now)
+        self._maybe_prepare_rebalance(group, now, f"static member {r.group_instance_id} rejoined")
         self._maybe_complete_join(group, now)
 
     def _join_result(self, group: Group, member: Member) -> JoinResult:
@@ -461,11 +505,13 @@ class GroupCoordinator:
 
     # ------------------------------------------------------------ rebalance phases
 
-    def _maybe_prepare_rebalance(self, group: Group, now: int) -> None:
+    def _maybe_prepare_rebalance(self, group: Group, now: int, reason: str) -> None:
         if group.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE, GroupState.EMPTY):
-            self._prepare_rebalance(group, now)
+            self._prepare_rebalance(group, now, reason)
 
-    def _prepare_rebalance(self, group: Group, now: int) -> None:
+    def _prepare_rebalance(self, group: Group, now: int, reason: str) -> None:
+        self._event(group, f"rebalance started in state {group.state.value}, generation {group.generation_id} "
+                           f"({reason})")
         if group.state == GroupState.COMPLETING_REBALANCE:
             # the assignment being synced is void now: send everyone back to join
             for m in group.members.values():
@@ -478,7 +524,7 @@ class GroupCoordinator:
         group.state = GroupState.PREPARING_REBALANCE
         group.state_timestamp_ms = now
         group.rebalance_id += 1
-        key = ("join", group.group_id, group.rebalance_id)
+        key = TimerKey(TimerKind.JOIN, group.group_id, group.rebalance_id)
         delay = self.config.initial_rebalance_delay_ms
         if was_empty and delay > 0:
             group.in_initial_delay = True
@@ -501,6 +547,7 @@ class GroupCoordinator:
     def _complete_join(self, group: Group, now: int) -> None:
         for m in list(group.members.values()):
             if m.join_token is None and m.group_instance_id is None:
+                self._event(group, f"member {m.member_id} removed: it did not rejoin within the rebalance timeout")
                 self._remove_member(group, m)
         joined = [m for m in group.members.values() if m.join_token is not None]
         if not group.members:
@@ -509,12 +556,13 @@ class GroupCoordinator:
             group.leader_id = None
             group.state = GroupState.EMPTY
             group.state_timestamp_ms = now
+            self._event(group, f"now Empty, generation {group.generation_id}")
             self._persist_group(group)
             return
         if not joined:
             # only static members that have not rejoined: wait for them or their session timeouts
             group.rebalance_id += 1
-            self._timer(now + group.rebalance_timeout_ms(), ("join", group.group_id, group.rebalance_id))
+            self._timer(now + group.rebalance_timeout_ms(), TimerKey(TimerKind.JOIN, group.group_id, group.rebalance_id))
             return
         if group.leader_id not in group.members or group.members[group.leader_id].join_token is None:
             group.leader_id = joined[0].member_id
@@ -523,7 +571,9 @@ class GroupCoordinator:
         group.state = GroupState.COMPLETING_REBALANCE
         group.state_timestamp_ms = now
         group.pending_sync = {m.member_id for m in joined}
-        self._timer(now + group.rebalance_timeout_ms(), ("sync", group.group_id, group.generation_id))
+        self._event(group, f"generation {group.generation_id} formed with {len(group.members)} member(s), "
+                           f"protocol {group.protocol_name}, leader {group.leader_id}; awaiting its assignment")
+        self._timer(now + group.rebalance_timeout_ms(), TimerKey(TimerKind.SYNC, group.group_id, group.generation_id))
         for m in joined:
             self._reply(m.join_token, self._join_result(group, m))
             m.join_token = None
@@ -541,15 +591,15 @@ class GroupCoordinator:
         if group.leader_id == member.member_id:
             group.leader_id = next(iter(group.members), None)
 
-    def _member_gone(self, group: Group, now: int) -> None:
+    def _member_gone(self, group: Group, now: int, reason: str) -> None:
         """After a member left or expired: the others must rebalance."""
         if group.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
-            self._prepare_rebalance(group, now)
+            self._prepare_rebalance(group, now, reason)
         self._maybe_complete_join(group, now)
 
     def _touch(self, group: Group, member: Member, now: int) -> None:
         member.session_deadline_ms = now + member.session_timeout_ms
-        self._timer(member.session_deadline_ms, ("session", group.group_id, member.member_id))
+        self._timer(member.session_deadline_ms, TimerKey(TimerKind.SESSION, group.group_id, member.member_id))
 
     # ------------------------------------------------------------ SyncGroup
 
@@ -563,6 +613,8 @@ class GroupCoordinator:
 
         if not r.group_id:
             return fail(ErrorCode.INVALID_GROUP_ID)
+        if (code := self.coordinator_error(r.group_id)) != NONE:
+            return fail(code)
         group = self.groups.get(r.group_id)
         if group is None:
             return fail(ErrorCode.UNKNOWN_MEMBER_ID)
@@ -597,6 +649,8 @@ class GroupCoordinator:
         self._persist_group(group)
         group.state = GroupState.STABLE
         group.state_timestamp_ms = now
+        self._event(group, f"generation {group.generation_id} is Stable: the leader's assignment for "
+                           f"{len(group.members)} member(s) is in")
         for m in group.members.values():
             if m.sync_token is not None:
                 self._reply(m.sync_token, self._sync_result(group, m))
@@ -616,6 +670,8 @@ class GroupCoordinator:
     def _heartbeat(self, now: int, group_id: str, member_id: str, generation_id: int, instance_id: str | None) -> int:
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID
+        if (code := self.coordinator_error(group_id)) != NONE:
+            return code
         group = self.groups.get(group_id)
         if group is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
@@ -636,6 +692,8 @@ class GroupCoordinator:
         """Members are (member id, group instance id); returns (group error, one error per member, effects)."""
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID, [ErrorCode.INVALID_GROUP_ID] * len(members), self._done()
+        if (code := self.coordinator_error(group_id)) != NONE:
+            return code, [code] * len(members), self._done()
         group = self.groups.get(group_id)
         if group is None:
             return NONE, [ErrorCode.UNKNOWN_MEMBER_ID] * len(members), self._done()
@@ -657,32 +715,33 @@ class GroupCoordinator:
         member = group.members.get(member_id)
         if member is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
+        self._event(group, f"member {member_id} left")
         self._remove_member(group, member)
-        self._member_gone(group, now)
+        self._member_gone(group, now, f"member {member_id} left")
         return NONE
 
     # ------------------------------------------------------------ timers
 
     def timer_fired(self, key: TimerKey, now_ms: int) -> Effects:
-        kind = key[0]
-        if kind == "retention":
+        kind, group_id, subject = key
+        if kind == TimerKind.RETENTION:
             self._expire_offsets(now_ms)
-            self._timer(now_ms + self.config.offsets_retention_check_interval_ms, ("retention",))
+            self._timer(now_ms + self.config.offsets_retention_check_interval_ms, TimerKey(TimerKind.RETENTION))
             return self._done()
-        group = self.groups.get(key[1])
+        group = self.groups.get(group_id)
         if group is not None:
-            if kind == "session":
-                self._session_expired(group, key[2], now_ms)
-            elif kind == "pending":
-                deadline = group.pending_members.get(key[2])
+            if kind == TimerKind.SESSION:
+                self._session_expired(group, subject, now_ms)
+            elif kind == TimerKind.PENDING:
+                deadline = group.pending_members.get(subject)
                 if deadline is not None and deadline <= now_ms:
-                    del group.pending_members[key[2]]
+                    del group.pending_members[subject]
                     self._maybe_complete_join(group, now_ms)
                     self._drop_if_unused(group)
-            elif kind == "join":
-                self._join_timer(group, key[2], now_ms)
-            elif kind == "sync":
-                self._sync_timer(group, key[2], now_ms)
+            elif kind == TimerKind.JOIN:
+                self._join_timer(group, subject, now_ms)
+            elif kind == TimerKind.SYNC:
+                self._sync_timer(group, subject, now_ms)
         return self._done()
 
     def _session_expired(self, group: Group, member_id: str, now: int) -> None:
@@ -690,14 +749,16 @@ class GroupCoordinator:
         if member is None:
             return
         if member.session_deadline_ms > now:
-            self._timer(member.session_deadline_ms, ("session", group.group_id, member_id))
+            self._timer(member.session_deadline_ms, TimerKey(TimerKind.SESSION, group.group_id, member_id))
             return
         if member.join_token is not None or member.sync_token is not None:
             # kept alive while parked: the rebalance and sync timeouts bound the wait
             self._touch(group, member, now)
             return
+        self._event(group, f"member {member_id} expired: no heartbeat within its session timeout of "
+                           f"{member.session_timeout_ms} ms")
         self._remove_member(group, member)
-        self._member_gone(group, now)
+        self._member_gone(group, now, f"member {member_id} expired")
 
     def _join_timer(self, group: Group, rebalance_id: int, now: int) -> None:
         if group.state != GroupState.PREPARING_REBALANCE or group.rebalance_id != rebalance_id:
@@ -708,7 +769,7 @@ class GroupCoordinator:
                 delay = min(self.config.initial_rebalance_delay_ms, group.initial_delay_remaining_ms)
                 group.initial_delay_remaining_ms -= delay
                 group.new_member_added = False
-                self._timer(now + delay, ("join", group.group_id, rebalance_id))
+                self._timer(now + delay, TimerKey(TimerKind.JOIN, group.group_id, rebalance_id))
                 return
             group.in_initial_delay = False
         self._complete_join(group, now)
@@ -721,9 +782,10 @@ class GroupCoordinator:
         for member_id in list(group.pending_sync):
             member = group.members.get(member_id)
             if member is not None:
+                self._event(group, f"member {member_id} removed: no SyncGroup within the rebalance timeout")
                 self._remove_member(group, member)
         group.pending_sync.clear()
-        self._member_gone(group, now)
+        self._member_gone(group, now, "members missed the SyncGroup deadline")
 
     # ------------------------------------------------------------ offsets
 
@@ -749,6 +811,8 @@ class GroupCoordinator:
         return plan
 
     def _commit_check(self, now: int, r: OffsetCommitRequest) -> int:
+        if (code := self.coordinator_error(r.group_id)) != NONE:
+            return code
         group = self.groups.get(r.group_id)
         if group is None:
             # generation -1: a consumer using assign(), not group management
@@ -769,8 +833,8 @@ class GroupCoordinator:
 
     def apply_commit(self, plan: CommitPlan, now_ms: int) -> None:
         """Make a persisted commit visible. The group is created for commits of assign() users."""
-        if not plan.accepted:
-            return
+        if not plan.accepted or self.coordinator_error(plan.group_id) != NONE:
+            return  # nothing accepted, or the group's partition was unloaded while the commit was persisted
         group = self.groups.get(plan.group_id)
         if group is None:
             group = self.groups[plan.group_id] = Group(plan.group_id, state_timestamp_ms=now_ms)
@@ -786,6 +850,8 @@ class GroupCoordinator:
 
     def offset_delete(self, now_ms: int, group_id: str,
                       partitions: list[tuple[str, int]]) -> tuple[int, dict[tuple[str, int], int], Effects]:
+        if (code := self.coordinator_error(group_id)) != NONE:
+            return code, {}, self._done()
         group = self.groups.get(group_id)
         if group is None:
             return ErrorCode.GROUP_ID_NOT_FOUND, {}, self._done()
@@ -822,11 +888,15 @@ class GroupCoordinator:
             for topic, partition in expired:
                 del group.offsets[(topic, partition)]
                 self._record(group.group_id, rec.offset_key(group.group_id, topic, partition), None)
+            if expired:
+                self._event(group, f"{len(expired)} committed offset(s) expired")
             self._drop_if_unused(group)
 
     # ------------------------------------------------------------ DescribeGroups, ListGroups, DeleteGroups
 
     def describe_group(self, group_id: str) -> GroupDescription:
+        if (code := self.coordinator_error(group_id)) != NONE:
+            return GroupDescription(group_id, "", "", "", [], error=code)
         group = self.groups.get(group_id)
         if group is None:
             return GroupDescription(group_id, GroupState.DEAD.value, "", "", [])
@@ -856,7 +926,9 @@ class GroupCoordinator:
         results = {}
         for group_id in group_ids:
             group = self.groups.get(group_id)
-            if group is None:
+            if (code := self.coordinator_error(group_id)) != NONE:
+                results[group_id] = code
+            elif group is None:
                 results[group_id] = ErrorCode.GROUP_ID_NOT_FOUND
             elif group.state != GroupState.EMPTY:
                 results[group_id] = ErrorCode.NON_EMPTY_GROUP
@@ -864,16 +936,18 @@ class GroupCoordinator:
                 for topic, partition in group.offsets:
                     self._record(group_id, rec.offset_key(group_id, topic, partition), None)
                 group.offsets.clear()
-                self._remove_group(group)
+                self._remove_group(group, "deleted")
                 results[group_id] = NONE
         return results, self._done()
 
-    def _drop_if_unused(self, group: Group) -> None:
+    def _drop_if_unused(self, group: Group, announce: bool = True) -> None:
         """An empty group without offsets or pending joins is gone (Dead)."""
         if group.state == GroupState.EMPTY and not group.members and not group.offsets and not group.pending_members:
-            self._remove_group(group)
+            self._remove_group(group, "Dead: no members and no committed offsets left" if announce else None)
 
-    def _remove_group(self, group: Group) -> None:
+    def _remove_group(self, group: Group, why: str | None) -> None:
+        if why is not None:
+            self._event(group, why)
         group.state = GroupState.DEAD
         self.groups.pop(group.group_id, None)
         if group.generation_id > 0:  # only then was its metadata ever written
@@ -894,12 +968,20 @@ class GroupCoordinator:
         )
         self._record(group.group_id, rec.group_key(group.group_id), rec.group_value(value))
 
-    def load(self, records: Iterable[tuple[bytes | None, bytes | None]], now_ms: int) -> Effects:
-        """Rebuild groups and offsets from `__consumer_offsets` records in log order.
+    def begin_loading(self, partition: int) -> None:
+        """The partition is being read: its groups get COORDINATOR_LOAD_IN_PROGRESS until `load_partition`."""
+        if partition not in self.loaded_partitions:
+            self.loading_partitions.add(partition)
 
-        Groups with members come back Stable, and each member gets a fresh session timeout to
-        reconnect in; records that cannot be decoded are skipped.
+    def load_partition(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]],
+                       now_ms: int) -> Effects:
+        """Serve the groups of one `__consumer_offsets` partition, rebuilt from its records in log order.
+
+        Groups with members come back Stable, and each member gets a fresh session timeout to reconnect
+        in. Other partitions' groups are untouched; this partition's are replaced if it was loaded
+        already. Records that cannot be decoded, or of groups that belong to another partition, are skipped.
         """
+        self._drop_partition(partition)
         metadata: dict[str, rec.GroupValue | None] = {}
         offsets: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
         for key, value in records:
@@ -919,8 +1001,9 @@ class GroupCoordinator:
                     metadata[k.group_id] = None if value is None else rec.decode_group_value(value)
             except DecodeError:
                 continue
-        self.groups = {}
         for group_id in sorted(set(metadata) | set(offsets)):
+            if self.partition_for(group_id) != partition:
+                continue
             group = Group(group_id, state_timestamp_ms=now_ms, offsets=offsets.get(group_id, {}))
             value = metadata.get(group_id)
             if value is not None:
@@ -928,7 +1011,27 @@ class GroupCoordinator:
             if value is None and not group.offsets:
                 continue
             self.groups[group_id] = group
+        self.loading_partitions.discard(partition)
+        self.loaded_partitions.add(partition)
         return self._done()
+
+    def unload_partition(self, partition: int) -> Effects:
+        """Stop serving one partition's groups (its leadership moved away): they are dropped from memory, not
+        deleted; parked JoinGroup and SyncGroup requests get NOT_COORDINATOR; their timers are void."""
+        self._drop_partition(partition)
+        self.loaded_partitions.discard(partition)
+        self.loading_partitions.discard(partition)
+        return self._done()
+
+    def _drop_partition(self, partition: int) -> None:
+        for group in [g for g in self.groups.values() if self.partition_for(g.group_id) == partition]:
+            for m in group.members.values():
+                if m.join_token is not None:
+                    self._reply(m.join_token, JoinResult(ErrorCode.NOT_COORDINATOR, m.member_id))
+                if m.sync_token is not None:
+                    self._reply(m.sync_token, SyncResult(ErrorCode.NOT_COORDINATOR))
+            del self.groups[group.group_id]
+            self._fx.cancel_group_timers.append(group.group_id)
 
     def _restore_metadata(self, group: Group, value: rec.GroupValue, now: int) -> None:
         group.protocol_type = value.protocol_type or None
