@@ -7,6 +7,8 @@ each response, so field names and per-version shapes are checked too.
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import types
 
 import pytest
@@ -15,6 +17,7 @@ import kafkalite.broker.handlers  # noqa: F401  (importing registers the handler
 from kafkalite.broker.context import RequestContext
 from kafkalite.broker.groups import GroupService
 from kafkalite.clock import ManualClock
+from kafkalite.group import partition_for
 from kafkalite.broker.registry import HANDLERS
 from kafkalite.protocol.codec import message_codec
 from kafkalite.protocol.errors import ErrorCode as E
@@ -326,3 +329,112 @@ async def test_offset_delete(broker):
     r = await call(broker, "OffsetDelete", 0, {"group_id": "g", "topics": [
         {"name": "t", "partitions": [{"partition_index": 0}]}, {"name": "u", "partitions": [{"partition_index": 0}]}]})
     assert [t["partitions"][0]["error_code"] for t in r["topics"]] == [86, 0]
+
+
+# ------------------------------------------------------------ per-partition load and unload (cluster mode)
+
+
+def group_in(partition: int, prefix: str = "g") -> str:
+    return next(f"{prefix}{i}" for i in range(1000) if partition_for(f"{prefix}{i}", 3) == partition)
+
+
+async def commit(broker, group: str, offset: int) -> int:
+    r = await call(broker, "OffsetCommit", 8, {"group_id": group, "generation_id_or_member_epoch": -1, "member_id": "",
+                                               "topics": [{"name": "t", "partitions": [
+                                                   {"partition_index": 0, "committed_offset": offset}]}]})
+    return r["topics"][0]["partitions"][0]["error_code"]
+
+
+async def fetch(broker, group: str) -> tuple[int, int]:
+    """(group error, committed offset of t/0) as OffsetFetch v8 answers."""
+    r = (await call(broker, "OffsetFetch", 8, {"groups": [{"group_id": group, "topics": [
+        {"name": "t", "partition_indexes": [0]}]}]}))["groups"][0]
+    return r["error_code"], r["topics"][0]["partitions"][0]["committed_offset"]
+
+
+async def test_load_partition_reads_only_that_partition_and_serves_only_its_groups(broker):
+    ours, theirs = group_in(1), group_in(2)
+    assert await commit(broker, ours, 5) == await commit(broker, theirs, 6) == E.NONE
+    await broker.groups.stop()
+    broker.offsets_log.reads.clear()
+    cluster = FakeBroker(broker.offsets_log)  # a broker that leads only partition 1
+    await cluster.groups.load_partition(1)
+    assert cluster.offsets_log.reads == [1] and cluster.groups.loaded
+    assert await fetch(cluster, ours) == (E.NONE, 5)
+    assert (await fetch(cluster, theirs))[0] == E.NOT_COORDINATOR
+    assert await commit(cluster, theirs, 7) == E.NOT_COORDINATOR
+    h = await call(cluster, "Heartbeat", 4, {"group_id": theirs, "generation_id": 1, "member_id": "m"})
+    assert h["error_code"] == E.NOT_COORDINATOR
+    assert (await call(cluster, "JoinGroup", 7, join_request(group=theirs)))["error_code"] == E.NOT_COORDINATOR
+    await cluster.groups.load_partition(2)  # leadership of 2 arrives: 1's groups stay
+    assert await fetch(cluster, theirs) == (E.NONE, 6) and await fetch(cluster, ours) == (E.NONE, 5)
+    await cluster.groups.stop()
+
+
+async def test_requests_wait_out_a_partition_load():
+    b = FakeBroker()
+    release = threading.Event()
+    read = b.offsets_log.read_partition
+    b.offsets_log.read_partition = lambda p: (release.wait(10), read(p))[1]
+    loading = asyncio.ensure_future(b.groups.load_partition(1))
+    await until(lambda: b.groups.coordinator.loading_partitions == {1})
+    group = group_in(1)
+    assert b.groups.coordinator_error(group) == E.COORDINATOR_LOAD_IN_PROGRESS and not b.groups.loaded
+    assert (await call(b, "JoinGroup", 7, join_request(group=group)))["error_code"] == E.COORDINATOR_LOAD_IN_PROGRESS
+    assert (await fetch(b, group))[0] == E.COORDINATOR_LOAD_IN_PROGRESS
+    release.set()
+    await loading
+    assert b.groups.coordinator_error(group) == E.NONE and b.groups.loaded
+    await b.groups.stop()
+
+
+async def test_unload_partition_answers_parked_joins_and_cancels_timers(broker):
+    group = group_in(1)
+    first = await join(broker, 7, group=group)
+    member = first["member_id"]
+    retention_only = len(broker.clock.pending())
+    rejoin = asyncio.ensure_future(join(broker, 7, group=group))  # a second member: the first must rejoin
+    await until(lambda: parked_joins(broker, group) == 1)
+    assert len(broker.clock.pending()) > retention_only
+    broker.groups.unload_partition(1)
+    assert (await rejoin)["error_code"] == E.NOT_COORDINATOR
+    assert broker.clock.pending() == [broker.groups.config.offsets_retention_check_interval_ms
+                                      + 1_700_000_000_000]  # only the offset expiry check is left
+    h = await call(broker, "Heartbeat", 4, {"group_id": group, "generation_id": 1, "member_id": member})
+    assert h["error_code"] == E.NOT_COORDINATOR
+    assert group not in broker.groups.coordinator.groups and broker.offsets_log.count() == 0  # nothing written
+
+
+async def test_an_unload_during_the_load_wins():
+    b = FakeBroker()
+    release = threading.Event()
+    read = b.offsets_log.read_partition
+    b.offsets_log.read_partition = lambda p: (release.wait(10), read(p))[1]
+    loading = asyncio.ensure_future(b.groups.load_partition(1))
+    await until(lambda: b.groups.coordinator.loading_partitions == {1})
+    b.groups.unload_partition(1)
+    release.set()
+    await loading
+    assert b.groups.coordinator_error(group_in(1)) == E.NOT_COORDINATOR
+    await b.groups.stop()
+
+
+async def test_group_state_changes_are_logged_at_info(broker, caplog):
+    caplog.set_level(logging.INFO, logger="kafkalite.groups")
+    r = await call(broker, "JoinGroup", 5, {**join_request(), "session_timeout_ms": 30})
+    r = await call(broker, "JoinGroup", 5, {**join_request(r["member_id"]), "session_timeout_ms": 30})
+    member = r["member_id"]
+    await call(broker, "SyncGroup", 5, {"group_id": "g", "generation_id": 1, "member_id": member,
+                                        "assignments": [{"member_id": member, "assignment": b"A"}]})
+    broker.clock.advance(30)
+    await broker.groups.settle_background()
+    lines = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.INFO]
+    assert lines == [
+        f"group g: member {member} joined",
+        f"group g: rebalance started in state Empty, generation 0 (member {member} joined)",
+        f"group g: generation 1 formed with 1 member(s), protocol range, leader {member}; awaiting its assignment",
+        "group g: generation 1 is Stable: the leader's assignment for 1 member(s) is in",
+        f"group g: member {member} expired: no heartbeat within its session timeout of 30 ms",
+        f"group g: rebalance started in state Stable, generation 1 (member {member} expired)",
+        "group g: now Empty, generation 2",
+    ]
