@@ -31,21 +31,22 @@ Group states follow Kafka's classic protocol:
 from __future__ import annotations
 
 import enum
-import struct
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable, NamedTuple
 
 from kafkalite.group import records as rec
 from kafkalite.group.config import GroupConfig
+from kafkalite.protocol.codec import decode_data
 from kafkalite.protocol.errors import DecodeError, ErrorCode
+from kafkalite.protocol.messages.data.consumer_protocol import PROTOCOL_TYPE, SUBSCRIPTION
 
 
 NONE = ErrorCode.NONE
 FENCED_INSTANCE_ID = ErrorCode.FENCED_INSTANCE_ID
 GROUP_SUBSCRIBED_TO_TOPIC = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC
 
-CONSUMER_PROTOCOL_TYPE = "consumer"
+CONSUMER_PROTOCOL_TYPE = PROTOCOL_TYPE
 
 Token = Hashable
 
@@ -278,23 +279,12 @@ class Group:
 
 
 def parse_subscription_topics(metadata: bytes) -> set[str] | None:
-    """Topics of a consumer protocol subscription: int16 version, int32 count, int16-length strings."""
+    """Topics of a consumer protocol subscription; None when it cannot be read."""
     try:
-        if len(metadata) < 6:
-            return None
-        (count,) = struct.unpack_from(">i", metadata, 2)
-        if count < 0 or count > len(metadata):
-            return None
-        pos, topics = 6, set()
-        for _ in range(count):
-            (n,) = struct.unpack_from(">h", metadata, pos)
-            if n < 0 or pos + 2 + n > len(metadata):
-                return None
-            topics.add(metadata[pos + 2 : pos + 2 + n].decode("utf-8"))
-            pos += 2 + n
-        return topics
-    except (struct.error, UnicodeDecodeError):
+        _, subscription = decode_data(SUBSCRIPTION, metadata, newer_as_latest=True, short_as_older=True)
+    except DecodeError:
         return None
+    return set(subscription["topics"])
 
 
 # ---------------------------------------------------------------- the coordinator
