@@ -9,7 +9,7 @@ from kafkalite.protocol.codec import decode_data, encode_data
 from kafkalite.protocol.errors import DecodeError
 from kafkalite.protocol.messages import APIS_BY_NAME
 from kafkalite.protocol.messages.data import consumer_offsets, consumer_protocol
-from kafkalite_client.consumer_protocol import Subscription, decode_assignment, decode_subscription
+from kafkalite_client.consumer_protocol import decode_assignment, decode_subscription
 
 
 def i16(v):
