@@ -171,20 +171,19 @@ class GroupService:
             records = await asyncio.to_thread(self.offsets_log.read_partition, partition)
         except BaseException:
             if self._load_epochs.get(partition) == epoch:
-                self._act(self.coordinator.unload_partition(partition))
+                self._act_now(self.coordinator.unload_partition(partition))
             raise
         if self._load_epochs.get(partition) != epoch:
             return 0  # unloaded (or loaded again) while it was read: that call decides
-        self._act(self.coordinator.load_partition(partition, records, self.now_ms()))
+        # a partition loaded again replaces its groups: their parked requests are answered
+        self._act_now(self.coordinator.load_partition(partition, records, self.now_ms()))
         return len(records)
 
     def unload_partition(self, partition: int) -> None:
         """Stop coordinating one partition's groups (its leadership moved away). Nothing is written."""
         self._load_epochs[partition] = self._load_epochs.get(partition, 0) + 1
         groups = sum(1 for g in self.coordinator.groups if self.partition_for(g) == partition)
-        fx = self.coordinator.unload_partition(partition)
-        self._act(fx)
-        self._deliver(fx)
+        self._act_now(self.coordinator.unload_partition(partition))
         log.info("%s-%d: unloaded %d consumer group(s)", OFFSETS_TOPIC, partition, groups)
 
     async def stop(self) -> None:
@@ -222,6 +221,11 @@ class GroupService:
                 old.cancel()
             self._timers[key] = self.clock.call_later(deadline - now, lambda key=key: self._fire(key))
 
+    def _act_now(self, fx: Effects) -> None:
+        """Effects with no records to persist first: act on them and deliver their replies."""
+        self._act(fx)
+        self._deliver(fx)
+
     def _fire(self, key: TimerKey) -> None:
         self._timers.pop(key, None)
         fx = self.coordinator.timer_fired(key, self.now_ms())
@@ -230,8 +234,7 @@ class GroupService:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         else:
-            self._act(fx)
-            self._deliver(fx)
+            self._act_now(fx)
 
     async def _settle(self, fx: Effects, *, raise_on_failure: bool = False) -> None:
         """Act on the effects, persist their records, then deliver their replies."""

@@ -1,4 +1,8 @@
-"""The consumer-group coordinator: a pure state machine (no I/O, no clock) and its persistence format."""
+"""The consumer-group coordinator: a pure state machine (no I/O, no clock) and its persistence format.
+
+coordinator.py is the facade over types.py, membership.py, offsets.py and replay.py; records.py maps the
+__consumer_offsets records; ports.py is what the asyncio shell (kafkalite.broker.groups) needs from the broker.
+"""
 
 from kafkalite.group.config import GroupConfig
 from kafkalite.group.coordinator import (

@@ -44,7 +44,7 @@ class CoordinatorBase:
         return rec.partition_for(group_id, self.config.offsets_topic_num_partitions)
 
     def start(self, now_ms: int) -> Effects:
-        """Arm the periodic offset expiry check; call once, after `load`."""
+        """Arm the periodic offset expiry check; call once, when the first partition is loaded."""
         self._timer(now_ms + self.config.offsets_retention_check_interval_ms, TimerKey(TimerKind.RETENTION))
         return self._done()
 

@@ -438,3 +438,13 @@ async def test_group_state_changes_are_logged_at_info(broker, caplog):
         f"group g: rebalance started in state Stable, generation 1 (member {member} expired)",
         "group g: now Empty, generation 2",
     ]
+
+
+async def test_loading_a_loaded_partition_again_answers_its_parked_joins(broker):
+    group = group_in(1)
+    await join(broker, 7, group=group)
+    rejoin = asyncio.ensure_future(join(broker, 7, group=group))
+    await until(lambda: parked_joins(broker, group) == 1)
+    await broker.groups.load_partition(1)
+    assert (await asyncio.wait_for(rejoin, 5))["error_code"] == E.NOT_COORDINATOR
+    assert broker.groups.coordinator_error(group) == E.NONE
