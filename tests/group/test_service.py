@@ -1,4 +1,5 @@
-"""GroupService (the asyncio glue) and the group handlers, against a fake broker, at every API version.
+"""GroupService (the asyncio glue) and the group handlers, at every API version, over an in-memory OffsetsLog
+and a ManualClock: time moves only when a test advances it.
 
 Each request is encoded and decoded with the real codec at the version under test, and so is
 each response, so field names and per-version shapes are checked too.
