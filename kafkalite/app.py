@@ -21,7 +21,7 @@ import time
 import uuid
 
 from kafkalite.broker.context import Services
-from kafkalite.broker.groups import GroupService
+from kafkalite.broker.groups import GroupService, LocalOffsetsLog, group_settings
 from kafkalite.broker.producer_ids import ProducerIdBlocks
 from kafkalite.clock import Clock, LoopClock
 from kafkalite.config import BrokerConfig, DynamicSettings
@@ -68,7 +68,8 @@ class App:
         self.replicas.housekeeping = self.housekeeping
         self.metadata.listeners.append(self.replicas.apply_image)
         self.producer_ids = ProducerIdBlocks(config.data_dir) if self.member is None else self.member
-        self.groups = GroupService(self)
+        self.groups = GroupService(group_settings(config), LocalOffsetsLog(self.logs, self.replicas.append_internal),
+                                   self.clock)
         self.services = Services(config, self.dynamic_settings, self.metadata, self.replicas, self.groups,
                                  self.producer_ids)
         self.cluster_id = ""
@@ -92,7 +93,7 @@ class App:
                     OFFSETS_TOPIC, self.config["offsets.topic.num.partitions"],
                     {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)},
                 )
-            await self.groups.load()
+            await self.groups.load_all()
         else:
             lag_ms = self.config["replica.lag.time.max.ms"]
             self._tasks.append(asyncio.create_task(self._every(lag_ms / 2000, self._check_isr)))
@@ -141,11 +142,6 @@ class App:
                 await job()
             except Exception:
                 log.exception("background job %s failed", job.__name__)
-
-    # ------------------------------------------------------------------ the group service's port (for now)
-
-    async def append_records(self, topic: str, partition: int, batch: bytes | bytearray) -> int:
-        return await self.replicas.append_internal(topic, partition, batch)
 
 
 def _cluster_member(config: BrokerConfig, logs: LogManager, broker: BrokerInfo, clock: Clock, auto_create):

@@ -1,10 +1,13 @@
 """The asyncio shell around the pure group coordinator (kafkalite.group).
 
-It turns the coordinator's effects into I/O: parked JoinGroup/SyncGroup requests become futures,
-timers become loop.call_later handles, and records are appended to `__consumer_offsets` (and made
-durable) before the replies that depend on them are delivered. At start, `load()` replays the topic.
+It turns the coordinator's effects into I/O: parked JoinGroup/SyncGroup requests become futures, timers
+become the clock's call_later handles, records are appended to `__consumer_offsets` (and made durable)
+before the replies that depend on them are delivered, and group state changes are logged at INFO.
 
-The broker calls `await load()` once the logs are open (before serving) and `await stop()` on shutdown.
+It reaches the rest of the broker only through two ports: an `OffsetsLog` (kafkalite.group.ports) and a
+`Clock` (kafkalite.clock). It serves the groups of the `__consumer_offsets` partitions it has loaded:
+standalone, `await load_all()` before serving; in cluster mode `await load_partition(p)` and
+`unload_partition(p)` as the partitions' leadership comes and goes. `await stop()` on shutdown.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import asyncio
 import dataclasses
 import itertools
 import logging
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
+from kafkalite.clock import Clock, TimerHandle
 from kafkalite.group import (
+    OFFSETS_TOPIC,
     GroupConfig,
     GroupCoordinator,
     JoinRequest,
@@ -23,17 +28,20 @@ from kafkalite.group import (
     OffsetCommitRequest,
     SyncRequest,
     SyncResult,
+    TimerKey,
 )
 from kafkalite.group.coordinator import CommittedOffset, Effects, GroupDescription
+from kafkalite.group.ports import OffsetsLog
 from kafkalite.protocol.errors import DecodeError, ErrorCode
 from kafkalite.protocol.record_batch import build_batch, iter_batches
 
 if TYPE_CHECKING:
-    from kafkalite.broker.broker import Broker
+    from kafkalite.log.manager import LogManager
 
 log = logging.getLogger("kafkalite.groups")
 
-OFFSETS_TOPIC = "__consumer_offsets"
+__all__ = ["OFFSETS_TOPIC", "GroupService", "LocalOffsetsLog", "PersistError", "group_settings"]
+
 _READ_CHUNK = 1 << 20
 
 
@@ -41,7 +49,7 @@ class PersistError(Exception):
     """Records could not be appended to __consumer_offsets."""
 
 
-def _group_settings(config) -> object:
+def group_settings(config) -> object:
     """The coordinator's settings from the broker config: its `groups` mapping, else its Kafka-named settings."""
     for name in ("groups", "settings"):
         value = getattr(config, name, None)
@@ -50,13 +58,50 @@ def _group_settings(config) -> object:
     return None
 
 
+class LocalOffsetsLog:
+    """The OffsetsLog port over this broker's own logs."""
+
+    def __init__(self, logs: "LogManager", append_records: Callable[[str, int, bytes], Awaitable[int]]):
+        self.logs = logs
+        self._append_records = append_records
+
+    def partition_count(self) -> int | None:
+        if OFFSETS_TOPIC not in self.logs.topics():
+            return None
+        return self.logs.topic(OFFSETS_TOPIC).partitions
+
+    def read_partition(self, partition: int) -> list[tuple[bytes | None, bytes | None]]:
+        plog = self.logs.partition(OFFSETS_TOPIC, partition)
+        records: list[tuple[bytes | None, bytes | None]] = []
+        offset = plog.log_start_offset
+        try:
+            while True:
+                chunks = plog.read(offset, _READ_CHUNK)
+                start = offset
+                for chunk in chunks:
+                    for batch in iter_batches(chunk):
+                        if not batch.is_control:
+                            records.extend((r.key, r.value) for r in batch.records() if r.offset >= offset)
+                        offset = max(offset, batch.next_offset)
+                if offset <= start:
+                    break
+        except DecodeError:
+            log.exception("%s-%d: stopped reading at offset %d", OFFSETS_TOPIC, partition, offset)
+        return records
+
+    async def append(self, partition: int, batch: bytes) -> int:
+        return await self._append_records(OFFSETS_TOPIC, partition, batch)
+
+
 class GroupService:
-    def __init__(self, broker: "Broker"):
-        self.broker = broker
-        self.config = GroupConfig.from_mapping(_group_settings(broker.config))
+    def __init__(self, settings, offsets_log: OffsetsLog, clock: Clock):
+        self.config = GroupConfig.from_mapping(settings)
         self.coordinator = GroupCoordinator(self.config)
-        self.loaded = False  # group APIs answer COORDINATOR_LOAD_IN_PROGRESS until load() is done
-        self._timers: dict[tuple, asyncio.TimerHandle] = {}
+        self.offsets_log = offsets_log
+        self.clock = clock
+        self._started = False  # partition count fixed and the offset expiry timer armed, by the first load
+        self._load_epochs: dict[int, int] = {}  # bumped by every load and unload: a load overtaken by one is dropped
+        self._timers: dict[TimerKey, TimerHandle] = {}
         # token -> (future, result to give it if the service stops first)
         self._waiters: dict[int, tuple[asyncio.Future, object]] = {}
         self._tokens = itertools.count(1)
@@ -64,76 +109,124 @@ class GroupService:
         self._background: set[asyncio.Task] = set()
 
     def now_ms(self) -> int:
-        return self.broker.now_ms()
+        return self.clock.now_ms()
+
+    @property
+    def loaded(self) -> bool:
+        """Started, and no partition is loading. Handlers answer COORDINATOR_LOAD_IN_PROGRESS while it is False;
+        per group, `coordinator_error` tells more (NOT_COORDINATOR for a partition another broker has)."""
+        return self._started and not self.coordinator.loading_partitions
+
+    def coordinator_error(self, group_id: str) -> int:
+        """NONE when this broker coordinates the group; else COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR."""
+        if not self._started:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        return self.coordinator.coordinator_error(group_id)
+
+    def partition_for(self, group_id: str) -> int:
+        return self.coordinator.partition_for(group_id)
 
     # ------------------------------------------------------------ life cycle
 
-    async def load(self) -> None:
-        """Rebuild groups and committed offsets from __consumer_offsets; arm their timers."""
-        logs = self.broker.logs
-        if OFFSETS_TOPIC in logs.topics():
-            partitions = logs.topic(OFFSETS_TOPIC).partitions
-            if partitions != self.config.offsets_topic_num_partitions:
-                # groups were placed by the existing partition count: keep using it
-                log.warning("%s has %d partitions, not the configured %d; using %d", OFFSETS_TOPIC,
-                            partitions, self.config.offsets_topic_num_partitions, partitions)
-                self.config = dataclasses.replace(self.config, offsets_topic_num_partitions=partitions)
-                self.coordinator.config = self.config
-            records = await asyncio.to_thread(self._read_all, partitions)
-        else:
-            records = []
-        now = self.now_ms()
-        self._arm(self.coordinator.load(records, now))
-        self._arm(self.coordinator.start(now))
-        self.loaded = True
-        log.info("loaded %d consumer group(s) from %d record(s)", len(self.coordinator.groups), len(records))
+    def _start(self) -> None:
+        if self._started:
+            return
+        partitions = self.offsets_log.partition_count()
+        if partitions is not None and partitions != self.config.offsets_topic_num_partitions:
+            # groups were placed by the existing partition count: keep using it
+            log.warning("%s has %d partitions, not the configured %d; using %d", OFFSETS_TOPIC,
+                        partitions, self.config.offsets_topic_num_partitions, partitions)
+            self.config = dataclasses.replace(self.config, offsets_topic_num_partitions=partitions)
+            self.coordinator.config = self.config
+        self._started = True
+        self._act(self.coordinator.start(self.now_ms()))
 
-    def _read_all(self, partitions: int) -> list[tuple[bytes | None, bytes | None]]:
-        records: list[tuple[bytes | None, bytes | None]] = []
-        for index in range(partitions):
-            plog = self.broker.logs.partition(OFFSETS_TOPIC, index)
-            offset = plog.log_start_offset
-            try:
-                while True:
-                    chunks = plog.read(offset, _READ_CHUNK)
-                    start = offset
-                    for chunk in chunks:
-                        for batch in iter_batches(chunk):
-                            if not batch.is_control:
-                                records.extend((r.key, r.value) for r in batch.records() if r.offset >= offset)
-                            offset = max(offset, batch.next_offset)
-                    if offset <= start:
-                        break
-            except DecodeError:
-                log.exception("%s-%d: stopped reading at offset %d", OFFSETS_TOPIC, index, offset)
-        return records
+    async def load_all(self) -> None:
+        """Standalone start: serve every partition's groups, rebuilt from __consumer_offsets; arm their timers."""
+        self._start()
+        partitions = range(self.config.offsets_topic_num_partitions)
+        if self.offsets_log.partition_count() is None:
+            log.warning("%s does not exist: starting with no consumer groups", OFFSETS_TOPIC)
+            for partition in partitions:
+                self._act(self.coordinator.load_partition(partition, [], self.now_ms()))
+            return
+        for partition in partitions:  # all at once: none answers NOT_COORDINATOR while the others load
+            self.coordinator.begin_loading(partition)
+        records = 0
+        for partition in partitions:
+            records += await self._load(partition)
+        log.info("loaded %d consumer group(s) from %d record(s)", len(self.coordinator.groups), records)
+
+    async def load_partition(self, partition: int) -> None:
+        """Become the coordinator of one partition's groups (this broker now leads it)."""
+        self._start()
+        self.coordinator.begin_loading(partition)
+        records = await self._load(partition)
+        groups = sum(1 for g in self.coordinator.groups if self.partition_for(g) == partition)
+        log.info("%s-%d: loaded %d consumer group(s) from %d record(s)", OFFSETS_TOPIC, partition, groups, records)
+
+    async def _load(self, partition: int) -> int:
+        epoch = self._load_epochs[partition] = self._load_epochs.get(partition, 0) + 1
+        try:
+            records = await asyncio.to_thread(self.offsets_log.read_partition, partition)
+        except BaseException:
+            if self._load_epochs.get(partition) == epoch:
+                self._act_now(self.coordinator.unload_partition(partition))
+            raise
+        if self._load_epochs.get(partition) != epoch:
+            return 0  # unloaded (or loaded again) while it was read: that call decides
+        # a partition loaded again replaces its groups: their parked requests are answered
+        self._act_now(self.coordinator.load_partition(partition, records, self.now_ms()))
+        return len(records)
+
+    def unload_partition(self, partition: int) -> None:
+        """Stop coordinating one partition's groups (its leadership moved away). Nothing is written."""
+        self._load_epochs[partition] = self._load_epochs.get(partition, 0) + 1
+        groups = sum(1 for g in self.coordinator.groups if self.partition_for(g) == partition)
+        self._act_now(self.coordinator.unload_partition(partition))
+        log.info("%s-%d: unloaded %d consumer group(s)", OFFSETS_TOPIC, partition, groups)
 
     async def stop(self) -> None:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self.settle_background()
         for future, on_stop in self._waiters.values():
             if not future.done():
                 future.set_result(on_stop)
         self._waiters.clear()
-        self.loaded = False
+        self._started = False
+
+    async def settle_background(self) -> None:
+        """Wait until the records that timers produced (expired members, offsets) are persisted."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     # ------------------------------------------------------------ effects
 
-    def _arm(self, fx: Effects) -> None:
+    def _act(self, fx: Effects) -> None:
+        """The effects that need no waiting: log lines, void timers, new timers."""
+        for event in fx.events:
+            log.info("%s", event)
+        if fx.cancel_group_timers:
+            void = set(fx.cancel_group_timers)
+            for key in [k for k in self._timers if k.group_id in void]:
+                self._timers.pop(key).cancel()
         if not fx.timers:
             return
-        loop = asyncio.get_running_loop()
         now = self.now_ms()
         for deadline, key in fx.timers:
             old = self._timers.pop(key, None)
             if old is not None:
                 old.cancel()
-            self._timers[key] = loop.call_later(max(0, deadline - now) / 1000, self._fire, key)
+            self._timers[key] = self.clock.call_later(deadline - now, lambda key=key: self._fire(key))
 
-    def _fire(self, key: tuple) -> None:
+    def _act_now(self, fx: Effects) -> None:
+        """Effects with no records to persist first: act on them and deliver their replies."""
+        self._act(fx)
+        self._deliver(fx)
+
+    def _fire(self, key: TimerKey) -> None:
         self._timers.pop(key, None)
         fx = self.coordinator.timer_fired(key, self.now_ms())
         if fx.records:
@@ -141,12 +234,11 @@ class GroupService:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         else:
-            self._arm(fx)
-            self._deliver(fx)
+            self._act_now(fx)
 
     async def _settle(self, fx: Effects, *, raise_on_failure: bool = False) -> None:
-        """Arm timers, persist records, then deliver replies."""
-        self._arm(fx)
+        """Act on the effects, persist their records, then deliver their replies."""
+        self._act(fx)
         try:
             if fx.records:
                 await self._persist(fx.records)
@@ -171,7 +263,7 @@ class GroupService:
             for partition, rows in by_partition.items():
                 batch = build_batch(rows, timestamps=now)
                 try:
-                    await self.broker.append_records(OFFSETS_TOPIC, partition, batch)
+                    await self.offsets_log.append(partition, batch)
                 except Exception as e:  # any storage failure: the caller answers with a retriable error
                     log.exception("appending to %s-%d failed", OFFSETS_TOPIC, partition)
                     raise PersistError(str(e)) from e

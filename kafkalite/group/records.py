@@ -1,23 +1,8 @@
-"""Records of the internal topic `__consumer_offsets`, in Kafka's own layouts.
+"""Records of the internal topic `__consumer_offsets`: kafkalite's view of Kafka's layouts.
 
-Every key starts with an int16 version that says what the record is; the value has its own
-int16 version. A null value (tombstone) deletes the key. Strings are int16 length + UTF-8
-(-1 = null), bytes are int32 length + data. kafkalite writes the versions marked "written".
-
-Offset commit (key versions 0 and 1, written: 1)
-    key    int16 version | string group | string topic | int32 partition
-    value  int16 version, then by version:
-           0, 2  int64 offset | string metadata | int64 commit timestamp
-           1     int64 offset | string metadata | int64 commit timestamp | int64 expire timestamp
-           3     int64 offset | int32 leader epoch | string metadata | int64 commit timestamp  (written)
-
-Group metadata (key version 2)
-    key    int16 version (2) | string group
-    value  int16 version (0-3, written: 3) | string protocol type | int32 generation
-           | nullable string protocol | nullable string leader | int64 state timestamp (2+)
-           | int32 member count, then per member: string member id | nullable string group instance id (3+)
-           | string client id | string client host | int32 rebalance timeout (1+) | int32 session timeout
-           | bytes subscription | bytes assignment
+The layouts are declared once, as data schemas, in kafkalite.protocol.messages.data.consumer_offsets, and
+encoded with the protocol codec. kafkalite writes offset commit keys of type 1, offset commit values of
+version 3 and group metadata values of version 3; it reads every version Kafka has written.
 
 The group's partition is abs(Java String.hashCode(group)) % offsets.topic.num.partitions, as in Kafka.
 """
@@ -27,16 +12,23 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from kafkalite.protocol.codec import data_codec, decode_data, encode_data
 from kafkalite.protocol.errors import DecodeError
-
-_I16 = struct.Struct(">h")
-_I32 = struct.Struct(">i")
-_I64 = struct.Struct(">q")
+from kafkalite.protocol.messages.data.consumer_offsets import (
+    GROUP_METADATA_KEY,
+    GROUP_METADATA_KEY_TYPE,
+    GROUP_METADATA_VALUE,
+    OFFSET_COMMIT_KEY,
+    OFFSET_COMMIT_KEY_TYPES,
+    OFFSET_COMMIT_VALUE,
+)
 
 OFFSET_KEY_VERSION = 1
-GROUP_KEY_VERSION = 2
+GROUP_KEY_VERSION = GROUP_METADATA_KEY_TYPE
 OFFSET_VALUE_VERSION = 3
 GROUP_VALUE_VERSION = 3
+
+_KEY_TYPE = struct.Struct(">h")
 
 
 def java_string_hash(s: str) -> int:
@@ -99,148 +91,70 @@ class GroupValue:
 # ---------------------------------------------------------------- writing
 
 
-class _Writer:
-    def __init__(self) -> None:
-        self.out = bytearray()
-
-    def i16(self, v: int) -> "_Writer":
-        self.out += _I16.pack(v)
-        return self
-
-    def i32(self, v: int) -> "_Writer":
-        self.out += _I32.pack(v)
-        return self
-
-    def i64(self, v: int) -> "_Writer":
-        self.out += _I64.pack(v)
-        return self
-
-    def string(self, v: str | None) -> "_Writer":
-        if v is None:
-            return self.i16(-1)
-        data = v.encode("utf-8")
-        self.i16(len(data))
-        self.out += data
-        return self
-
-    def bytes_(self, v: bytes | None) -> "_Writer":
-        if v is None:
-            return self.i32(-1)
-        self.i32(len(v))
-        self.out += v
-        return self
+def _key(key_type: int, schema, fields: dict) -> bytes:
+    out = bytearray(_KEY_TYPE.pack(key_type))
+    data_codec(schema, 0).encode_into(out, [], fields)
+    return bytes(out)
 
 
 def offset_key(group_id: str, topic: str, partition: int) -> bytes:
-    return bytes(_Writer().i16(OFFSET_KEY_VERSION).string(group_id).string(topic).i32(partition).out)
+    return _key(OFFSET_KEY_VERSION, OFFSET_COMMIT_KEY, {"group": group_id, "topic": topic, "partition": partition})
 
 
 def group_key(group_id: str) -> bytes:
-    return bytes(_Writer().i16(GROUP_KEY_VERSION).string(group_id).out)
+    return _key(GROUP_KEY_VERSION, GROUP_METADATA_KEY, {"group": group_id})
 
 
 def offset_value(value: OffsetValue) -> bytes:
-    w = _Writer().i16(OFFSET_VALUE_VERSION).i64(value.offset).i32(value.leader_epoch)
-    return bytes(w.string(value.metadata).i64(value.commit_timestamp_ms).out)
+    return encode_data(OFFSET_COMMIT_VALUE, OFFSET_VALUE_VERSION, {
+        "offset": value.offset, "leader_epoch": value.leader_epoch, "metadata": value.metadata,
+        "commit_timestamp": value.commit_timestamp_ms, "expire_timestamp": value.expire_timestamp_ms,
+    })
 
 
 def group_value(value: GroupValue) -> bytes:
-    w = _Writer().i16(GROUP_VALUE_VERSION).string(value.protocol_type).i32(value.generation_id)
-    w.string(value.protocol_name).string(value.leader_id).i64(value.state_timestamp_ms)
-    w.i32(len(value.members))
-    for m in value.members:
-        w.string(m.member_id).string(m.group_instance_id).string(m.client_id).string(m.client_host)
-        w.i32(m.rebalance_timeout_ms).i32(m.session_timeout_ms).bytes_(m.subscription).bytes_(m.assignment)
-    return bytes(w.out)
+    return encode_data(GROUP_METADATA_VALUE, GROUP_VALUE_VERSION, {
+        "protocol_type": value.protocol_type, "generation": value.generation_id, "protocol": value.protocol_name,
+        "leader": value.leader_id, "current_state_timestamp": value.state_timestamp_ms,
+        "members": [
+            {"member_id": m.member_id, "group_instance_id": m.group_instance_id, "client_id": m.client_id,
+             "client_host": m.client_host, "rebalance_timeout": m.rebalance_timeout_ms,
+             "session_timeout": m.session_timeout_ms, "subscription": m.subscription, "assignment": m.assignment}
+            for m in value.members
+        ],
+    })
 
 
 # ---------------------------------------------------------------- reading
 
 
-class _Reader:
-    def __init__(self, buf) -> None:
-        self.buf = memoryview(buf)
-        self.pos = 0
-
-    def _take(self, n: int) -> memoryview:
-        if n < 0 or self.pos + n > len(self.buf):
-            raise DecodeError("__consumer_offsets record ends early")
-        view = self.buf[self.pos : self.pos + n]
-        self.pos += n
-        return view
-
-    def i16(self) -> int:
-        return _I16.unpack(self._take(2))[0]
-
-    def i32(self) -> int:
-        return _I32.unpack(self._take(4))[0]
-
-    def i64(self) -> int:
-        return _I64.unpack(self._take(8))[0]
-
-    def string(self) -> str | None:
-        n = self.i16()
-        if n == -1:
-            return None
-        try:
-            return bytes(self._take(n)).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise DecodeError("string in a __consumer_offsets record is not UTF-8") from e
-
-    def bytes_(self) -> bytes | None:
-        n = self.i32()
-        return None if n == -1 else bytes(self._take(n))
-
-
 def decode_key(key) -> OffsetKey | GroupKey | None:
-    """None for key versions this broker does not know (newer Kafka record types): skip them."""
-    r = _Reader(key)
-    version = r.i16()
-    if version in (0, 1):
-        return OffsetKey(r.string() or "", r.string() or "", r.i32())
-    if version == 2:
-        return GroupKey(r.string() or "")
+    """None for key types this broker does not know (newer Kafka record types): skip them."""
+    view = key if isinstance(key, memoryview) else memoryview(key)
+    if len(view) < 2:
+        raise DecodeError("__consumer_offsets key without a type")
+    (key_type,) = _KEY_TYPE.unpack_from(view, 0)
+    if key_type in OFFSET_COMMIT_KEY_TYPES:
+        k = data_codec(OFFSET_COMMIT_KEY, 0).decode(view, 2)[0]
+        return OffsetKey(k["group"], k["topic"], k["partition"])
+    if key_type == GROUP_METADATA_KEY_TYPE:
+        return GroupKey(data_codec(GROUP_METADATA_KEY, 0).decode(view, 2)[0]["group"])
     return None
 
 
 def decode_offset_value(data) -> OffsetValue:
-    r = _Reader(data)
-    version = r.i16()
-    if version not in (0, 1, 2, 3):
-        raise DecodeError(f"offset commit value version {version} is not supported")
-    offset = r.i64()
-    epoch = r.i32() if version >= 3 else -1
-    metadata = r.string() or ""
-    commit_ts = r.i64()
-    expire_ts = r.i64() if version == 1 else -1
-    return OffsetValue(offset, epoch, metadata, commit_ts, expire_ts)
+    _, v = decode_data(OFFSET_COMMIT_VALUE, data)
+    return OffsetValue(v["offset"], v["leader_epoch"], v["metadata"], v["commit_timestamp"], v["expire_timestamp"])
 
 
 def decode_group_value(data) -> GroupValue:
-    r = _Reader(data)
-    version = r.i16()
-    if version not in (0, 1, 2, 3):
-        raise DecodeError(f"group metadata value version {version} is not supported")
-    protocol_type = r.string() or ""
-    generation = r.i32()
-    protocol = r.string()
-    leader = r.string()
-    state_ts = r.i64() if version >= 2 else -1
-    count = r.i32()
-    if count < 0 or count > len(r.buf):
-        raise DecodeError("bad member count in a group metadata value")
-    members = []
-    for _ in range(count):
-        member_id = r.string() or ""
-        instance_id = r.string() if version >= 3 else None
-        client_id = r.string() or ""
-        client_host = r.string() or ""
-        rebalance_timeout = r.i32() if version >= 1 else -1
-        session_timeout = r.i32()
-        if rebalance_timeout < 0:
-            rebalance_timeout = session_timeout
-        subscription = r.bytes_() or b""
-        assignment = r.bytes_() or b""
-        members.append(MemberValue(member_id, instance_id, client_id, client_host, rebalance_timeout,
-                                   session_timeout, subscription, assignment))
-    return GroupValue(protocol_type, generation, protocol, leader, state_ts, members)
+    _, v = decode_data(GROUP_METADATA_VALUE, data)
+    members = [
+        MemberValue(m["member_id"], m["group_instance_id"], m["client_id"], m["client_host"],
+                    # before version 1 there is no rebalance timeout: the session timeout serves
+                    m["rebalance_timeout"] if m["rebalance_timeout"] >= 0 else m["session_timeout"],
+                    m["session_timeout"], m["subscription"], m["assignment"])
+        for m in v["members"]
+    ]
+    return GroupValue(v["protocol_type"], v["generation"], v["protocol"], v["leader"], v["current_state_timestamp"],
+                      members)

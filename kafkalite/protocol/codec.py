@@ -20,7 +20,7 @@ from typing import Any
 
 from kafkalite.protocol.errors import DecodeError
 from kafkalite.protocol.primitives import ZERO_UUID, read_uvarint, write_uvarint
-from kafkalite.protocol.schema import MISSING, ApiSchema, Array, Field, Struct, in_versions
+from kafkalite.protocol.schema import MISSING, ApiSchema, Array, DataSchema, Field, Struct, in_versions
 
 _FIXED = {
     "int8": (">b", 1),
@@ -395,6 +395,49 @@ def message_codec(api: ApiSchema, version: int, is_request: bool) -> MessageCode
     fields = api.request if is_request else api.response
     label = f"{api.name}{'Request' if is_request else 'Response'} v{version}"
     return MessageCodec(fields, version, api.is_flexible(version), label)
+
+
+@functools.cache
+def data_codec(schema: DataSchema, version: int) -> MessageCodec:
+    """The fields of a data schema at one version (without the int16 version in front)."""
+    return MessageCodec(schema.fields, version, schema.is_flexible(version), f"{schema.name} v{version}")
+
+
+_VERSION = struct.Struct(">h")
+
+
+def encode_data(schema: DataSchema, version: int, value: dict) -> bytes:
+    """int16 version, then `value`'s fields at that version."""
+    if not schema.min_version <= version <= schema.max_version:
+        raise ValueError(f"{schema.name} has no version {version}")
+    out = bytearray(_VERSION.pack(version))
+    data_codec(schema, version).encode_into(out, [], value)
+    return bytes(out)
+
+
+def decode_data(schema: DataSchema, data, *, newer_as_latest: bool = False,
+                short_as_older: bool = False) -> tuple[int, dict]:
+    """The version and fields of an int16-versioned structure. Bytes after the fields are ignored.
+
+    newer_as_latest: a version above the newest known is read as the newest (the consumer protocol promises
+    that later versions only add fields at the end). short_as_older: data that does not decode at its version
+    is tried at each older one in turn, so a sender that left out the fields its version adds at the end is
+    still understood (as the consumer protocol readers kafkalite had before were lenient).
+    """
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    if len(view) < 2:
+        raise DecodeError(f"{schema.name}: no version")
+    (version,) = _VERSION.unpack_from(view, 0)
+    read_as = min(version, schema.max_version) if newer_as_latest else version
+    if not schema.min_version <= read_as <= schema.max_version:
+        raise DecodeError(f"{schema.name} version {version} is not supported")
+    while True:
+        try:
+            return version, data_codec(schema, read_as).decode(view, 2)[0]
+        except DecodeError:
+            if not short_as_older or read_as <= schema.min_version:
+                raise
+            read_as -= 1
 
 
 def splice(out: bytearray, splices: list) -> list:

@@ -69,6 +69,22 @@ class ApiSchema:
         return self.flexible is not None and version >= self.flexible
 
 
+@dataclass(frozen=True, eq=False)
+class DataSchema:
+    """A versioned structure that is not an API message (Kafka's "type": "data" schemas): the consumer protocol
+    inside JoinGroup/SyncGroup, the records of __consumer_offsets. Declared in `messages/data/`; never in
+    ApiVersions. On the wire: int16 version, then the fields of that version (see codec.encode_data)."""
+
+    name: str
+    min_version: int
+    max_version: int
+    flexible: int | None
+    fields: tuple[Field, ...]
+
+    def is_flexible(self, version: int) -> bool:
+        return self.flexible is not None and version >= self.flexible
+
+
 def parse_versions(spec: str) -> tuple[int, int]:
     """Kafka's version range notation to an inclusive (low, high); "none" is an empty range."""
     spec = spec.strip()

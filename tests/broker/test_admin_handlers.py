@@ -72,7 +72,7 @@ async def create_topic(broker, name: str, partitions: int = 1, configs: dict | N
 async def produce(broker, name: str, count: int, partition: int = 0) -> None:
     now = int(time.time() * 1000)
     for i in range(count):
-        await broker.append_records(name, partition, build_batch([(None, b"v%d" % i)], timestamps=now))
+        await broker.replicas.append_internal(name, partition, build_batch([(None, b"v%d" % i)], timestamps=now))
 
 
 # ---------------------------------------------------------------------------------------------- CreatePartitions

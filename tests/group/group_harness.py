@@ -31,12 +31,18 @@ class Harness:
         self.timers: dict[tuple, int] = {}
         self.replies: dict[int, object] = {}
         self.records: list[tuple[int, bytes, bytes | None]] = []
+        self.events: list[str] = []
         self.tokens = itertools.count(1)
         self.issued: list[int] = []
+        for partition in range(self.config.offsets_topic_num_partitions):  # standalone: every partition is ours
+            self.apply(self.c.load_partition(partition, [], 0))
 
     # effects and time
 
     def apply(self, fx):
+        void = set(fx.cancel_group_timers)
+        self.timers = {key: deadline for key, deadline in self.timers.items() if key.group_id not in void}
+        self.events.extend(fx.events)
         for deadline, key in fx.timers:
             self.timers[key] = deadline
         self.records.extend(fx.records)

@@ -2,6 +2,8 @@
 
 from group_harness import RANGE, REBALANCE, SESSION, Harness, subscription
 
+from kafkalite.group import TimerKey
+from kafkalite.group import TimerKind as K
 from kafkalite.group.coordinator import FENCED_INSTANCE_ID, GroupState
 from kafkalite.protocol.errors import ErrorCode as E
 
@@ -435,9 +437,9 @@ def test_describe_hides_metadata_while_rebalancing():
 def test_stale_timers_are_harmless():
     h = Harness()
     (a,), gen = h.stable_group("g")
-    for key in [("session", "g", a), ("join", "g", 0), ("sync", "g", 99), ("pending", "g", "x"),
-                ("session", "nogroup", "x"), ("join", "nogroup", 1)]:
-        fx = h.c.timer_fired(key, h.now)
+    for kind, group, subject in [(K.SESSION, "g", a), (K.JOIN, "g", 0), (K.SYNC, "g", 99), (K.PENDING, "g", "x"),
+                                 (K.SESSION, "nogroup", "x"), (K.JOIN, "nogroup", 1)]:
+        fx = h.c.timer_fired(TimerKey(kind, group, subject), h.now)
         assert not fx.replies and not fx.records
     assert h.state() == "Stable" and a in h.c.groups["g"].members
 

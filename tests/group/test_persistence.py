@@ -56,9 +56,15 @@ def test_key_round_trip(group, topic, partition):
     assert rec.decode_key(rec.group_key(group)) == rec.GroupKey(group)
 
 
+def load_all(c: GroupCoordinator, records: list[tuple[int, bytes, bytes | None]], now: int) -> None:
+    """Load every partition from (partition, key, value) records, as a standalone broker does at start."""
+    for partition in range(c.config.offsets_topic_num_partitions):
+        c.load_partition(partition, [(k, v) for p, k, v in records if p == partition], now)
+
+
 def reload(h: Harness, now: int) -> GroupCoordinator:
     fresh = GroupCoordinator(h.config)
-    fresh.load([(key, value) for _, key, value in h.records], now)
+    load_all(fresh, h.records, now)
     return fresh
 
 
@@ -100,7 +106,8 @@ def test_loaded_members_heartbeat_on_or_time_out():
     (a, b), gen = h.stable_group("g", n=2)
     fresh = Harness()
     fresh.c = reload(h, 0)
-    fresh.apply(fresh.c.load([(k, v) for _, k, v in h.records], 0))
+    for partition in range(h.config.offsets_topic_num_partitions):  # the members' session timers, armed
+        fresh.apply(fresh.c.load_partition(partition, [(k, v) for p, k, v in h.records if p == partition], 0))
     assert fresh.heartbeat("g", a, gen) == E.NONE
     sync = fresh.sync("g", b, gen)
     assert fresh.replies[sync].assignment == b.encode()
@@ -117,7 +124,7 @@ def test_load_skips_undecodable_records():
     h.commit("solo", "", -1, {("t", 0): 1})
     records = [(b"\x00", b"junk"), (None, b"x"), (rec.group_key("x"), b"\x00\x09")] + [(k, v) for _, k, v in h.records]
     fresh = GroupCoordinator(GroupConfig())
-    fresh.load(records, 0)
+    fresh.load_partition(rec.partition_for("solo", 50), records, 0)
     assert list(fresh.groups) == ["solo"]
 
 

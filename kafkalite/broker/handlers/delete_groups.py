@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from kafkalite.broker.registry import handler
-from kafkalite.protocol.errors import ErrorCode
 
 
 @handler("DeleteGroups")
 async def handle(ctx, request):
     groups = ctx.groups
     names = list(request["groups_names"])
-    if not groups.loaded:
-        results = {name: ErrorCode.COORDINATOR_LOAD_IN_PROGRESS for name in names}
-    else:
-        results = await groups.delete_groups(list(dict.fromkeys(names)))
+    refused = {name: code for name in names if (code := groups.coordinator_error(name))}
+    results = await groups.delete_groups([n for n in dict.fromkeys(names) if n not in refused])
+    results.update(refused)
     return {"throttle_time_ms": 0,
             "results": [{"group_id": name, "error_code": results[name]} for name in dict.fromkeys(names)]}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from kafkalite.broker.registry import handler
-from kafkalite.protocol.errors import ErrorCode
 
 # Kafka's AclOperation codes for a group: READ, DELETE, DESCRIBE; without an authorizer all are allowed.
 ALL_GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
@@ -16,8 +15,8 @@ async def handle(ctx, request):
     operations = ALL_GROUP_OPERATIONS if request.get("include_authorized_operations") else OPERATIONS_NOT_REQUESTED
     described = []
     for group_id in request["groups"]:
-        if not groups.loaded:
-            described.append({"error_code": ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, "group_id": group_id,
+        if code := groups.coordinator_error(group_id):
+            described.append({"error_code": code, "group_id": group_id,
                               "group_state": "", "protocol_type": "", "protocol_data": "", "members": [],
                               "authorized_operations": OPERATIONS_NOT_REQUESTED})
             continue

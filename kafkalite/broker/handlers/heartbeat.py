@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from kafkalite.broker.registry import handler
-from kafkalite.protocol.errors import ErrorCode
 
 
 @handler("Heartbeat")
 async def handle(ctx, request):
     groups = ctx.groups
-    if not groups.loaded:
-        return {"throttle_time_ms": 0, "error_code": ErrorCode.COORDINATOR_LOAD_IN_PROGRESS}
+    if code := groups.coordinator_error(request["group_id"]):
+        return {"throttle_time_ms": 0, "error_code": code}
     code = await groups.heartbeat(
         request["group_id"], request["member_id"], request["generation_id"],
         request.get("group_instance_id") if ctx.api_version >= 3 else None,

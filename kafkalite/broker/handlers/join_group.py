@@ -11,8 +11,8 @@ from kafkalite.protocol.errors import ErrorCode
 async def handle(ctx, request):
     version = ctx.api_version
     groups = ctx.groups
-    if not groups.loaded:
-        return _response(version, ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, request["member_id"])
+    if code := groups.coordinator_error(request["group_id"]):
+        return _response(version, code, request["member_id"])
     rebalance_timeout = request.get("rebalance_timeout_ms", -1)
     if version == 0 or rebalance_timeout < 0:  # v0 has no rebalance timeout: the session timeout serves
         rebalance_timeout = request["session_timeout_ms"]

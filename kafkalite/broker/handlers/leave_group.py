@@ -14,8 +14,8 @@ async def handle(ctx, request):
     else:
         members = [(request["member_id"], None)]
     groups = ctx.groups
-    if not groups.loaded:
-        return {"throttle_time_ms": 0, "error_code": ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, "members": []}
+    if code := groups.coordinator_error(request["group_id"]):
+        return {"throttle_time_ms": 0, "error_code": code, "members": []}
     code, codes = await groups.leave_group(request["group_id"], members)
     if not batched:
         # before v3 the one member's error is the response's error

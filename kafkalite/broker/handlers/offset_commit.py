@@ -26,8 +26,8 @@ async def handle(ctx, request):
             else:
                 offsets.append((t["name"], p["partition_index"], p["committed_offset"],
                                 p.get("committed_leader_epoch", -1), p.get("committed_metadata")))
-    if offsets and not groups.loaded:
-        errors.update({(t, p): ErrorCode.COORDINATOR_LOAD_IN_PROGRESS for t, p, *_ in offsets})
+    if offsets and (code := groups.coordinator_error(request["group_id"])):
+        errors.update({(t, p): code for t, p, *_ in offsets})
     elif offsets:
         errors |= await groups.offset_commit(OffsetCommitRequest(
             group_id=request["group_id"],

@@ -9,8 +9,8 @@ from kafkalite.protocol.errors import ErrorCode
 @handler("OffsetDelete")
 async def handle(ctx, request):
     groups = ctx.groups
-    if not groups.loaded:
-        return {"error_code": ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, "throttle_time_ms": 0, "topics": []}
+    if code := groups.coordinator_error(request["group_id"]):
+        return {"error_code": code, "throttle_time_ms": 0, "topics": []}
     wanted = [(t["name"], p["partition_index"]) for t in request["topics"] for p in t["partitions"]]
     code, results = await groups.offset_delete(request["group_id"], wanted)
     if code:

@@ -11,12 +11,11 @@ from kafkalite.protocol.errors import ErrorCode
 
 def _fetch(groups, group_id: str, topics: list[dict] | None) -> tuple[int, list[dict]]:
     """(group error, topics) in the response's shape."""
-    if not groups.loaded:
-        code = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+    code = groups.coordinator_error(group_id) if groups.loaded else ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+    if code != ErrorCode.NONE:
         wanted = [(t["name"], p) for t in topics or () for p in t["partition_indexes"]]
         rows = [(t, p, None, code) for t, p in wanted]
     else:
-        code = ErrorCode.NONE
         wanted = None if topics is None else [(t["name"], p) for t in topics for p in t["partition_indexes"]]
         rows = [(t, p, c, ErrorCode.NONE) for t, p, c in groups.offset_fetch(group_id, wanted)]
     by_topic: dict[str, list[dict]] = {}

@@ -11,8 +11,8 @@ from kafkalite.protocol.errors import ErrorCode
 async def handle(ctx, request):
     version = ctx.api_version
     groups = ctx.groups
-    if not groups.loaded:
-        return {"throttle_time_ms": 0, "error_code": ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, "assignment": b""}
+    if code := groups.coordinator_error(request["group_id"]):
+        return {"throttle_time_ms": 0, "error_code": code, "assignment": b""}
     result = await groups.sync_group(SyncRequest(
         group_id=request["group_id"],
         generation_id=request["generation_id"],

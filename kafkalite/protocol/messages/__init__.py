@@ -9,6 +9,8 @@ from kafkalite.protocol.schema import ApiSchema
 def _load() -> dict[int, ApiSchema]:
     registry: dict[int, ApiSchema] = {}
     for info in pkgutil.iter_modules(__path__):
+        if info.ispkg:  # data/: schemas that are not APIs
+            continue
         api = importlib.import_module(f"{__name__}.{info.name}").API
         if api.key in registry:
             raise RuntimeError(f"API key {api.key} defined twice ({registry[api.key].name}, {api.name})")
