@@ -70,6 +70,10 @@ class App:
         self.producer_ids = ProducerIdBlocks(config.data_dir) if self.member is None else self.member
         self.groups = GroupService(group_settings(config), LocalOffsetsLog(self.logs, self.replicas.append_internal),
                                    self.clock)
+        self._coordinating: set[int] = set()  # cluster mode: the __consumer_offsets partitions whose groups we serve
+        self._loading: set[asyncio.Task] = set()
+        if self.member is not None:
+            self.metadata.listeners.append(self._follow_offsets_leadership)
         self.services = Services(config, self.dynamic_settings, self.metadata, self.replicas, self.groups,
                                  self.producer_ids)
         self.cluster_id = ""
@@ -115,6 +119,20 @@ class App:
             if local is None:
                 await asyncio.to_thread(store_cluster_id, self.config.data_dir, self.cluster_id)
 
+    def _follow_offsets_leadership(self, image) -> None:
+        """Cluster mode: coordinate the groups of exactly the __consumer_offsets partitions this broker leads."""
+        topic = image.topic(OFFSETS_TOPIC)
+        partitions = topic.partitions if topic is not None else ()
+        for index, info in enumerate(partitions):
+            if info.leader == self.node_id and index not in self._coordinating:
+                self._coordinating.add(index)
+                task = asyncio.get_running_loop().create_task(self.groups.load_partition(index))
+                self._loading.add(task)
+                task.add_done_callback(self._loading.discard)
+            elif info.leader != self.node_id and index in self._coordinating:
+                self._coordinating.discard(index)
+                self.groups.unload_partition(index)
+
     async def controlled_shutdown(self) -> None:
         """Before stopping (SIGTERM): in cluster mode, hand leadership to other replicas first."""
         if self.member is not None:
@@ -124,6 +142,8 @@ class App:
         self.replicas.check_isr()
 
     async def stop(self) -> None:
+        if self._loading:
+            await asyncio.gather(*self._loading, return_exceptions=True)
         await self.replicas.stop()
         if self.member is not None:
             await self.member.leave()

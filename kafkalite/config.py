@@ -40,6 +40,8 @@ BROKER_SETTINGS: dict[str, tuple[type, Any, str]] = {
     # on log.flush.interval.* only, "never" leaves it to the OS.
     "kafkalite.durability": (str, "always", "when data is fsynced: always | interval | never (topics may override)"),
     "offsets.topic.num.partitions": (int, 50, "partitions of __consumer_offsets"),
+    "offsets.topic.replication.factor": (int, 3, "replicas of __consumer_offsets in a cluster (at most the live "
+                                         "broker count when it is created)"),
     "offsets.retention.minutes": (int, 10080, "how long an empty group's committed offsets are kept"),
     # Kafka waits 3 s; 100 ms still lets consumers started together share the first rebalance, and gets
     # a lone new consumer its first message well within a second.
