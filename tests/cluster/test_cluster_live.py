@@ -1,0 +1,213 @@
+"""A three-broker kafkalite cluster on etcd, driven by real clients (confluent-kafka/librdkafka, kafka-python).
+
+One cluster per module (etcd and three broker processes on loopback). Tests that kill a broker start it again
+and wait until it is back in every ISR, so the next test finds three healthy brokers."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import pytest
+
+from brokerproc import missing
+from clusterproc import Cluster, wait_until
+
+confluent_kafka = pytest.importorskip("confluent_kafka")
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+pytestmark = pytest.mark.timeout(240)
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    import shutil
+
+    if shutil.which("etcd") is None:
+        missing("etcd is not installed (Debian package etcd-server)")
+    c = Cluster(str(tmp_path_factory.mktemp("cluster"))).start()
+    yield c
+    c.stop()
+
+
+def admin(cluster) -> AdminClient:
+    return AdminClient({"bootstrap.servers": cluster.bootstrap})
+
+
+def create_topic(cluster, partitions: int = 3, replication: int = 3) -> str:
+    name = f"t{next(_names)}-{int(time.time())}"
+    client = admin(cluster)  # held until the futures resolve: a collected client cancels them
+    for f in client.create_topics([NewTopic(name, partitions, replication)]).values():
+        f.result(15)
+    return name
+
+
+def partitions_of(cluster, topic: str):
+    return admin(cluster).list_topics(topic, timeout=10).topics[topic].partitions
+
+
+def all_in_sync(cluster, topic: str) -> bool:
+    parts = partitions_of(cluster, topic)
+    return bool(parts) and all(len(p.isrs) == len(p.replicas) and p.leader >= 0 for p in parts.values())
+
+
+def read_all(cluster, topic: str, partitions: int) -> dict[bytes, tuple[int, int]]:
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"check-{topic}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got: dict[bytes, tuple[int, int]] = {}
+    offsets: dict[tuple[int, int], bytes] = {}
+    idle = time.monotonic()
+    while time.monotonic() - idle < 5:
+        message = consumer.poll(0.5)
+        if message is None or message.error():
+            continue
+        idle = time.monotonic()
+        key = (message.partition(), message.offset())
+        assert key not in offsets or offsets[key] == message.value(), f"offset {key} holds two values"
+        offsets[key] = message.value()
+        assert message.value() not in got, f"{message.value()!r} is stored twice: a duplicate"
+        got[message.value()] = key
+    consumer.close()
+    return got
+
+
+def restart_and_rejoin(cluster, node: int, topic: str) -> None:
+    cluster.brokers[node].start()
+    wait_until(lambda: all_in_sync(cluster, topic), 30, f"broker {node} back in every ISR of {topic}")
+
+
+def test_metadata_from_any_broker_shows_every_broker_leader_replica_and_isr(cluster):
+    topic = create_topic(cluster, partitions=6)
+    for broker in cluster.brokers.values():
+        md = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(topic, timeout=10)
+        assert sorted(md.brokers) == [1, 2, 3]
+        parts = md.topics[topic].partitions
+        assert len(parts) == 6
+        assert all(sorted(p.replicas) == [1, 2, 3] and sorted(p.isrs) == [1, 2, 3] for p in parts.values())
+        assert sorted({p.leader for p in parts.values()}) == [1, 2, 3], "leaders are not spread over the brokers"
+    assert md.controller_id in (1, 2, 3)
+
+
+def test_acks_all_writes_survive_a_leader_kill_and_clients_produce_again_within_5_s(cluster):
+    """kill -9 of a partition's leader under idempotent acks=all produce: nothing acknowledged is lost or
+    duplicated, no offset changes its value, and the partition takes writes again within 5 s."""
+    topic = create_topic(cluster)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
+                         "linger.ms": 2, "message.timeout.ms": 60000})
+    acked: dict[bytes, tuple[int, int]] = {}
+    acked_at: list[tuple[float, int]] = []
+    errors: list[str] = []
+
+    def delivered(err, message):
+        if err is not None:
+            errors.append(str(err))
+            return
+        acked[message.value()] = (message.partition(), message.offset())
+        acked_at.append((time.monotonic(), message.partition()))
+
+    stop = threading.Event()
+
+    def produce():
+        for i in itertools.count():
+            if stop.is_set():
+                break
+            producer.produce(topic, value=b"v%d" % i, key=b"k%d" % (i % 30), callback=delivered)
+            producer.poll(0)
+            time.sleep(0.001)
+        producer.flush(60)
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    try:
+        wait_until(lambda: len(acked) > 500, 30, "the first acknowledgements")
+        victim = partitions_of(cluster, topic)[0].leader
+        killed_at = time.monotonic()
+        cluster.brokers[victim].kill()
+        resumed = wait_until(lambda: next((t for t, p in list(acked_at) if t > killed_at + 0.05 and p == 0), None),
+                             30, "acknowledgements for partition 0 after the kill")
+        time.sleep(2)  # keep producing through the new leadership
+    finally:
+        stop.set()
+        thread.join(90)
+    assert not errors, errors[:5]
+    new_leader = partitions_of(cluster, topic)[0].leader
+    assert new_leader not in (-1, victim)
+    got = read_all(cluster, topic, 3)
+    lost = [v for v in acked if v not in got]
+    moved = [v for v, where in acked.items() if v in got and got[v] != where]
+    assert not lost, f"{len(lost)} acknowledged records lost, e.g. {lost[:3]}"
+    assert not moved, f"{len(moved)} acknowledged records at another offset, e.g. {moved[:3]}"
+    assert resumed - killed_at < 5, f"partition 0 took {resumed - killed_at:.1f} s to take writes again"
+    restart_and_rejoin(cluster, victim, topic)
+
+
+def test_a_group_resumes_from_its_committed_offsets_after_its_coordinator_dies(cluster):
+    topic = create_topic(cluster)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    for i in range(300):
+        producer.produce(topic, value=b"m%d" % i, partition=i % 3)
+    producer.flush(30)
+    group = f"g-{topic}"
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen = 0
+    deadline = time.monotonic() + 30
+    while seen < 120 and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and not message.error():
+            seen += 1
+    consumer.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in consumer.committed(
+        [TopicPartition(topic, p) for p in range(3)], timeout=10)}
+    consumer.close()
+    assert sum(max(o, 0) for o in committed.values()) == seen
+    client = admin(cluster)
+    coordinator = client.describe_consumer_groups([group])[group].result(10).coordinator.id
+    cluster.brokers[coordinator].kill()
+    resumed = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group, "enable.auto.commit": False})
+    after = wait_until(lambda: {tp.partition: tp.offset for tp in resumed.committed(
+        [TopicPartition(topic, p) for p in range(3)], timeout=5)}, 30, "committed offsets from the new coordinator")
+    resumed.close()
+    assert after == committed, "committed offsets changed when their coordinator moved"
+    restart_and_rejoin(cluster, coordinator, topic)
+
+
+def test_sigterm_moves_leadership_away_before_the_broker_stops(cluster):
+    """Controlled shutdown: a broker stopped with SIGTERM first hands its partitions to other in-sync replicas,
+    so an acks=all producer sees no error that is not retriable."""
+    topic = create_topic(cluster)
+    victim = partitions_of(cluster, topic)[1].leader
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
+                         "linger.ms": 2})
+    errors: list[str] = []
+    acked = []
+    stop = threading.Event()
+
+    def produce():
+        for i in itertools.count():
+            if stop.is_set():
+                break
+            producer.produce(topic, value=b"s%d" % i, partition=i % 3,
+                             callback=lambda err, m: errors.append(str(err)) if err else acked.append(m.offset()))
+            producer.poll(0)
+            time.sleep(0.002)
+        producer.flush(60)
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    try:
+        wait_until(lambda: len(acked) > 200, 30, "the first acknowledgements")
+        assert cluster.brokers[victim].stop() == 0
+        leaders = {p.leader for p in partitions_of(cluster, topic).values()}
+        assert victim not in leaders
+        time.sleep(1)
+    finally:
+        stop.set()
+        thread.join(90)
+    assert not errors, errors[:5]
+    restart_and_rejoin(cluster, victim, topic)
