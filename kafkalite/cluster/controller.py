@@ -42,6 +42,7 @@ class Controller:
                     continue
                 old, mod_revision = found
                 new = decisions.elect_leader(old, live, self.unclean_election, excluded=leaving)
+                new = decisions.step_reassignment(new, live - leaving)
                 if preferred and new.leader != -1:
                     new = decisions.preferred_leader(new, live - leaving)
                 if new != old:

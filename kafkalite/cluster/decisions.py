@@ -106,18 +106,37 @@ def _alternate_racks(ids: list[int], racks: Mapping[int, str | None]) -> list[in
     return order
 
 
-def reassign(partition: PartitionInfo, target: tuple[int, ...], live: set[int]) -> tuple[PartitionInfo, bool]:
-    """One step of moving a partition to `target` replicas, as Kafka's reassignment does: first add the new
-    replicas (replicas = target + the old ones), then, once every target replica is in the ISR, drop the old
-    ones (electing a new leader if the current one leaves). Returns (the partition, whether the move is done)."""
-    if partition.replicas == target:
-        return partition, True
-    if not set(target) <= set(partition.isr):
-        adding = tuple(target) + tuple(r for r in partition.replicas if r not in target)
-        return _changed(partition, replicas=adding), False
-    isr = tuple(r for r in target if r in partition.isr)
-    moved = _changed(partition, replicas=tuple(target), isr=isr)
-    if moved.leader not in target:
-        moved = elect_leader(replace(moved, leader=NO_LEADER, leader_epoch=partition.leader_epoch), live)
-        moved = replace(moved, partition_epoch=partition.partition_epoch + 1)
-    return moved, True
+def start_reassignment(partition: PartitionInfo, target: tuple[int, ...]) -> PartitionInfo:
+    """Begin moving a partition to `target` (KIP-455): replicas = target then the old ones, the new ones marked
+    adding and the old ones removing. Moving back to the current replicas cancels a move in progress."""
+    current = partition.target if (partition.adding or partition.removing) else partition.replicas
+    if tuple(target) == tuple(r for r in current):
+        return _changed(partition, replicas=tuple(current), adding=(), removing=(),
+                        isr=tuple(r for r in partition.isr if r in current) or partition.isr[:1])
+    replicas = tuple(target) + tuple(r for r in partition.replicas if r not in target)
+    return _changed(partition, replicas=replicas, adding=tuple(r for r in target if r not in partition.replicas),
+                    removing=tuple(r for r in partition.replicas if r not in target))
+
+
+def cancel_reassignment(partition: PartitionInfo) -> PartitionInfo:
+    """Back to the replicas before the move: the ones being added are dropped."""
+    original = tuple(r for r in partition.replicas if r not in partition.adding)
+    return finish(partition, original)
+
+
+def step_reassignment(partition: PartitionInfo, live: set[int]) -> PartitionInfo:
+    """Once every replica being added is in the ISR, drop the ones being removed (electing a new leader if the
+    current one leaves). Unchanged while the new replicas are still catching up."""
+    if not (partition.adding or partition.removing) or not set(partition.adding) <= set(partition.isr):
+        return partition
+    return finish(partition, partition.target, live)
+
+
+def finish(partition: PartitionInfo, replicas: tuple[int, ...], live: set[int] | None = None) -> PartitionInfo:
+    isr = tuple(r for r in replicas if r in partition.isr)
+    moved = replace(partition, replicas=tuple(replicas), isr=isr or partition.isr[:1], adding=(), removing=())
+    if moved.leader not in replicas:
+        candidates = live if live is not None else set(replicas)
+        leader = next((r for r in replicas if r in isr and r in candidates), NO_LEADER)
+        moved = replace(moved, leader=leader, leader_epoch=partition.leader_epoch + 1)
+    return replace(moved, partition_epoch=partition.partition_epoch + 1)

@@ -24,6 +24,9 @@ from kafkalite.log.config import LogConfig
 from kafkalite.log.errors import InvalidPartitions, InvalidReplicationFactor, TopicExists, UnknownTopic
 from kafkalite.log.manager import MAX_PARTITIONS_PER_REQUEST, LogManager, validate_topic_name
 from kafkalite.metadata.image import BrokerInfo, MetadataImage, PartitionInfo, TopicImage
+from kafkalite.protocol.errors import ErrorCode
+
+PREFERRED, UNCLEAN = 0, 1  # ElectLeaders election types
 
 log = logging.getLogger("kafkalite.metadata")
 
@@ -213,6 +216,62 @@ class ClusterMetadataStore:
             raise InvalidPartitions(f"topic {name!r} changed meanwhile; try again")
         await self._until(lambda: self.state.revision >= result.revision, f"the configs of topic {name}")
         return config
+
+    # ------------------------------------------------------------------ leadership and reassignment
+
+    async def _change_partition(self, topic: str, index: int, change) -> int:
+        """Apply `change(record) -> record | error code` to a partition by compare-and-swap; returns an error
+        code (NONE once this broker's image shows the change)."""
+        record = self.state.topics.get(topic)
+        found = self.state.partition(topic, index)
+        if record is None or found is None:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        old, mod_revision = found
+        new = change(old)
+        if isinstance(new, int):
+            return new
+        key = self.keys.partition(record.topic_id, index)
+        result = await self.store.txn([Compare(key, "mod", "==", mod_revision)], [Put(key, encode_partition(new))])
+        if not result.succeeded:
+            return ErrorCode.REASSIGNMENT_IN_PROGRESS  # changed meanwhile: the caller may retry
+        await self._until(lambda: self.state.revision >= result.revision, f"the change of {topic}-{index}")
+        return ErrorCode.NONE
+
+    async def reassign(self, topic: str, index: int, replicas: list[int] | None) -> int:
+        """AlterPartitionReassignments for one partition: move it to `replicas`, or cancel (None)."""
+        live = set(self.image.brokers)
+
+        def change(p: PartitionInfo):
+            if replicas is None:
+                if not (p.adding or p.removing):
+                    return ErrorCode.NO_REASSIGNMENT_IN_PROGRESS
+                return decisions.cancel_reassignment(p)
+            if not replicas or len(set(replicas)) != len(replicas) or not set(replicas) <= live:
+                return ErrorCode.INVALID_REPLICA_ASSIGNMENT
+            return decisions.start_reassignment(p, tuple(replicas))
+
+        return await self._change_partition(topic, index, change)
+
+    def reassignments(self) -> list[tuple[str, int, PartitionInfo]]:
+        return [(name, i, p) for name, t in sorted(self.image.topics.items()) for i, p in enumerate(t.partitions)
+                if p.adding or p.removing]
+
+    async def elect_leader(self, topic: str, index: int, election_type: int) -> int:
+        """ElectLeaders for one partition: 0 the preferred replica, 1 any live replica when none in sync is."""
+        live = set(self.image.brokers)
+
+        def change(p: PartitionInfo):
+            if election_type == PREFERRED:
+                if p.leader == p.replicas[0]:
+                    return ErrorCode.ELECTION_NOT_NEEDED
+                new = decisions.preferred_leader(p, live)
+                return ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE if new == p else new
+            if p.leader in live:
+                return ErrorCode.ELECTION_NOT_NEEDED
+            new = decisions.elect_leader(p, live, unclean=True)
+            return ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE if new.leader == -1 else new
+
+        return await self._change_partition(topic, index, change)
 
     async def set_topic_defaults(self, defaults: LogConfig) -> None:
         def apply():

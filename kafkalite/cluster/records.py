@@ -86,12 +86,14 @@ def decode_topic(name: str, value: bytes) -> TopicRecord:
 
 def encode_partition(p: PartitionInfo) -> bytes:
     return json.dumps({"replicas": list(p.replicas), "leader": p.leader, "leader_epoch": p.leader_epoch,
-                       "isr": list(p.isr), "partition_epoch": p.partition_epoch}).encode()
+                       "isr": list(p.isr), "partition_epoch": p.partition_epoch, "adding": list(p.adding),
+                       "removing": list(p.removing)}).encode()
 
 
 def decode_partition(value: bytes) -> PartitionInfo:
     d = json.loads(value)
-    return PartitionInfo(tuple(d["replicas"]), d["leader"], d["leader_epoch"], tuple(d["isr"]), d["partition_epoch"])
+    return PartitionInfo(tuple(d["replicas"]), d["leader"], d["leader_epoch"], tuple(d["isr"]), d["partition_epoch"],
+                         tuple(d.get("adding", ())), tuple(d.get("removing", ())))
 
 
 class ClusterState:

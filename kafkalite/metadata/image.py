@@ -25,13 +25,22 @@ class BrokerInfo:
 
 @dataclass(frozen=True, slots=True)
 class PartitionInfo:
-    """One partition's assignment and leadership. `partition_epoch` counts every change of this record."""
+    """One partition's assignment and leadership. `partition_epoch` counts every change of this record. During a
+    reassignment `replicas` holds old and new replicas together, `adding` the new ones not yet in sync and
+    `removing` the old ones to drop once they are (as Kafka's partition records)."""
 
     replicas: tuple[int, ...]
     leader: int
     leader_epoch: int
     isr: tuple[int, ...]
     partition_epoch: int = 0
+    adding: tuple[int, ...] = ()
+    removing: tuple[int, ...] = ()
+
+    @property
+    def target(self) -> tuple[int, ...]:
+        """The replicas once a reassignment in progress is done (the replicas, when none is)."""
+        return tuple(r for r in self.replicas if r not in self.removing)
 
     def offline_replicas(self, live: Mapping[int, BrokerInfo]) -> list[int]:
         return [r for r in self.replicas if r not in live]

@@ -18,6 +18,7 @@ from typing import Callable
 from kafkalite.log.config import LogConfig
 from kafkalite.log.manager import LogManager, TopicInfo
 from kafkalite.metadata.image import BrokerInfo, MetadataDelta, MetadataImage, PartitionInfo, TopicImage
+from kafkalite.protocol.errors import ErrorCode
 
 log = logging.getLogger("kafkalite.metadata")
 
@@ -120,6 +121,25 @@ class LocalMetadataStore:
                 for name in self.logs.topics():  # re-applying the overrides recomputes each topic's config
                     self.logs.alter_configs(name, self.logs.topic(name).configs)
             await asyncio.to_thread(apply)
+
+    # ------------------------------------------------------------------ leadership and reassignment (one broker)
+
+    async def reassign(self, topic: str, index: int, replicas: list[int] | None) -> int:
+        if self.image.partition(topic, index) is None:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        if replicas is None:
+            return ErrorCode.NO_REASSIGNMENT_IN_PROGRESS
+        if list(replicas) != [self.broker.node_id]:
+            return ErrorCode.INVALID_REPLICA_ASSIGNMENT
+        return ErrorCode.NONE  # already there
+
+    def reassignments(self) -> list:
+        return []
+
+    async def elect_leader(self, topic: str, index: int, election_type: int) -> int:
+        if self.image.partition(topic, index) is None:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return ErrorCode.ELECTION_NOT_NEEDED  # this broker is every partition's preferred and only replica
 
     # ------------------------------------------------------------------ reads the image lacks
 

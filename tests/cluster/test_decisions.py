@@ -5,7 +5,8 @@ import collections
 import pytest
 
 from kafkalite.cluster.decisions import (
-    elect_leader, expand_isr, place_replicas, preferred_leader, reassign, shrink_isr,
+    cancel_reassignment, elect_leader, expand_isr, place_replicas, preferred_leader, shrink_isr, start_reassignment,
+    step_reassignment,
 )
 from kafkalite.metadata.image import NO_LEADER, PartitionInfo
 
@@ -69,9 +70,17 @@ def test_rack_aware_placement_puts_replicas_on_different_racks():
 
 def test_reassignment_adds_new_replicas_first_then_drops_the_old_once_they_are_in_sync():
     start = PartitionInfo((1, 2, 3), 1, 5, (1, 2, 3), 9)
-    adding, done = reassign(start, (2, 3, 4), {1, 2, 3, 4})
-    assert not done and adding.replicas == (2, 3, 4, 1) and adding.leader == 1
+    adding = start_reassignment(start, (2, 3, 4))
+    assert adding.replicas == (2, 3, 4, 1) and adding.adding == (4,) and adding.removing == (1,)
+    assert adding.leader == 1 and adding.target == (2, 3, 4)
+    assert step_reassignment(adding, {1, 2, 3, 4}) == adding, "dropped old replicas before the new one caught up"
     caught_up = expand_isr(adding, [4])
-    finished, done = reassign(caught_up, (2, 3, 4), {1, 2, 3, 4})
-    assert done and finished.replicas == (2, 3, 4) and finished.isr == (2, 3, 4)
+    finished = step_reassignment(caught_up, {1, 2, 3, 4})
+    assert finished.replicas == (2, 3, 4) and finished.isr == (2, 3, 4) and not finished.adding
     assert finished.leader == 2 and finished.leader_epoch == 6, "the leaving leader kept leadership"
+
+
+def test_a_cancelled_reassignment_goes_back_to_the_old_replicas():
+    adding = start_reassignment(PartitionInfo((1, 2, 3), 1, 5, (1, 2, 3), 9), (2, 3, 4))
+    back = cancel_reassignment(adding)
+    assert sorted(back.replicas) == [1, 2, 3] and not back.adding and not back.removing and back.leader == 1

@@ -43,6 +43,7 @@ async def handle(ctx, request):
     replicas = ctx.replicas
     acks = request["acks"]
     responses = []
+    endpoints: dict[int, dict] = {}  # v10: the brokers named in current_leader hints
     commits = []  # (partition response, future done once the high watermark passes the batch)
     for topic in request["topic_data"]:
         name = topic["name"]
@@ -64,6 +65,8 @@ async def handle(ctx, request):
                 replica, result = await replicas.append(name, part["index"], batch.buf, acks)
             except (Rejected, NotServed) as e:
                 resp["error_code"], resp["error_message"] = e.code, e.message
+                if e.code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                    hint_leader(ctx, resp, name, part["index"], endpoints)
                 continue
             except (LogError, OSError) as e:
                 resp["error_code"], resp["error_message"] = error_code_for(e), str(e)
@@ -77,7 +80,19 @@ async def handle(ctx, request):
         await wait_committed(replicas, commits, request["timeout_ms"])
     if acks == 0:
         return None
-    return {"responses": responses, "throttle_time_ms": 0}
+    return {"responses": responses, "throttle_time_ms": 0, "node_endpoints": list(endpoints.values())}
+
+
+def hint_leader(ctx, resp: dict, topic: str, index: int, endpoints: dict[int, dict]) -> None:
+    """Produce v10 (KIP-951): a NOT_LEADER_OR_FOLLOWER answer names the current leader, so the client can go
+    there without a Metadata round trip."""
+    info = ctx.metadata.image.partition(topic, index)
+    leader = ctx.metadata.image.leader_of(topic, index)
+    if info is None or leader is None or leader.node_id == ctx.node_id:
+        return
+    resp["current_leader"] = {"leader_id": leader.node_id, "leader_epoch": info.leader_epoch}
+    endpoints[leader.node_id] = {"node_id": leader.node_id, "host": leader.host, "port": leader.port,
+                                 "rack": leader.rack}
 
 
 async def wait_committed(replicas, commits: list, timeout_ms: int) -> None:
