@@ -44,15 +44,22 @@ def test_describe_reset_and_delete(broker, kafkalite, topic_name):
         topic, partition, current, end, lag, *rest = row.split()
         assert current == end and lag == "0" and rest == ["-", "-", "-"]
 
-    reset = kafkalite("groups", "reset-offsets", group, "--topic", name, "--to-offset", "1")
-    assert reset.code == 0, reset.err
+    # Without --execute, a preview: the lags stay 0.
+    preview = kafkalite("groups", "reset-offsets", group, "--topic", name, "--to-offset", "1")
+    assert preview.code == 0, preview.err
+    assert [row.split()[2] for row in preview.out.splitlines()[1:]] == ["1", "1"]
+    assert "add --execute" in preview.err
+    assert all(row.split()[4] == "0" for row in kafkalite("groups", "describe", group).out.splitlines()[3:])
+
+    reset = kafkalite("groups", "reset-offsets", group, "--topic", name, "--to-offset", "1", "--execute")
+    assert (reset.code, reset.err) == (0, "")
     assert [row.split() for row in reset.out.splitlines()] == [
         ["TOPIC", "PARTITION", "NEW-OFFSET"], [name, "0", "1"], [name, "1", "1"]]
-    earliest = kafkalite("groups", "reset-offsets", group, "--topic", name, "--to-earliest")
+    earliest = kafkalite("groups", "reset-offsets", group, "--topic", name, "--to-earliest", "--execute")
     assert [row.split()[2] for row in earliest.out.splitlines()[1:]] == ["0", "0"]
     lags = [row.split()[4] for row in kafkalite("groups", "describe", group).out.splitlines()[3:]]
     assert sum(map(int, lags)) == 6
-    latest = kafkalite("groups", "reset-offsets", group, "--topic", name, "--to-latest")
+    latest = kafkalite("groups", "reset-offsets", group, "--topic", name, "--to-latest", "--execute")
     assert sum(int(row.split()[2]) for row in latest.out.splitlines()[1:]) == 6
 
     deleted = kafkalite("groups", "delete", group)
