@@ -17,6 +17,9 @@ from kafkalite.tools.render import bytes_json
 from kafkalite.tools.topics import admin_for, require_topics
 
 CLOSE_TIMEOUT = 10.0  # seconds for the final commit, and again for leaving the group
+# The broker answers a connection's requests in order, so the final commit and LeaveGroup wait behind a
+# fetch that is waiting for data: a short wait keeps Ctrl-C well within a second.
+FETCH_MAX_WAIT_MS = 100
 NULL = b"null"  # how kafka-console-consumer prints a null key or value
 
 
@@ -152,7 +155,7 @@ async def consume(args) -> int:
             tps += [TopicPartition(topic, p) for p in args.partition or existing]
         seeks = await start_offsets(admin.cluster, tps, offset) if offset is not None else {}
     consumer = Consumer(bootstrap_servers=args.bootstrap, group_id=args.group, client_id="kafkalite-cli",
-                        auto_offset_reset="earliest" if args.from_beginning else "latest")
+                        fetch_max_wait_ms=FETCH_MAX_WAIT_MS, auto_offset_reset="earliest" if args.from_beginning else "latest")
     if args.group is None:
         consumer.assign(tps)
         for tp, position in seeks.items():
