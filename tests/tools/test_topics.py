@@ -84,3 +84,32 @@ def test_help_documents_exit_codes():
     assert "exit codes of the client tools:" in result.out
     for line in ("3  cannot connect to the broker", "4  no such topic, partition or group", "5  not authorized"):
         assert line in result.out
+
+
+def test_replication_factor_is_passed_to_the_broker(tool, topic_name):
+    name = topic_name()
+    assert tool("topics", "create", name, "--replication-factor", "1").code == 0
+    refused = tool("topics", "create", topic_name(), "--replication-factor", "3")
+    assert refused.code == 1
+    assert refused.err.startswith("kafkalite: creating topic") and refused.err.endswith("(INVALID_REPLICATION_FACTOR)\n")
+    assert "\n" not in refused.err.rstrip("\n")  # one line, no traceback
+    assert tool("topics", "create", topic_name(), "-r", "0").code == 2
+
+
+def test_describe_all_configs_with_source_and_default(broker, tool, topic_name):
+    name = topic_name()
+    tool("topics", "create", name, "--partitions", "1", "--config", "retention.ms=60000")
+    plain = tool("topics", "describe", name)
+    described = tool("topics", "describe", name, "--all-configs")
+    assert described.code == 0, described.err
+    lines = described.out.splitlines()
+    assert lines[:2] == plain.out.splitlines()  # today's output first, unchanged
+    table = [line.split() for line in lines[3:] if line]
+    assert table[0] == ["CONFIG", "VALUE", "SOURCE", "DEFAULT"]
+    rows = {row[0]: row[1:] for row in table[1:]}
+    assert rows["retention.ms"] == ["60000", "DYNAMIC_TOPIC_CONFIG", "604800000"]
+    assert rows["cleanup.policy"] == ["delete", "DEFAULT_CONFIG", "delete"]
+    assert rows["segment.bytes"] == ["1073741824", "DEFAULT_CONFIG:log.segment.bytes", "1073741824"]
+    from kafkalite.log.config import TOPIC_CONFIGS
+
+    assert sorted(rows) == sorted(spec.name for spec in TOPIC_CONFIGS)  # every config the broker has
