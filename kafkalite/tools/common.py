@@ -117,8 +117,10 @@ class Stop:
         self.task = task
         self.signal: int | None = None
         self.graceful: Callable[[], None] | None = None
+        self.pending = False  # a signal arrived that the event loop has not handled yet
 
     def __call__(self, signum: int) -> None:
+        self.pending = False
         first = self.signal is None
         self.signal = self.signal or signum
         if first and self.graceful is not None:
@@ -151,8 +153,17 @@ async def _supervise(tool: Callable[..., Awaitable[int | None]], args) -> int:
     loop = asyncio.get_running_loop()
     stop = Stop(asyncio.current_task())
     _current_stop.set(stop)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop, sig)
+    blocking = getattr(tool, "blocks_the_loop", False)
+
+    def on_signal(signum, _frame) -> None:
+        # Handled in the loop, where the tool can stop cleanly. A loop that has not come round to the last
+        # signal is blocked (or the tool is a blocking one): then stop where it is, as Python does by default.
+        if blocking or stop.pending:
+            raise KeyboardInterrupt
+        stop.pending = True
+        loop.call_soon_threadsafe(stop, signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     deadline = getattr(args, "deadline", None)
     try:
         async with asyncio.timeout(deadline) as timer:
@@ -166,8 +177,8 @@ async def _supervise(tool: Callable[..., Awaitable[int | None]], args) -> int:
             raise
         raise ToolError(f"the broker did not answer within {deadline:g}s (--timeout)", Exit.TIMED_OUT) from None
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if stop.signal == signal.SIGINT:
         return Exit.INTERRUPTED
     return int(code or Exit.OK)

@@ -367,5 +367,8 @@ async def nc(args) -> int:
     return Exit.USAGE if bad_lines else Exit.OK
 
 
+nc.blocks_the_loop = True  # synchronous sockets and stdin: Ctrl-C interrupts it where it is
+
+
 def _print(response: dict) -> None:
     print(json.dumps(response, ensure_ascii=False), flush=True)

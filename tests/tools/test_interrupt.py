@@ -106,3 +106,21 @@ def test_interrupt_while_waiting_for_the_broker_exits_130(tmp_path):
                 proc.wait()
     assert code == 130
     assert b"Traceback" not in proc.stderr.read()
+
+
+def test_nc_reading_stdin_exits_130(broker):
+    """nc blocks on its socket and stdin (no event loop to hand the signal to): Ctrl-C stops it where it is."""
+    proc = subprocess.Popen(tool_argv("nc", broker.bootstrap), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b'{"api": "ApiVersions", "version": 0}\n')
+        proc.stdin.flush()
+        assert b'"api": "ApiVersions"' in read_lines(proc.stdout, 1)[0]  # answered; now it waits for a line
+        code, _ = interrupt(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()
+    assert code == 130
+    assert b"Traceback" not in proc.stderr.read()
