@@ -85,6 +85,9 @@ def _add_produce(sub) -> None:
                         help="split each line at the first SEP into key and value (\\t for a tab)")
     parser.add_argument("--header", "-H", action="append", metavar="NAME=VALUE",
                         help="a header on every record (repeatable)")
+    parser.add_argument("--parse-headers", action="store_true",
+                        help="each line starts with its headers, NAME:VALUE,NAME:VALUE then a tab (as "
+                             "kafka-console-producer's parse.headers)")
     parser.add_argument("--null-marker", metavar="TEXT",
                         help="a key or value equal to TEXT is sent as null (a tombstone, for a value)")
     parser.add_argument("--empty-as-null", "-Z", action="store_true",

@@ -125,9 +125,27 @@ def parse_headers(pairs: list[str] | None) -> list[tuple[str, bytes]]:
     return out
 
 
-def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:
+HEADERS_END, HEADERS_SEPARATOR, HEADER_NAME_END = b"\t", b",", b":"  # kafka-console-producer's defaults
+
+
+def split_headers(line: bytes, number: int, null: bytes | None) -> tuple[list[tuple[str, bytes | None]], bytes]:
+    """--parse-headers: `NAME:VALUE,NAME:VALUE<tab>rest of the line` (an empty part: no headers)."""
+    part, sep, rest = line.partition(HEADERS_END)
+    if not sep:
+        raise ToolError(f"line {number} has no tab after its headers (--parse-headers)", Exit.USAGE)
+    headers = []
+    for pair in part.split(HEADERS_SEPARATOR) if part else ():
+        name, sep, value = pair.partition(HEADER_NAME_END)
+        if not sep or not name:
+            raise ToolError(f"line {number}: header {pair.decode('utf-8', 'replace')!r} is not NAME:VALUE "
+                            "(--parse-headers)", Exit.USAGE)
+        headers.append((name.decode("utf-8", "replace"), None if value == null else value))
+    return headers, rest
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]]) -> int:
     size = RECORD_OVERHEAD + len(key or b"") + len(value or b"")
-    return size + sum(len(k.encode()) + len(v) + 10 for k, v in headers)
+    return size + sum(len(k.encode()) + len(v or b"") + 10 for k, v in headers)
 
 
 async def produce(args) -> int:
@@ -168,17 +186,22 @@ async def produce(args) -> int:
         await require_producible(producer, args.topic)
         with graceful_stop(reader.stop):  # Ctrl-C: send what was read, then exit 130
             async for number, line in reader.lines():
+                line_headers = headers
+                if args.parse_headers:
+                    parsed, line = split_headers(line, number, null)
+                    line_headers = headers + parsed
                 key, value = split_key(line, separator, number)
                 if null is not None:
                     key = None if key == null else key
                     value = None if value == null else value
                 if args.empty_as_null and value == b"":
                     value = None
-                size = record_size(key, value, headers)
+                size = record_size(key, value, line_headers)
                 if size > args.max_record_bytes:
                     raise ToolError(f"line {number} makes a record of {size} bytes, more than --max-record-bytes "
                                     f"({args.max_record_bytes})", Exit.USAGE)
-                future = await producer.enqueue(args.topic, value, key=key, headers=headers, partition=args.partition)
+                future = await producer.enqueue(args.topic, value, key=key, headers=line_headers,
+                                                partition=args.partition)
                 unacknowledged.add(future)
                 future.add_done_callback(acknowledged)
                 sent += 1

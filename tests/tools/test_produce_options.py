@@ -20,6 +20,21 @@ def test_headers_on_every_record(tool, topic_name):
     assert bad.code == 2 and "--header 'novalue' is not of the form NAME=VALUE" in bad.err
 
 
+def test_headers_on_each_line(tool, topic_name):
+    name = topic_name()
+    tool("topics", "create", name)
+    produced = tool("produce", name, "--parse-headers", "-K", ":", "--null-marker", "NULL", "-H", "all=1",
+                    input="a:1,b:2\tk:v\n\tk2:no headers\nn:NULL\tk3:v3\n")
+    assert produced.code == 0, produced.err
+    assert [(r["headers"], r["key"], r["value"]) for r in records(tool, name, 3)] == [
+        ([["all", "1"], ["a", "1"], ["b", "2"]], "k", "v"), ([["all", "1"]], "k2", "no headers"),
+        ([["all", "1"], ["n", None]], "k3", "v3")]
+    for line, message in [("k:v\n", "line 1 has no tab after its headers"),
+                          ("a\tk:v\n", "line 1: header 'a' is not NAME:VALUE")]:
+        bad = tool("produce", name, "--parse-headers", "-K", ":", input=line)
+        assert bad.code == 2 and message in bad.err, bad
+
+
 def test_null_values_for_tombstones(tool, topic_name):
     name = topic_name()
     tool("topics", "create", name, "--config", "cleanup.policy=compact")
