@@ -23,9 +23,9 @@ def interrupt(proc: subprocess.Popen) -> tuple[int, float]:
     return code, time.monotonic() - started
 
 
-def test_produce_with_stdin_open_exits_130_after_sending_what_it_read(broker, kafkalite, topic_name):
+def test_produce_with_stdin_open_exits_130_after_sending_what_it_read(broker, tool, topic_name):
     name = topic_name()
-    kafkalite("topics", "create", name, "--partitions", "1")
+    tool("topics", "create", name, "--partitions", "1")
     proc = subprocess.Popen(tool_argv("produce", name, bootstrap=broker.bootstrap), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -43,10 +43,10 @@ def test_produce_with_stdin_open_exits_130_after_sending_what_it_read(broker, ka
     assert end_offsets(broker.bootstrap, name) == [2]
 
 
-def test_consume_exits_130_and_commits_what_it_printed(broker, kafkalite, topic_name):
+def test_consume_exits_130_and_commits_what_it_printed(broker, tool, topic_name):
     name, group = topic_name(), topic_name()
-    kafkalite("topics", "create", name, "--partitions", "2")
-    kafkalite("produce", name, "-K", ":", input="a:1\nb:2\nc:3\nd:4\n")
+    tool("topics", "create", name, "--partitions", "2")
+    tool("produce", name, "-K", ":", input="a:1\nb:2\nc:3\nd:4\n")
     grouped = subprocess.Popen(tool_argv("consume", name, "--group", group, "--from-beginning",
                                          bootstrap=broker.bootstrap), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     alone = subprocess.Popen(tool_argv("consume", name, "--offset", "beginning", bootstrap=broker.bootstrap),
@@ -64,16 +64,16 @@ def test_consume_exits_130_and_commits_what_it_printed(broker, kafkalite, topic_
     assert grouped_code == 130, grouped_err
     assert "Processed a total of 4 messages" in grouped_err
     assert alone_code == 130
-    described = kafkalite("groups", "describe", group)
+    described = tool("groups", "describe", group)
     assert "Empty with 0 member(s)" in described.out  # it left the group
     committed = [row.split()[2] for row in described.out.splitlines()[3:]]
     assert sum(map(int, committed)) == 4
 
 
-def test_consume_sigterm_still_exits_0(broker, kafkalite, topic_name):
+def test_consume_sigterm_still_exits_0(broker, tool, topic_name):
     name = topic_name()
-    kafkalite("topics", "create", name)
-    kafkalite("produce", name, input="x\n")
+    tool("topics", "create", name)
+    tool("produce", name, input="x\n")
     proc = subprocess.Popen(tool_argv("consume", name, "--from-beginning", bootstrap=broker.bootstrap),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -1,4 +1,4 @@
-"""`kafkalite topics ...` and the error conventions every tool shares, run as real subprocesses."""
+"""`kafkalite topics ...` (in-process) and the error conventions every tool shares (as real subprocesses)."""
 
 import socket
 
@@ -12,36 +12,36 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_create_list_describe_alter_delete(kafkalite, topic_name):
+def test_create_list_describe_alter_delete(tool, topic_name):
     name = topic_name()
-    created = kafkalite("topics", "create", name, "--partitions", "3", "--config", "retention.ms=60000")
+    created = tool("topics", "create", name, "--partitions", "3", "--config", "retention.ms=60000")
     assert (created.code, created.out) == (0, f"Created topic {name}.\n")
 
-    assert name in kafkalite("topics", "list").out.splitlines()
+    assert name in tool("topics", "list").out.splitlines()
 
-    described = kafkalite("topics", "describe", name)
+    described = tool("topics", "describe", name)
     assert described.code == 0
     lines = described.out.splitlines()
     assert lines[0] == f"Topic: {name}\tPartitionCount: 3\tReplicationFactor: 1\tConfigs: retention.ms=60000"
     assert lines[1:] == [f"\tTopic: {name}\tPartition: {p}\tLeader: 0\tReplicas: 0\tIsr: 0" for p in range(3)]
 
-    altered = kafkalite("topics", "alter", name, "--config", "cleanup.policy=compact",
+    altered = tool("topics", "alter", name, "--config", "cleanup.policy=compact",
                         "--delete-config", "retention.ms", "--partitions", "4")
     assert altered.code == 0, altered.err
-    described = kafkalite("topics", "describe", name).out.splitlines()
+    described = tool("topics", "describe", name).out.splitlines()
     assert described[0].endswith("PartitionCount: 4\tReplicationFactor: 1\tConfigs: cleanup.policy=compact")
 
-    assert kafkalite("topics", "delete", name).code == 0
-    assert name not in kafkalite("topics", "list").out.splitlines()
+    assert tool("topics", "delete", name).code == 0
+    assert name not in tool("topics", "list").out.splitlines()
 
 
-def test_create_existing_topic(kafkalite, topic_name):
+def test_create_existing_topic(tool, topic_name):
     name = topic_name()
-    assert kafkalite("topics", "create", name).code == 0
-    again = kafkalite("topics", "create", name)
+    assert tool("topics", "create", name).code == 0
+    again = tool("topics", "create", name)
     assert again.code == 7
     assert "already exists" in again.err and "TOPIC_ALREADY_EXISTS" in again.err
-    assert kafkalite("topics", "create", name, "--if-not-exists").code == 0
+    assert tool("topics", "create", name, "--if-not-exists").code == 0
 
 
 def test_unknown_topic_is_a_sentence_and_exit_code_4(broker):
