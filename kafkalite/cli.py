@@ -242,7 +242,7 @@ def with_command(argv: list[str], serve_when_bare: bool) -> list[str]:
     """Flags alone mean the broker: `kafkalite --listen ...` serves as `kafkalite serve --listen ...` does.
     `--help` and `--version` stay the command's own; `python -m kafkalite` (serve_when_bare) also serves
     without arguments and shows the broker's flags for --help."""
-    if argv and argv[0] in COMMANDS or argv[:1] and argv[0] in VERSION_FLAGS:
+    if argv and (argv[0] in COMMANDS or argv[0] in VERSION_FLAGS):
         return argv
     if not argv:
         return ["serve"] if serve_when_bare else argv

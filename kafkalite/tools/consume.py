@@ -155,7 +155,8 @@ async def consume(args) -> int:
             tps += [TopicPartition(topic, p) for p in args.partition or existing]
         seeks = await start_offsets(admin.cluster, tps, offset) if offset is not None else {}
     consumer = Consumer(bootstrap_servers=args.bootstrap, group_id=args.group, client_id="kafkalite-cli",
-                        fetch_max_wait_ms=FETCH_MAX_WAIT_MS, auto_offset_reset="earliest" if args.from_beginning else "latest")
+                        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+                        auto_offset_reset="earliest" if args.from_beginning else "latest")
     if args.group is None:
         consumer.assign(tps)
         for tp, position in seeks.items():

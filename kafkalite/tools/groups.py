@@ -135,10 +135,14 @@ def datetime_ms(text: str) -> int:
     return int(when.timestamp() * 1000)
 
 
+async def log_offsets(admin, tps: list[TopicPartition], which: int) -> dict[TopicPartition, int]:
+    found = await list_offsets(admin.cluster, dict.fromkeys(tps, which))
+    return {tp: answer[0] if answer else 0 for tp, answer in found.items()}
+
+
 async def new_offsets(admin, args, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
     """Where the reset would put each partition, kept within the partition's offsets as Kafka keeps it."""
-    starts = {tp: a[0] if a else 0 for tp, a in (await list_offsets(admin.cluster, dict.fromkeys(tps, EARLIEST))).items()}
-    ends = {tp: a[0] if a else 0 for tp, a in (await list_offsets(admin.cluster, dict.fromkeys(tps, LATEST))).items()}
+    starts, ends = (await log_offsets(admin, tps, EARLIEST)), (await log_offsets(admin, tps, LATEST))
     if args.to_earliest:
         wanted = starts
     elif args.to_latest:

@@ -4,6 +4,7 @@ kafka-console-producer."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import sys
 import threading
@@ -33,19 +34,20 @@ class LineReader:
         self.max_line = max_line
         self.chunks: asyncio.Queue[bytes | BaseException] = asyncio.Queue(READ_AHEAD)
         self.stopped = asyncio.Event()
+        self.finished = threading.Event()  # the lines are no longer wanted: the thread reads no more
 
     def stop(self) -> None:
         self.stopped.set()
 
     def _read(self, loop: asyncio.AbstractEventLoop) -> None:
-        while True:
+        while not self.finished.is_set():
             try:
                 chunk: bytes | BaseException = os.read(self.fd, READ_SIZE)
             except OSError as e:
                 chunk = e
             try:  # waits while READ_AHEAD chunks are queued; fails once the loop has closed
                 asyncio.run_coroutine_threadsafe(self.chunks.put(chunk), loop).result()
-            except (RuntimeError, asyncio.CancelledError):
+            except (RuntimeError, concurrent.futures.CancelledError):
                 return
             if not isinstance(chunk, bytes) or not chunk:
                 return
@@ -71,23 +73,27 @@ class LineReader:
                          name="kafkalite-produce-reader").start()
         pending = b""
         number = 0
-        while True:
-            chunk = await self._next_chunk()
-            if chunk is None:
-                return  # stopped: what was read but not yet a whole line is dropped
-            if not chunk:
-                break
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop()
-            for line in lines:
-                number += 1
-                yield number, line.removesuffix(b"\r")
-                if self.stopped.is_set():
-                    return
-            if len(pending) > self.max_line:
-                raise ToolError(f"line {number + 1} is longer than --max-record-bytes ({self.max_line})", Exit.USAGE)
-        if pending:  # a last line without a newline is a record too
-            yield number + 1, pending.removesuffix(b"\r")
+        try:
+            while True:
+                chunk = await self._next_chunk()
+                if chunk is None:
+                    return  # stopped: what was read but not yet a whole line is dropped
+                if not chunk:
+                    break
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    number += 1
+                    yield number, line.removesuffix(b"\r")
+                    if self.stopped.is_set():
+                        return
+                if len(pending) > self.max_line:
+                    raise ToolError(f"line {number + 1} is longer than --max-record-bytes ({self.max_line})",
+                                    Exit.USAGE)
+            if pending:  # a last line without a newline is a record too
+                yield number + 1, pending.removesuffix(b"\r")
+        finally:
+            self.finished.set()
 
 
 async def require_producible(producer: Producer, topic: str) -> None:

@@ -1,15 +1,12 @@
 """The `kafkalite` command itself: --version, serving with flags only, usage errors per subcommand,
 KAFKALITE_BOOTSTRAP, --timeout, and `kafkalite cluster info`."""
 
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-
-import pytest
 
 from kafkalite.cli import with_command
 from toolrun import run_kafkalite, run_parallel

@@ -1,4 +1,5 @@
-"""`kafkalite groups ...` against the folder's broker, with a live `kafkalite consume --group` subprocess as a member."""
+"""`kafkalite groups ...` against the folder's broker, with a live `kafkalite consume --group` subprocess as
+a member."""
 
 import datetime
 import subprocess

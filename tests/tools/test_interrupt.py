@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from toolrun import end_offsets, read_lines, run_kafkalite, tool_argv, wait_for
+from toolrun import end_offsets, read_lines, tool_argv, wait_for
 
 EXIT_DEADLINE = 10  # seconds: only a hang takes this long (exiting takes a fraction of a second)
 

@@ -1,4 +1,5 @@
-"""`kafkalite produce` and `kafkalite consume` round trips (in-process; the subprocess runs are in test_interrupt.py)."""
+"""`kafkalite produce` and `kafkalite consume` round trips, in-process (test_interrupt.py runs them as
+subprocesses)."""
 
 import json
 

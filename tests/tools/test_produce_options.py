@@ -55,7 +55,8 @@ def test_lines_from_a_file(tool, topic_name, tmp_path):
     assert produced.code == 0, produced.err
     assert [r["value"] for r in records(tool, name, 3)] == ["first", "second", "last without newline"]
     missing = tool("produce", name, "--file", str(tmp_path / "nope"))
-    assert missing.code == 2 and missing.err == f"kafkalite: cannot read --file {tmp_path / 'nope'}: No such file or directory\n"
+    assert (missing.code, missing.err) == (2, f"kafkalite: cannot read --file {tmp_path / 'nope'}: "
+                                              "No such file or directory\n")
 
 
 def test_record_size_limit(tool, topic_name):
