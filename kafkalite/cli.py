@@ -129,7 +129,7 @@ def _add_consume(sub) -> None:
     parser.add_argument("--format", choices=["text", "json"], default="text",
                         help="text: the value (and key) as raw bytes; json: one object per record with every "
                              "field, bytes that are not printable UTF-8 as {\"hex\": \"...\"}")
-    parser.add_argument("--format-string", "-F", metavar="FMT", help=_FORMAT_HELP)
+    parser.add_argument("--format-string", "-f", metavar="FMT", help=_FORMAT_HELP)
 
 
 def _add_groups(sub) -> None:

@@ -56,11 +56,11 @@ def test_format_string_with_kcat_letters(broker, tool, topic_name):
     assert result.code == 0, result.err
     assert result.out_bytes == (f"{name}|0|0|k1|2|hello|5|h1=a,h2=b|100%\n"
                                 f"{name}|0|1||-1||-1||100%\n").encode()
-    timestamps = tool("consume", name, "--offset", "beginning", "--max-messages", "1", "-F", r"%T\t%o\n")
+    timestamps = tool("consume", name, "--offset", "beginning", "--max-messages", "1", "-f", r"%T\t%o\n")
     stamp, offset = timestamps.out.rstrip("\n").split("\t")
     assert offset == "0" and int(stamp) == json.loads(
         tool("consume", name, "--offset", "0", "--max-messages", "1", "--format", "json").out)["timestamp"]
-    wrong = tool("consume", name, "-F", "%x")
+    wrong = tool("consume", name, "-f", "%x")
     assert wrong.code == 2 and "%x is not a field" in wrong.err
 
 
@@ -70,11 +70,11 @@ def test_several_topics_and_a_pattern(broker, tool, topic_name):
     for name, value in ((first, "one"), (second, "two"), (other, "other")):
         tool("topics", "create", name)
         produce_records(broker.bootstrap, name, [(None, value)])
-    named = tool("consume", first, second, "--offset", "beginning", "-F", r"%t %s\n", "--max-messages", "2")
+    named = tool("consume", first, second, "--offset", "beginning", "-f", r"%t %s\n", "--max-messages", "2")
     assert sorted(values(named)) == [f"{first} one", f"{second} two"]
     # The whole name must match, as Kafka's pattern subscription requires.
     pattern = f"{prefix}-({first.rsplit('-', 1)[1]}|{other.rsplit('-', 1)[1]})"
-    matched = tool("consume", "--pattern", pattern, "--from-beginning", "-F", r"%t %s\n", "--max-messages", "2")
+    matched = tool("consume", "--pattern", pattern, "--from-beginning", "-f", r"%t %s\n", "--max-messages", "2")
     assert sorted(values(matched)) == sorted([f"{first} one", f"{other} other"])
     grouped = tool("consume", "--pattern", pattern, "--group", f"{first}-g", "--from-beginning", "--max-messages", "2")
     assert sorted(values(grouped)) == sorted(["one", "other"])

@@ -90,7 +90,7 @@ def test_reset_modes_and_delete_offsets(broker, tool, topic_name):
     tool("topics", "create", name, "--partitions", "2")
     produce_records(broker.bootstrap, name, [(None, f"r{i}") for i in range(4)], partition=0)
     produce_records(broker.bootstrap, name, [(None, f"s{i}") for i in range(2)], partition=0)  # a later producer
-    fifth = int(tool("consume", name, "-p", "0", "--offset", "4", "-n", "1", "-F", "%T").out)
+    fifth = int(tool("consume", name, "-p", "0", "--offset", "4", "-n", "1", "-f", "%T").out)
     assert tool("consume", name, "--group", group, "--from-beginning", "--max-messages", "6").code == 0
 
     def committed() -> list[str]:
