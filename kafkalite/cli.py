@@ -111,7 +111,7 @@ def _add_consume(sub) -> None:
     parser = _tool(sub, "consume", "consume:consume", "print records, one per line")
     parser.add_argument("topics", nargs="*", metavar="TOPIC", help="one or more topics")
     parser.add_argument("--pattern", metavar="REGEX",
-                        help="also every topic whose whole name matches REGEX (when the command starts)")
+                        help="also every topic whose whole name matches REGEX, including those created later")
     parser.add_argument("--group", "-g", help="consume as a member of this group and commit offsets")
     parser.add_argument("--partition", "-p", type=int, action="append", metavar="N",
                         help="read only this partition (repeatable; without --group)")

@@ -20,6 +20,9 @@ CLOSE_TIMEOUT = 10.0  # seconds for the final commit, and again for leaving the 
 # The broker answers a connection's requests in order, so the final commit and LeaveGroup wait behind a
 # fetch that is waiting for data: a short wait keeps Ctrl-C well within a second.
 FETCH_MAX_WAIT_MS = 100
+# How often --pattern looks for new topics that match. Kafka's clients look at each metadata refresh
+# (metadata.max.age.ms, 5 minutes); a person watching a terminal wants them sooner.
+PATTERN_RECHECK_SECONDS = 5.0
 NULL = b"null"  # how kafka-console-consumer prints a null key or value
 
 
@@ -118,6 +121,26 @@ async def chosen_topics(admin, args) -> list[str]:
     return topics
 
 
+async def follow_pattern(consumer, args, topics: list[str], offset: int | str | None) -> None:
+    """Take on the topics created since the start whose names match --pattern (adding to `topics`)."""
+    pattern = re.compile(args.pattern)
+    await consumer.cluster.refresh()
+    new = sorted(name for name, info in consumer.cluster.topics.items()
+                 if name not in topics and not info.is_internal and info.partitions and pattern.fullmatch(name))
+    if not new:
+        return
+    topics += new
+    if args.group is not None:
+        consumer.subscribe(topics)  # rejoins the group with the new topics
+        return
+    tps = [TopicPartition(t, p) for t in new for p in sorted(consumer.cluster.topics[t].partitions)
+           if not args.partition or p in args.partition]
+    seeks = await start_offsets(consumer.cluster, tps, offset) if offset is not None else {}
+    consumer.assign(consumer.assignment() | set(tps))
+    for tp, position in seeks.items():
+        consumer.seek(tp, position)  # at once, before the fetcher would reset them itself
+
+
 def check_arguments(args) -> None:
     if not args.topics and args.pattern is None:
         raise ToolError("name a topic, or give --pattern REGEX", Exit.USAGE)
@@ -175,6 +198,7 @@ async def consume(args) -> int:
     progress = Progress("consumed")
     remaining = args.max_messages
     idle_since = loop.time()
+    pattern_checked = loop.time()
     try:
         await consumer.start()
         with graceful_stop(stop):
@@ -193,6 +217,9 @@ async def consume(args) -> int:
                         remaining -= count
                 elif args.timeout is not None and loop.time() - idle_since >= args.timeout:
                     break
+                if args.pattern is not None and loop.time() - pattern_checked >= PATTERN_RECHECK_SECONDS:
+                    pattern_checked = loop.time()
+                    await follow_pattern(consumer, args, topics, offset)
         if args.group is not None:
             # Exactly what was printed: getmany never handed out more.
             async with asyncio.timeout(CLOSE_TIMEOUT):  # not wait_for: on 3.11 it can swallow a cancellation

@@ -1,7 +1,10 @@
 """`kafkalite consume` options, run in-process against the folder's broker: partitions and offsets, kcat's
 format letters, several topics and a pattern, and bytes that are not text."""
 
+import asyncio
 import json
+import re
+import threading
 
 import pytest
 
@@ -96,3 +99,46 @@ def test_bytes_that_are_not_text(broker, tool, topic_name):
     assert as_json["key"] == {"hex": "fffe"}
     assert bytes.fromhex(as_json["value"]["hex"]) == binary
     assert as_json["headers"] == [["h", {"hex": "0080"}]]
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["assigned", "group"])
+def test_pattern_takes_on_topics_created_later(broker, tool, topic_name, monkeypatch, group):
+    from kafkalite.tools import consume
+
+    first = topic_name()
+    later = f"{first}-later"
+    tool("topics", "create", first)
+    produce_records(broker.bootstrap, first, [(None, "early")])
+    matched_once = threading.Event()
+    choose = consume.chosen_topics
+
+    async def chosen_then_signal(admin, args):
+        topics = await choose(admin, args)
+        matched_once.set()  # the topics matching at the start are known: now make one more
+        return topics
+
+    monkeypatch.setattr(consume, "chosen_topics", chosen_then_signal)
+    monkeypatch.setattr(consume, "PATTERN_RECHECK_SECONDS", 0.1)
+
+    def create_later() -> None:
+        assert matched_once.wait(30)
+        asyncio.run(create_topic(broker.bootstrap, later))
+        produce_records(broker.bootstrap, later, [(None, "late")])
+
+    maker = threading.Thread(target=create_later)
+    maker.start()
+    try:
+        flags = ("--group", f"{first}-g") if group else ()
+        result = tool("consume", "--pattern", f"{re.escape(first)}.*", "--from-beginning", *flags,
+                      "-f", r"%t %s\n", "--max-messages", "2", "--timeout", "20")
+    finally:
+        maker.join(30)
+    assert result.code == 0, result.err
+    assert sorted(result.out.splitlines()) == [f"{first} early", f"{later} late"]
+
+
+async def create_topic(bootstrap: str, name: str) -> None:
+    from kafkalite_client import Admin
+
+    async with Admin(bootstrap) as admin:
+        await admin.create_topic(name)
