@@ -2,10 +2,7 @@
 
 import sys
 
-from kafkalite.cli import COMMANDS, main
+from kafkalite.cli import main
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if not args or args[0] not in COMMANDS:
-        args = ["serve", *args]  # flags only (or --help): the broker
-    sys.exit(main(args))
+    sys.exit(main(serve_when_bare=True))

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import enum
 import importlib
+import os
+import signal
 import sys
 import time
 from typing import Awaitable, Callable
@@ -12,6 +16,11 @@ from typing import Awaitable, Callable
 from kafkalite.protocol.errors import ErrorCode
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+BOOTSTRAP_VARIABLE = "KAFKALITE_BOOTSTRAP"  # the default for --bootstrap, when set
+
+
+def default_bootstrap() -> str:
+    return os.environ.get(BOOTSTRAP_VARIABLE) or DEFAULT_BOOTSTRAP
 
 
 class Exit(enum.IntEnum):
@@ -99,14 +108,90 @@ def explain(error: BaseException) -> tuple[str, Exit]:
     raise error
 
 
+class Stop:
+    """Ctrl-C (SIGINT) and SIGTERM while a tool runs. A tool that can stop cleanly (finish the record in
+    hand, flush, commit, leave its group) says how with `graceful_stop`; otherwise, or at a second signal,
+    the tool's task is cancelled. Either way the tool exits 130 after Ctrl-C."""
+
+    def __init__(self, task: asyncio.Task):
+        self.task = task
+        self.signal: int | None = None
+        self.graceful: Callable[[], None] | None = None
+        self.pending = False  # a signal arrived that the event loop has not handled yet
+
+    def __call__(self, signum: int) -> None:
+        self.pending = False
+        first = self.signal is None
+        self.signal = self.signal or signum
+        if first and self.graceful is not None:
+            self.graceful()
+        else:
+            self.task.cancel()
+
+
+_current_stop: contextvars.ContextVar[Stop] = contextvars.ContextVar("kafkalite_stop")
+
+
+@contextlib.contextmanager
+def graceful_stop(callback: Callable[[], None]):
+    """While inside, a first Ctrl-C or SIGTERM calls `callback` instead of cancelling the tool."""
+    stop = _current_stop.get(None)
+    if stop is None:  # run outside run_tool (an in-process test): nothing to hook
+        yield
+        return
+    if stop.signal is not None:
+        callback()  # a signal came while setting up: stop at once
+    previous, stop.graceful = stop.graceful, callback
+    try:
+        yield
+    finally:
+        stop.graceful = previous
+
+
+async def _supervise(tool: Callable[..., Awaitable[int | None]], args) -> int:
+    """The tool under signal handling and, for tools that take one, the overall --timeout."""
+    loop = asyncio.get_running_loop()
+    stop = Stop(asyncio.current_task())
+    _current_stop.set(stop)
+    blocking = getattr(tool, "blocks_the_loop", False)
+
+    def on_signal(signum, _frame) -> None:
+        # Handled in the loop, where the tool can stop cleanly. A loop that has not come round to the last
+        # signal is blocked (or the tool is a blocking one): then stop where it is, as Python does by default.
+        if blocking or stop.pending:
+            raise KeyboardInterrupt
+        stop.pending = True
+        loop.call_soon_threadsafe(stop, signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    deadline = getattr(args, "deadline", None)
+    try:
+        async with asyncio.timeout(deadline) as timer:
+            code = await tool(args)
+    except asyncio.CancelledError:
+        if stop.signal is None:
+            raise
+        code = 128 + stop.signal
+    except TimeoutError:
+        if not timer.expired():
+            raise
+        raise ToolError(f"the broker did not answer within {deadline:g}s (--timeout)", Exit.TIMED_OUT) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop.signal == signal.SIGINT:
+        return Exit.INTERRUPTED
+    return int(code or Exit.OK)
+
+
 def run_tool(target: str, args) -> int:
     """Run the tool "module:function" (in kafkalite.tools) to completion; failures become
     `kafkalite: <sentence>` on stderr and an exit code."""
     module, _, function = target.partition(":")
     tool: Callable[..., Awaitable[int | None]] = getattr(importlib.import_module(f"kafkalite.tools.{module}"), function)
     try:
-        return int(asyncio.run(tool(args)) or Exit.OK)
-    except KeyboardInterrupt:
+        return asyncio.run(_supervise(tool, args))
+    except KeyboardInterrupt:  # before the tool's own handlers were in place
         print(file=sys.stderr)
         return Exit.INTERRUPTED
     except BrokenPipeError:
@@ -128,6 +213,13 @@ def parse_config_pairs(pairs: list[str] | None) -> dict[str, str]:
             raise ToolError(f"--config {pair!r} is not of the form NAME=VALUE", Exit.USAGE)
         out[name.strip()] = value
     return out
+
+
+def print_table(rows: list[list], indent: str = "") -> None:
+    """Left-aligned columns, separated by two spaces, as kafka-consumer-groups prints them."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(indent + "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
 def unescape(text: str) -> str:

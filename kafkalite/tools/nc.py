@@ -19,7 +19,7 @@ from kafkalite.protocol.messages import APIS, APIS_BY_NAME
 from kafkalite.protocol.record_batch import build_batch
 from kafkalite.protocol.schema import ApiSchema, Array, Field, Struct, in_versions
 from kafkalite.protocol.wire import API_VERSIONS_KEY, decode_request_header, decode_response, encode_request, join
-from kafkalite.tools.common import DEFAULT_BOOTSTRAP, Exit, ToolError
+from kafkalite.tools.common import Exit, ToolError, default_bootstrap
 from kafkalite.tools.render import bytes_from_json, message_json, uuid_from_text
 
 CLIENT_ID = "kafkalite-nc"
@@ -333,7 +333,7 @@ def _requests(args) -> tuple[str, list[str] | None]:
     address = args.bootstrap
     if positional and parse_address(positional[0]):  # never a request: API names and JSON have no "host:port"
         address = positional.pop(0)
-    return address or DEFAULT_BOOTSTRAP, positional or None
+    return address or default_bootstrap(), positional or None
 
 
 async def nc(args) -> int:
@@ -365,6 +365,9 @@ async def nc(args) -> int:
     finally:
         session.close()
     return Exit.USAGE if bad_lines else Exit.OK
+
+
+nc.blocks_the_loop = True  # synchronous sockets and stdin: Ctrl-C interrupts it where it is
 
 
 def _print(response: dict) -> None:

@@ -3,7 +3,7 @@ import itertools
 import pytest
 
 from brokerproc import BrokerProcess
-from toolrun import Result, run_kafkalite
+from toolrun import Result, run_in_process, run_kafkalite
 
 _names = itertools.count()
 
@@ -32,3 +32,12 @@ def topic_name(request):
         return f"{request.node.name[:30].strip('_[]')}-{next(_names)}".replace("[", "-").replace("]", "")
 
     return make
+
+
+@pytest.fixture
+def tool(broker):
+    """Run a tool in this process against the folder's broker: tool("consume", "t", "--offset", "0")."""
+    def run(*args: str, input: str | bytes = b"") -> Result:
+        return run_in_process(*args, input=input, bootstrap=broker.bootstrap)
+
+    return run

@@ -9,9 +9,9 @@ def responses(result) -> list[dict]:
     return [json.loads(line) for line in result.out.splitlines()]
 
 
-def test_requests_from_stdin_with_defaults_names_records_and_bad_lines(broker, kafkalite, topic_name):
+def test_requests_from_stdin_with_defaults_names_records_and_bad_lines(broker, tool, topic_name):
     name = topic_name()
-    kafkalite("topics", "create", name)
+    tool("topics", "create", name)
     produce = {"api": "Produce", "body": {"acks": -1, "timeout_ms": 5000, "topic_data": [{"name": name, "partition_data": [
         {"index": 0, "records": {"compression": "gzip", "records": [
             {"key": "k", "value": "hello", "headers": {"h": "v"}}, {"value": {"hex": "00ff"}}]}}]}]}}
@@ -27,7 +27,7 @@ def test_requests_from_stdin_with_defaults_names_records_and_bad_lines(broker, k
         json.dumps(produce),
         json.dumps(fetch),
     ]
-    result = kafkalite("nc", input="\n".join(lines) + "\n")
+    result = tool("nc", input="\n".join(lines) + "\n")
     assert result.code == 2, result.err  # bad lines make the exit code 2; the good ones were still answered
     versions, metadata, produced, fetched = responses(result)
 
@@ -53,10 +53,10 @@ def test_requests_from_stdin_with_defaults_names_records_and_bad_lines(broker, k
                          "did you mean topics?")
 
 
-def test_arguments_hex_and_raw_frames(broker, kafkalite):
+def test_arguments_hex_and_raw_frames(broker, tool):
     # A hand-written ApiVersions v0 request: api_key 18, version 0, correlation id 7, null client id.
     raw = "00120000" "00000007" "ffff"
-    result = kafkalite("nc", broker.bootstrap, "--hex", "--raw", raw,
+    result = tool("nc", broker.bootstrap, "--hex", "--raw", raw,
                        '{"api": "DescribeCluster", "version": 0}')
     assert result.code == 0, result.err
     from_raw, cluster = responses(result)
@@ -68,8 +68,8 @@ def test_arguments_hex_and_raw_frames(broker, kafkalite):
     assert len(sent) == len(received) == 2  # with its version given, DescribeCluster needs no ApiVersions first
 
 
-def test_field_type_errors_name_the_field(kafkalite):
-    result = kafkalite("nc", json.dumps({"api": "Metadata", "body": {"topics": [{"name": 5}]}}),
+def test_field_type_errors_name_the_field(tool):
+    result = tool("nc", json.dumps({"api": "Metadata", "body": {"topics": [{"name": 5}]}}),
                        json.dumps({"api": "Metadata", "version": 99}))
     assert result.code == 2 and result.out == ""
     assert "topics[0].name must be a string, not 5" in result.err

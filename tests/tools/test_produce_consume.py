@@ -1,4 +1,5 @@
-"""`kafkalite produce` and `kafkalite consume` as real subprocesses."""
+"""`kafkalite produce` and `kafkalite consume` round trips, in-process (test_interrupt.py runs them as
+subprocesses)."""
 
 import json
 
@@ -6,30 +7,30 @@ from brokerproc import BrokerProcess
 from toolrun import run_kafkalite
 
 
-def test_keys_values_round_trip(kafkalite, topic_name):
+def test_keys_values_round_trip(tool, topic_name):
     name = topic_name()
-    kafkalite("topics", "create", name, "--partitions", "1")
-    produced = kafkalite("produce", name, "--key-separator", ":", input="k1:v1\nk2:v2:with colon\nk3:\n")
+    tool("topics", "create", name, "--partitions", "1")
+    produced = tool("produce", name, "--key-separator", ":", input="k1:v1\nk2:v2:with colon\nk3:\n")
     assert (produced.code, produced.out) == (0, "")
 
-    consumed = kafkalite("consume", name, "--from-beginning", "--print-key", "--max-messages", "3")
+    consumed = tool("consume", name, "--from-beginning", "--print-key", "--max-messages", "3")
     assert consumed.code == 0, consumed.err
     assert consumed.out == "k1\tv1\nk2\tv2:with colon\nk3\t\n"
     assert "Processed a total of 3 messages" in consumed.err
 
-    with_sep = kafkalite("consume", name, "--from-beginning", "--print-key", "--key-separator", "=",
+    with_sep = tool("consume", name, "--from-beginning", "--print-key", "--key-separator", "=",
                          "--max-messages", "1")
     assert with_sep.out == "k1=v1\n"
 
 
-def test_values_only_compressed_acks_1_and_json(kafkalite, topic_name):
+def test_values_only_compressed_acks_1_and_json(tool, topic_name):
     name = topic_name()
-    kafkalite("topics", "create", name, "--partitions", "2")
+    tool("topics", "create", name, "--partitions", "2")
     lines = [f"line {i}" for i in range(200)]
-    produced = kafkalite("produce", name, "--compression", "zstd", "--acks", "1", input="\n".join(lines) + "\n")
+    produced = tool("produce", name, "--compression", "zstd", "--acks", "1", input="\n".join(lines) + "\n")
     assert produced.code == 0, produced.err
 
-    consumed = kafkalite("consume", name, "--from-beginning", "--format", "json", "--max-messages", "200")
+    consumed = tool("consume", name, "--from-beginning", "--format", "json", "--max-messages", "200")
     assert consumed.code == 0, consumed.err
     records = [json.loads(line) for line in consumed.out.splitlines()]
     assert sorted(r["value"] for r in records) == sorted(lines)
@@ -37,35 +38,35 @@ def test_values_only_compressed_acks_1_and_json(kafkalite, topic_name):
     assert set(records[0]) == {"topic", "partition", "offset", "timestamp", "key", "value", "headers"}
 
 
-def test_missing_key_separator_is_a_usage_error(kafkalite, topic_name):
+def test_missing_key_separator_is_a_usage_error(tool, topic_name):
     name = topic_name()
-    kafkalite("topics", "create", name)
-    result = kafkalite("produce", name, "-K", ":", input="a:1\nno separator here\n")
+    tool("topics", "create", name)
+    result = tool("produce", name, "-K", ":", input="a:1\nno separator here\n")
     assert result.code == 2
     assert "line 2 has no key separator ':'" in result.err
 
 
-def test_consume_unknown_topic(kafkalite):
-    result = kafkalite("consume", "no-such-topic", "--max-messages", "1")
+def test_consume_unknown_topic(tool):
+    result = tool("consume", "no-such-topic", "--max-messages", "1")
     assert result.code == 4
     assert result.err == "kafkalite: topic 'no-such-topic' does not exist (UNKNOWN_TOPIC_OR_PARTITION)\n"
 
 
-def test_consume_timeout_on_an_empty_topic(kafkalite, topic_name):
+def test_consume_timeout_on_an_empty_topic(tool, topic_name):
     name = topic_name()
-    kafkalite("topics", "create", name)
-    result = kafkalite("consume", name, "--from-beginning", "--timeout", "0.5")
+    tool("topics", "create", name)
+    result = tool("consume", name, "--from-beginning", "--timeout", "0.5")
     assert (result.code, result.out) == (0, "")
     assert "Processed a total of 0 messages" in result.err
 
 
-def test_group_commits_what_was_printed(kafkalite, topic_name):
+def test_group_commits_what_was_printed(tool, topic_name):
     name = topic_name()
-    kafkalite("topics", "create", name)
-    kafkalite("produce", name, input="".join(f"m{i}\n" for i in range(5)))
-    first = kafkalite("consume", name, "--group", f"{name}-g", "--from-beginning", "--max-messages", "2")
+    tool("topics", "create", name)
+    tool("produce", name, input="".join(f"m{i}\n" for i in range(5)))
+    first = tool("consume", name, "--group", f"{name}-g", "--from-beginning", "--max-messages", "2")
     assert first.out == "m0\nm1\n", first.err
-    second = kafkalite("consume", name, "--group", f"{name}-g", "--max-messages", "3")
+    second = tool("consume", name, "--group", f"{name}-g", "--max-messages", "3")
     assert second.out == "m2\nm3\nm4\n", second.err
 
 

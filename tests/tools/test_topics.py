@@ -1,4 +1,4 @@
-"""`kafkalite topics ...` and the error conventions every tool shares, run as real subprocesses."""
+"""`kafkalite topics ...` (in-process) and the error conventions every tool shares (as real subprocesses)."""
 
 import socket
 
@@ -12,36 +12,36 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_create_list_describe_alter_delete(kafkalite, topic_name):
+def test_create_list_describe_alter_delete(tool, topic_name):
     name = topic_name()
-    created = kafkalite("topics", "create", name, "--partitions", "3", "--config", "retention.ms=60000")
+    created = tool("topics", "create", name, "--partitions", "3", "--config", "retention.ms=60000")
     assert (created.code, created.out) == (0, f"Created topic {name}.\n")
 
-    assert name in kafkalite("topics", "list").out.splitlines()
+    assert name in tool("topics", "list").out.splitlines()
 
-    described = kafkalite("topics", "describe", name)
+    described = tool("topics", "describe", name)
     assert described.code == 0
     lines = described.out.splitlines()
     assert lines[0] == f"Topic: {name}\tPartitionCount: 3\tReplicationFactor: 1\tConfigs: retention.ms=60000"
     assert lines[1:] == [f"\tTopic: {name}\tPartition: {p}\tLeader: 0\tReplicas: 0\tIsr: 0" for p in range(3)]
 
-    altered = kafkalite("topics", "alter", name, "--config", "cleanup.policy=compact",
+    altered = tool("topics", "alter", name, "--config", "cleanup.policy=compact",
                         "--delete-config", "retention.ms", "--partitions", "4")
     assert altered.code == 0, altered.err
-    described = kafkalite("topics", "describe", name).out.splitlines()
+    described = tool("topics", "describe", name).out.splitlines()
     assert described[0].endswith("PartitionCount: 4\tReplicationFactor: 1\tConfigs: cleanup.policy=compact")
 
-    assert kafkalite("topics", "delete", name).code == 0
-    assert name not in kafkalite("topics", "list").out.splitlines()
+    assert tool("topics", "delete", name).code == 0
+    assert name not in tool("topics", "list").out.splitlines()
 
 
-def test_create_existing_topic(kafkalite, topic_name):
+def test_create_existing_topic(tool, topic_name):
     name = topic_name()
-    assert kafkalite("topics", "create", name).code == 0
-    again = kafkalite("topics", "create", name)
+    assert tool("topics", "create", name).code == 0
+    again = tool("topics", "create", name)
     assert again.code == 7
     assert "already exists" in again.err and "TOPIC_ALREADY_EXISTS" in again.err
-    assert kafkalite("topics", "create", name, "--if-not-exists").code == 0
+    assert tool("topics", "create", name, "--if-not-exists").code == 0
 
 
 def test_unknown_topic_is_a_sentence_and_exit_code_4(broker):
@@ -84,3 +84,33 @@ def test_help_documents_exit_codes():
     assert "exit codes of the client tools:" in result.out
     for line in ("3  cannot connect to the broker", "4  no such topic, partition or group", "5  not authorized"):
         assert line in result.out
+
+
+def test_replication_factor_is_passed_to_the_broker(tool, topic_name):
+    name = topic_name()
+    assert tool("topics", "create", name, "--replication-factor", "1").code == 0
+    refused = tool("topics", "create", topic_name(), "--replication-factor", "3")
+    assert refused.code == 1
+    assert refused.err.startswith("kafkalite: creating topic")
+    assert refused.err.endswith("(INVALID_REPLICATION_FACTOR)\n")
+    assert "\n" not in refused.err.rstrip("\n")  # one line, no traceback
+    assert tool("topics", "create", topic_name(), "-r", "0").code == 2
+
+
+def test_describe_all_configs_with_source_and_default(broker, tool, topic_name):
+    name = topic_name()
+    tool("topics", "create", name, "--partitions", "1", "--config", "retention.ms=60000")
+    plain = tool("topics", "describe", name)
+    described = tool("topics", "describe", name, "--all-configs")
+    assert described.code == 0, described.err
+    lines = described.out.splitlines()
+    assert lines[:2] == plain.out.splitlines()  # today's output first, unchanged
+    table = [line.split() for line in lines[3:] if line]
+    assert table[0] == ["CONFIG", "VALUE", "SOURCE", "DEFAULT"]
+    rows = {row[0]: row[1:] for row in table[1:]}
+    assert rows["retention.ms"] == ["60000", "DYNAMIC_TOPIC_CONFIG", "604800000"]
+    assert rows["cleanup.policy"] == ["delete", "DEFAULT_CONFIG", "delete"]
+    assert rows["segment.bytes"] == ["1073741824", "DEFAULT_CONFIG:log.segment.bytes", "1073741824"]
+    from kafkalite.log.config import TOPIC_CONFIGS
+
+    assert sorted(rows) == sorted(spec.name for spec in TOPIC_CONFIGS)  # every config the broker has
