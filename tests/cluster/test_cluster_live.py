@@ -211,3 +211,42 @@ def test_sigterm_moves_leadership_away_before_the_broker_stops(cluster):
         thread.join(90)
     assert not errors, errors[:5]
     restart_and_rejoin(cluster, victim, topic)
+
+
+def test_a_fourth_broker_takes_a_partition_by_reassignment_under_load(cluster):
+    """Adding a broker and moving a partition onto it (AlterPartitionReassignments, as kafka-reassign-partitions
+    does) while an acks=all producer writes: the move finishes, the new broker holds every record, and nothing
+    acknowledged is lost."""
+    from rawclient import RawClient
+
+    topic = create_topic(cluster, partitions=1)
+    old = tuple(partitions_of(cluster, topic)[0].replicas)
+    cluster.add_broker(4)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True})
+    acked: dict[bytes, tuple[int, int]] = {}
+    for i in range(500):
+        producer.produce(topic, value=b"a%d" % i, callback=lambda e, m: e or acked.__setitem__(m.value(),
+                                                                                          (0, m.offset())))
+    producer.flush(30)
+    target = [4] + [b for b in old if b != old[0]]  # the first replica (and leader) moves to the new broker
+    controller = cluster.brokers[1]
+    with RawClient(controller.port) as raw:
+        answer = raw.request("AlterPartitionReassignments", 0, {"timeout_ms": 30000, "topics": [
+            {"name": topic, "partitions": [{"partition_index": 0, "replicas": target}]}]})
+        assert answer["responses"][0]["partitions"][0]["error_code"] == 0, answer
+        for i in range(500, 1000):
+            producer.produce(topic, value=b"a%d" % i, callback=lambda e, m: e or acked.__setitem__(
+                m.value(), (0, m.offset())))
+            producer.poll(0)
+        wait_until(lambda: not raw.request("ListPartitionReassignments", 0, {"timeout_ms": 1000, "topics": None})[
+            "topics"], 60, "the reassignment to finish")
+    producer.flush(30)
+    part = partitions_of(cluster, topic)[0]
+    assert sorted(part.replicas) == sorted(target) and sorted(part.isrs) == sorted(target)
+    got = read_all(cluster, topic, 1)
+    assert len(acked) == 1000 and all(got.get(v) == where for v, where in acked.items())
+    with RawClient(cluster.brokers[4].port) as raw:  # the new broker's own copy is complete
+        listed = raw.request("ListOffsets", 7, {"replica_id": 4, "isolation_level": 0, "topics": [
+            {"name": topic, "partitions": [{"partition_index": 0, "current_leader_epoch": -1, "timestamp": -1}]}]})
+    assert part.leader == 4, "the leaving leader kept leadership"
+    assert listed["topics"][0]["partitions"][0]["offset"] == 1000
