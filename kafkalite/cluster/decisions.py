@@ -35,6 +35,8 @@ def elect_leader(partition: PartitionInfo, live: set[int], unclean: bool = False
     if partition.leader in eligible and partition.leader in isr:
         return _changed(partition, isr=tuple(isr))
     leader = next((r for r in partition.replicas if r in eligible and r in isr), None)
+    if leader is None and partition.leader in live and partition.leader in isr:
+        return _changed(partition, isr=tuple(isr))  # shutting down, but nobody else can take over: it stays
     if leader is None and unclean:
         leader = next((r for r in partition.replicas if r in eligible), None)
         if leader is not None:

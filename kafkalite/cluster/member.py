@@ -66,8 +66,14 @@ class ClusterMember:
         except StoreUnavailable:
             return
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while any(p.leader == self.session.broker.node_id for t in self.metadata.image.topics.values()
-                  for p in t.partitions if len(p.isr) > 1):
+        me = self.session.broker.node_id
+
+        def handing_over() -> bool:  # leading a partition that another live in-sync replica could take
+            live = self.metadata.image.brokers
+            return any(p.leader == me and any(r != me and r in live for r in p.isr)
+                       for t in self.metadata.image.topics.values() for p in t.partitions)
+
+        while handing_over():
             if asyncio.get_running_loop().time() > deadline:
                 log.warning("controlled shutdown: still leading partitions after %.0f s; stopping anyway", timeout_s)
                 return

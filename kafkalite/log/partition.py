@@ -769,6 +769,14 @@ class PartitionLog:
         becomes the largest batch boundary <= offset. Durable before it returns. Returns the new log end."""
         self._check_writable()
         if offset >= self._log_end:
+            # Nothing to cut, but an epoch recorded at the log end with no batch of its own goes (as in Kafka):
+            # a replica that became leader and lost it before writing anything must not report that epoch as
+            # its last fetched one, or the leader would answer diverging_epoch forever.
+            with self._lock:
+                try:
+                    self._epochs.truncate_from_end(self._log_end)
+                except OSError as e:
+                    raise StorageError(f"cannot save the leader epochs of {self.directory}: {e}") from e
             return self._log_end
         if offset < self._log_start:
             raise OffsetOutOfRange(f"cannot truncate to {offset}, below log start {self._log_start}")

@@ -36,6 +36,11 @@ def test_a_leader_shutting_down_hands_over_to_a_live_isr_member():
     assert after.leader == 2 and after.isr == (1, 2, 3) and after.leader_epoch == 6
 
 
+def test_the_last_live_replica_keeps_leading_while_it_shuts_down():
+    alone = PartitionInfo((1, 2, 3), 1, 5, (1, 2, 3), 9)
+    assert elect_leader(alone, {1}, excluded=frozenset({1})).leader == 1
+
+
 def test_isr_shrinks_without_emptying_and_expands_in_replica_order():
     shrunk = shrink_isr(P, [2, 3, 1])
     assert shrunk.isr == (1,) and shrunk.leader == 1 and shrunk.leader_epoch == 5

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import threading
 import types
+import uuid
 
 import pytest
 
@@ -18,7 +19,8 @@ import kafkalite.broker.handlers  # noqa: F401  (importing registers the handler
 from kafkalite.broker.context import RequestContext
 from kafkalite.broker.groups import GroupService
 from kafkalite.clock import ManualClock
-from kafkalite.group import partition_for
+from kafkalite.metadata.image import BrokerInfo, MetadataDelta, MetadataImage, PartitionInfo, TopicImage
+from kafkalite.group import OFFSETS_TOPIC, partition_for
 from kafkalite.broker.registry import HANDLERS
 from kafkalite.protocol.codec import message_codec
 from kafkalite.protocol.errors import ErrorCode as E
@@ -60,22 +62,26 @@ class MemoryOffsetsLog:
 
 
 class FakeBroker:
-    """What the handlers reach through ctx.broker: config, node id, partition_log, and the group service."""
-
-    def __init__(self, offsets_log: MemoryOffsetsLog | None = None, clock: ManualClock | None = None, **settings):
-        settings = {"offsets.topic.num.partitions": 3, "group.initial.rebalance.delay.ms": 0,
-                    "group.min.session.timeout.ms": 10, **settings}
-        self.config = types.SimpleNamespace(settings=settings, host="broker.local", port=19092)
-        self.node_id = 7
-        self.offsets_log = offsets_log or MemoryOffsetsLog(3)
-        self.clock = clock or ManualClock(1_700_000_000_000)
-        self.groups = GroupService(settings, self.offsets_log, self.clock)
+    """The services the group handlers reach through the request context: config, the metadata image (data
+    topics t and u, __consumer_offsets led by this broker) and the group service."""
 
     # Data topics that exist, for OffsetCommit's check: name -> partition count.
     user_topics = {"t": 8, "u": 8}
 
-    def partition_log(self, topic, index):
-        return object() if 0 <= index < self.user_topics.get(topic, 0) else None
+    def __init__(self, offsets_log: MemoryOffsetsLog | None = None, clock: ManualClock | None = None, **settings):
+        settings = {"offsets.topic.num.partitions": 3, "group.initial.rebalance.delay.ms": 0,
+                    "group.min.session.timeout.ms": 10, **settings}
+        self.config = types.SimpleNamespace(settings=settings, host="broker.local", port=19092, node_id=7)
+        self.node_id = 7
+        self.offsets_log = offsets_log or MemoryOffsetsLog(3)
+        self.clock = clock or ManualClock(1_700_000_000_000)
+        self.groups = GroupService(settings, self.offsets_log, self.clock)
+        led = PartitionInfo(replicas=(7,), leader=7, leader_epoch=0, isr=(7,))
+        topics = {name: TopicImage(name, uuid.uuid4(), (led,) * count)
+                  for name, count in {**self.user_topics, OFFSETS_TOPIC: 3}.items()}
+        image = MetadataImage().apply(MetadataDelta(topics=topics, brokers={7: BrokerInfo(7, "broker.local", 19092)},
+                                                    controller_id=7, cluster_id="fake"))
+        self.metadata = types.SimpleNamespace(image=image)
 
 
 async def until(condition, turns: int = 1000) -> None:

@@ -264,3 +264,19 @@ def test_a_follower_append_must_continue_the_log_and_be_intact():
     assert fetched(follower) == data
     with pytest.raises(OffsetOutOfRange):
         follower.read(7, 100)
+
+
+def test_truncating_at_the_log_end_drops_an_epoch_that_wrote_nothing(tmp_path):
+    """A replica that became leader (recording its epoch at the log end) and lost leadership before writing
+    must stop reporting that epoch, or its new leader answers diverging_epoch on every fetch."""
+    from kafkalite.log.config import LogConfig
+    from kafkalite.log.partition import PartitionLog
+    from kafkalite.protocol.record_batch import build_batch
+
+    log = PartitionLog.open(str(tmp_path / "p"), LogConfig())
+    log.append(bytearray(build_batch([(None, b"a")])), leader_epoch=0)
+    log.assign_leader_epoch(1)
+    assert log.latest_epoch == 1
+    assert log.truncate_to(log.log_end_offset) == 1
+    assert log.latest_epoch == 0 and log.leader_epochs == ((0, 0),)
+    log.close()
