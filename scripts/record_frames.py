@@ -35,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
+from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol import compression, wire  # noqa: E402
 from kafkalite.protocol.framing import FrameSplitter  # noqa: E402
 from kafkalite.protocol.messages import APIS  # noqa: E402
@@ -42,7 +43,7 @@ from kafkalite.protocol.record_batch import iter_batches_lenient  # noqa: E402
 
 MAX_KEPT_FRAME = 64 * 1024  # larger frames are not worth keeping in the repository
 KEEP_PER_KIND = 3
-PRODUCE, FETCH = 0, 1
+PRODUCE, FETCH = ApiKey.PRODUCE, ApiKey.FETCH
 _REQUEST_START = struct.Struct(">hhi")
 _CORRELATION = struct.Struct(">i")
 NODE_DIR = os.path.join(ROOT, "tests", "interop", "node")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol.errors import ErrorCode
 
 from kafkalite_client.cluster import Cluster
@@ -18,9 +19,9 @@ from kafkalite_client.group import fetch_committed
 from kafkalite_client.offsets import EARLIEST, LATEST, list_offsets
 from kafkalite_client.records import TopicPartition
 
-CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS = 19, 20, 21
-DESCRIBE_CONFIGS, ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS, CREATE_PARTITIONS = 32, 33, 44, 37
-LIST_GROUPS, DESCRIBE_GROUPS, DELETE_GROUPS, OFFSET_COMMIT, OFFSET_DELETE = 16, 15, 42, 8, 47
+CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS = ApiKey.CREATE_TOPICS, ApiKey.DELETE_TOPICS, ApiKey.DELETE_RECORDS
+DESCRIBE_CONFIGS, ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS, CREATE_PARTITIONS = ApiKey.DESCRIBE_CONFIGS, ApiKey.ALTER_CONFIGS, ApiKey.INCREMENTAL_ALTER_CONFIGS, ApiKey.CREATE_PARTITIONS
+LIST_GROUPS, DESCRIBE_GROUPS, DELETE_GROUPS, OFFSET_COMMIT, OFFSET_DELETE = ApiKey.LIST_GROUPS, ApiKey.DESCRIBE_GROUPS, ApiKey.DELETE_GROUPS, ApiKey.OFFSET_COMMIT, ApiKey.OFFSET_DELETE
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
 SET, DELETE = 0, 1  # IncrementalAlterConfigs operations
 

@@ -7,6 +7,7 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 
+from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol.errors import ErrorCode
 
 from kafkalite_client.connection import Connection
@@ -18,7 +19,7 @@ from kafkalite_client.errors import (
     raise_for_code,
 )
 
-METADATA, FIND_COORDINATOR = 3, 10
+METADATA, FIND_COORDINATOR = ApiKey.METADATA, ApiKey.FIND_COORDINATOR
 BOOTSTRAP = -1  # the connection key of the bootstrap connection, before node ids are known
 
 

@@ -12,6 +12,7 @@ import itertools
 import socket
 import struct
 
+from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol.errors import DecodeError, ErrorCode
 from kafkalite.protocol.framing import FrameSplitter
 from kafkalite.protocol.messages import APIS
@@ -24,7 +25,7 @@ from kafkalite_client.errors import (
     UnsupportedVersionByBroker,
 )
 
-API_VERSIONS = 18
+API_VERSIONS = ApiKey.API_VERSIONS
 _CORRELATION = struct.Struct(">i")
 _ERROR_AT_4 = struct.Struct(">h")
 _READ_CHUNK = 1 << 18

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
+from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol.errors import DecodeError, ErrorCode
 from kafkalite.protocol.record_batch import iter_batches_lenient
 
@@ -40,7 +41,7 @@ from kafkalite_client.retry import RetryPolicy, RetryRouter
 
 log = logging.getLogger(__name__)
 
-FETCH = 1
+FETCH = ApiKey.FETCH
 _RESET = {"earliest": EARLIEST, "latest": LATEST, "none": None}
 _REFRESH_ON = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                ErrorCode.LEADER_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.UNKNOWN_LEADER_EPOCH,

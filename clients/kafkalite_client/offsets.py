@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
+from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol.errors import ErrorCode
 
 from kafkalite_client.cluster import Cluster
 from kafkalite_client.errors import KafkaConnectionError, KafkaError, raise_for_code
 from kafkalite_client.records import TopicPartition
 
-LIST_OFFSETS = 2
+LIST_OFFSETS = ApiKey.LIST_OFFSETS
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 _RETRY = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.LEADER_NOT_AVAILABLE,
           ErrorCode.OFFSET_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.UNKNOWN_LEADER_EPOCH}

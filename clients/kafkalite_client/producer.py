@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any, Callable
 
+from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol import compression
 from kafkalite.protocol.errors import ErrorCode
 
@@ -35,7 +36,7 @@ from kafkalite_client.records import RecordMetadata, to_bytes, to_headers
 
 log = logging.getLogger(__name__)
 
-PRODUCE, INIT_PRODUCER_ID = 0, 22
+PRODUCE, INIT_PRODUCER_ID = ApiKey.PRODUCE, ApiKey.INIT_PRODUCER_ID
 ACKS = {"all": -1, -1: -1, "-1": -1, 0: 0, "0": 0, 1: 1, "1": 1}
 _REFRESH_ON = {
     ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.LEADER_NOT_AVAILABLE,

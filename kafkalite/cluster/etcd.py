@@ -20,7 +20,7 @@ import aetcd.utils
 import grpc
 
 from kafkalite.cluster.store import (
-    Compare, Delete, Event, KeyValue, LeaseExpired, Op, Put, StoreUnavailable, TxnResult,
+    Compare, Event, KeyValue, LeaseExpired, Op, Put, StoreUnavailable, TxnResult,
 )
 
 log = logging.getLogger("kafkalite.etcd")

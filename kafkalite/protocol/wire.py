@@ -14,14 +14,15 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol.codec import message_codec, splice
 from kafkalite.protocol.errors import DecodeError
 from kafkalite.protocol.messages import APIS
 from kafkalite.protocol.primitives import read_uvarint
 from kafkalite.protocol.schema import ApiSchema
 
-API_VERSIONS_KEY = 18
-METADATA_KEY = 3
+API_VERSIONS_KEY = ApiKey.API_VERSIONS
+METADATA_KEY = ApiKey.METADATA
 
 _HEADER_FIXED = struct.Struct(">hhih")
 _CORRELATION = struct.Struct(">i")

@@ -10,12 +10,13 @@ from kafkalite_client.errors import GroupIdNotFoundError, NonEmptyGroupError, ra
 from kafkalite_client.offsets import EARLIEST, LATEST, list_offsets
 from kafkalite_client.records import TopicPartition
 
+from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol.errors import ErrorCode
 from kafkalite.tools.common import Exit, ToolError, error_name, print_table
 from kafkalite.tools.topics import admin_for, require_topics
 
 DEAD = "Dead"  # how the coordinator describes a group it does not know
-OFFSET_DELETE = 47
+OFFSET_DELETE = ApiKey.OFFSET_DELETE
 
 
 def no_such_group(group: str) -> ToolError:

@@ -12,6 +12,7 @@ import struct
 import sys
 import time
 
+from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol import compression
 from kafkalite.protocol.errors import DecodeError, ErrorCode
 from kafkalite.protocol.framing import FrameSplitter
@@ -23,7 +24,7 @@ from kafkalite.tools.common import Exit, ToolError, default_bootstrap
 from kafkalite.tools.render import bytes_from_json, message_json, uuid_from_text
 
 CLIENT_ID = "kafkalite-nc"
-PRODUCE_KEY = 0
+PRODUCE_KEY = ApiKey.PRODUCE
 _INT_RANGES = {"int8": 8, "int16": 16, "int32": 32, "int64": 64, "uint16": 16, "uint32": 32}
 
 

@@ -12,11 +12,12 @@ import threading
 from kafkalite_client import KafkaError, Producer
 from kafkalite_client.errors import raise_for_code
 
+from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol.errors import ErrorCode
 
 from kafkalite.tools.common import Exit, Progress, ToolError, graceful_stop, unescape
 
-METADATA = 3
+METADATA = ApiKey.METADATA
 READ_SIZE = 1 << 16
 READ_AHEAD = 4  # chunks read but not yet sent
 TOPIC_WAIT = 5.0  # seconds to wait for an auto-created topic's metadata

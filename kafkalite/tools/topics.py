@@ -6,8 +6,9 @@ from kafkalite_client import Admin
 from kafkalite_client.errors import UnknownTopicOrPartitionError, raise_for_code
 
 from kafkalite.tools.common import Exit, ToolError, parse_config_pairs, print_table
+from kafkalite.protocol.api_keys import ApiKey
 
-DESCRIBE_CONFIGS = 32
+DESCRIBE_CONFIGS = ApiKey.DESCRIBE_CONFIGS
 TOPIC_RESOURCE = 2
 TOPIC_OVERRIDE = 1  # DescribeConfigs config_source DYNAMIC_TOPIC_CONFIG: set on the topic itself
 DEFAULT_CONFIG = 5  # config_source: Kafka's built-in default

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from kafkalite.protocol import compression
 from kafkalite.protocol.errors import ErrorCode
 from kafkalite.protocol.record_batch import CONTROL_BIT, build_batch
 from rawclient import RawClient

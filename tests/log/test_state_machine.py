@@ -5,7 +5,7 @@ checkpoint naming the epoch of every batch."""
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from kafkalite.log import LogConfig
 from kafkalite.log.fs_faulty import FaultyFileSystem, SimulatedCrash

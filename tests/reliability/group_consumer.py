@@ -10,7 +10,6 @@ a log that says at least what was consumed. SIGTERM: commit, close cleanly (leav
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time

@@ -10,7 +10,6 @@ Every broker and client process started here is stopped again, also when a check
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
