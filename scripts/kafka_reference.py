@@ -179,7 +179,7 @@ def run_tool(tool_class_or_name: str, args: list[str], *, input: str | None = No
     main_class = TOOLS.get(name, name)
     if "." not in main_class:
         raise ValueError(f"unknown Kafka tool {tool_class_or_name!r}; known: {', '.join(sorted(TOOLS))}")
-    archive_opts, dumping = _class_archive_opts()
+    archive_opts, dumping = _class_archive_opts(main_class)
     command = java_command(main_class, heap="256m", log4j="tools", jvm_opts=QUICK_JVM_OPTS + archive_opts)
     try:
         done = subprocess.run(command + list(args), input=input, capture_output=True, text=True, timeout=timeout,
@@ -192,13 +192,14 @@ def run_tool(tool_class_or_name: str, args: list[str], *, input: str | None = No
     return done
 
 
-def _class_archive_opts() -> tuple[list[str], tuple[Path, Path] | None]:
+def _class_archive_opts(main_class: str) -> tuple[list[str], tuple[Path, Path] | None]:
     """A class-data-sharing archive makes each tool's JVM start two to three times faster (it skips parsing
-    and verifying Kafka's classes). The first tool run writes it at exit; later runs map it. It belongs to one
-    JVM build, hence the fingerprint. The JVM logs only errors, to stderr: a tool's stdout holds its answer alone."""
+    and verifying Kafka's classes). Each tool has its own, written at exit by its first run (the classes a
+    tool loads differ: ConfigCommand alone needs Scala's); later runs map it. It belongs to one JVM build,
+    hence the fingerprint. The JVM logs only errors, to stderr: a tool's stdout holds its answer alone."""
     java = os.path.realpath(java_executable())
     fingerprint = f"{java}:{os.stat(java).st_mtime_ns}:{KAFKA_VERSION}".encode()
-    archive = Path(ensure_kafka()) / f"tools-{hashlib.sha1(fingerprint).hexdigest()[:12]}.jsa"
+    archive = Path(ensure_kafka()) / f"{main_class}-{hashlib.sha1(fingerprint).hexdigest()[:12]}.jsa"
     quiet = ["-Xlog:disable", "-Xlog:all=error:stderr"]
     if archive.exists():
         return [f"-XX:SharedArchiveFile={archive}", *quiet], None
