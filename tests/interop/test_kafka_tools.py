@@ -301,3 +301,37 @@ def test_get_offsets_latest_earliest_by_timestamp_and_max_timestamp(broker):
     assert offsets("-2") == [f"{topic}:0:1", f"{topic}:1:0"]
     assert offsets(str(base_ms + 25)) == [f"{topic}:0:2", f"{topic}:1:0"]
     assert offsets("-3") == [f"{topic}:0:2", f"{topic}:1:2"]
+
+
+def test_reference_cluster_of_three(tmp_path):
+    """scripts/kafka_reference.py's KafkaCluster (what the cluster work compares kafkalite with) is three KRaft
+    voters, as kafka-metadata-quorum reports; a topic created there with replication factor 3 has all three in
+    its ISR, and after one node is killed its partitions are led by the other two."""
+    require_kafka()
+    from kafka_ref import kafka_reference_module
+
+    with kafka_reference_module.KafkaCluster(str(tmp_path), 3) as cluster:
+        bootstrap = ("--bootstrap-server", cluster.bootstrap)
+        out = tool("kafka-metadata-quorum", *bootstrap, "describe", "--status")
+        status = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        voters = status["CurrentVoters"]
+        assert all(f'"id": {n}' in voters for n in range(3)) and '"id": 3' not in voters, out
+
+        tool("kafka-topics", *bootstrap, "--create", "--topic", "replicated", "--partitions", "3",
+             "--replication-factor", "3")
+        target = Target("kafka-cluster", cluster.bootstrap)
+        partitions = target.admin.list_topics("replicated", timeout=10).topics["replicated"].partitions
+        assert {p: sorted(info.isrs) for p, info in partitions.items()} == {p: [0, 1, 2] for p in range(3)}
+
+        victim = cluster.brokers[partitions[0].leader]
+        victim.kill()
+        survivors = Target("survivors", ",".join(b.bootstrap for b in cluster.brokers if b is not victim))
+        deadline = time.monotonic() + 60
+        while True:
+            partitions = survivors.admin.list_topics("replicated", timeout=10).topics["replicated"].partitions
+            leaders = {info.leader for info in partitions.values()}
+            if victim.node_id not in leaders and -1 not in leaders:
+                break
+            assert time.monotonic() < deadline, f"partitions still led by the killed node: {leaders}"
+            time.sleep(0.2)  # polling the metadata with a deadline: the election is the controller's
+        assert leaders <= {b.node_id for b in cluster.brokers if b is not victim}
