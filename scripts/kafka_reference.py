@@ -23,8 +23,10 @@ import atexit
 import base64
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -144,12 +146,19 @@ class KafkaUnavailable(Exception):
 # ---------------------------------------------------------------- the jars
 
 
+@functools.lru_cache(maxsize=None)
 def java_executable() -> str:
     """JAVA_HOME's java, else the one on PATH; it must be Java 17 or newer (Kafka 4's brokers need it)."""
     home = os.environ.get("JAVA_HOME")
     java = str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").exists() else shutil.which("java")
     if java is None:
-        raise KafkaUnavailable("java is not installed (Kafka needs Java 17+: apt-get install openjdk-17-jre-headless)")
+        raise KafkaUnavailable("java is not installed (Kafka needs Java 17+: apt-get install openjdk-17-jdk-headless)")
+    # `java -version` prints e.g. 'openjdk version "17.0.15" 2025-04-15', or "1.8.0_392" before Java 9.
+    banner = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60).stderr
+    found = re.search(r'version "(?:1\.)?(\d+)', banner)
+    if found is None or int(found.group(1)) < 17:
+        first_line = banner.splitlines()[0] if banner else "no version"
+        raise KafkaUnavailable(f"{java} is {first_line!r}; Kafka {KAFKA_VERSION} needs Java 17+ (set JAVA_HOME)")
     return java
 
 
