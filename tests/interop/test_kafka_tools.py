@@ -257,7 +257,10 @@ def test_configs_describe_and_alter_a_topic(broker):
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     assert lines[0] == f"Dynamic configs for topic {topic} are:"
     assert [line.split(" ", 1)[0] for line in lines[1:]] == ["retention.ms=3600000"]
-    assert lines[1].startswith("retention.ms=3600000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=3600000")
+    # The source comes first among the synonyms; the broker-default synonyms after it differ between the two
+    # (kafkalite names some by their topic name, see the report of issue 13), so they are not compared here.
+    assert lines[1].startswith(
+        "retention.ms=3600000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=3600000"), lines[1]
 
     out = tool("kafka-configs", *bootstrap_args(broker), "--alter", *entity,
                "--add-config", "retention.ms=7200000,max.message.bytes=2000000")
@@ -335,3 +338,18 @@ def test_reference_cluster_of_three(tmp_path):
             assert time.monotonic() < deadline, f"partitions still led by the killed node: {leaders}"
             time.sleep(0.2)  # polling the metadata with a deadline: the election is the controller's
         assert leaders <= {b.node_id for b in cluster.brokers if b is not victim}
+
+
+def test_reference_overrides_name_broker_settings(tmp_path):
+    """An override given by a topic config's name (flush.messages, as the fsync-per-write benchmark passes it)
+    sets its broker-wide default under the name server.properties knows (Kafka ignores flush.messages there);
+    other keys pass through, and the internal topics of a single node are replicated once."""
+    from kafka_ref import kafka_reference_module
+
+    broker = kafka_reference_module.KafkaBroker(str(tmp_path), overrides={"flush.messages": "1", "num.io.threads": "2"})
+    props = broker.server_properties()
+    assert props["log.flush.interval.messages"] == "1" and "flush.messages" not in props
+    assert props["num.io.threads"] == "2"
+    assert props["offsets.topic.replication.factor"] == props["transaction.state.log.replication.factor"] == "1"
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert props["listeners"].startswith(f"PLAINTEXT://127.0.0.1:{broker.port},")
