@@ -7,12 +7,14 @@ is checked, and what they changed is checked again through another client (confl
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 import time
 from dataclasses import dataclass
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic, ResourceType
 
 from brokerproc import BrokerProcess
@@ -243,6 +245,57 @@ def test_consumer_groups_describe_and_reset_to_earliest(broker):
     out = tool("kafka-consumer-groups", *bootstrap_args(broker), *reset, "--execute")
     assert parse_group_table(out, group) == {0: ["1"], 1: ["0"]}
     assert committed(broker, group, topic, 2) == {0: 1, 1: 0}
+
+
+@contextlib.contextmanager
+def live_member(target: Target, group: str, topic: str, client_id: str):
+    """A librdkafka consumer in `group`, assigned and polling in a thread until the block ends."""
+    consumer = Consumer({"bootstrap.servers": target.bootstrap, "group.id": group, "client.id": client_id,
+                         "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + 30
+    while not consumer.assignment():
+        assert time.monotonic() < deadline, "the consumer was never assigned partitions"
+        consumer.poll(0.2)
+    done = threading.Event()
+
+    def keep_polling() -> None:  # a member that stops polling is removed from the group
+        while not done.is_set():
+            consumer.poll(0.2)
+
+    poller = threading.Thread(target=keep_polling)
+    poller.start()
+    try:
+        yield
+    finally:
+        done.set()
+        poller.join(30)
+        consumer.close()
+
+
+def test_consumer_groups_with_a_live_member(broker):
+    """With one consumer in the group, kafka-consumer-groups --describe --members shows its id, host and client
+    id with both partitions, --state shows Stable with the range assignor and the coordinator, and
+    --reset-offsets --execute is refused (the group is active) and commits nothing."""
+    topic, group = "tools-live-group", "tools-live-group"
+    create_topic(broker, topic, partitions=2)
+    with live_member(broker, group, topic, client_id="tools-live-client"):
+        out = tool("kafka-consumer-groups", *bootstrap_args(broker), "--describe", "--group", group, "--members")
+        [member] = [line.split() for line in out.splitlines() if line.startswith(group)]
+        assert member[0] == group and member[1].startswith("tools-live-client-")
+        assert member[2:] == ["/127.0.0.1", "tools-live-client", "2"]  # HOST CLIENT-ID #PARTITIONS
+
+        out = tool("kafka-consumer-groups", *bootstrap_args(broker), "--describe", "--group", group, "--state")
+        [state] = [line.split() for line in out.splitlines() if line.startswith(group)]
+        node_id = next(iter(broker.admin.list_topics(timeout=10).brokers))
+        # GROUP COORDINATOR (ID) ASSIGNMENT-STRATEGY STATE #MEMBERS
+        assert state == [group, broker.bootstrap, f"({node_id})", "range", "Stable", "1"]
+
+        out = tool("kafka-consumer-groups", *bootstrap_args(broker), "--reset-offsets", "--to-earliest",
+                   "--group", group, "--topic", topic, "--execute")
+        assert (f"Assignments can only be reset if the group '{group}' is inactive, but the current state is "
+                "Stable.") in out
+        assert committed(broker, group, topic, 2) == {0: OFFSET_INVALID, 1: OFFSET_INVALID}
 
 
 def test_configs_describe_and_alter_a_topic(broker):
