@@ -1,8 +1,10 @@
 """Kafka's own command-line tools (the kafka-tools jar) against kafkalite, run as a user runs bin/kafka-*.sh.
 
-Every test runs twice: against kafkalite and against Apache Kafka itself, with the same tool invocations and
-the same expectations, so a difference between the two shows as a failure on one side. What the tools print
+Every tool test runs twice: against kafkalite and against Apache Kafka itself, with the same tool invocations
+and the same expectations, so a difference between the two shows as a failure on one side. What the tools print
 is checked, and what they changed is checked again through another client (confluent-kafka, librdkafka).
+The last two tests check the reference itself (scripts/kafka_reference.py): its three-node cluster and its
+overrides.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic, ResourceType
 
 from brokerproc import BrokerProcess
-from kafka_ref import require_kafka, run_kafka_tool
+from kafka_ref import kafka_reference_module, require_kafka, run_kafka_tool
 
 pytestmark = pytest.mark.interop
 
@@ -364,8 +366,6 @@ def test_reference_cluster_of_three(tmp_path):
     voters, as kafka-metadata-quorum reports; a topic created there with replication factor 3 has all three in
     its ISR, and after one node is killed its partitions are led by the other two."""
     require_kafka()
-    from kafka_ref import kafka_reference_module
-
     with kafka_reference_module.KafkaCluster(str(tmp_path), 3) as cluster:
         bootstrap = ("--bootstrap-server", cluster.bootstrap)
         out = tool("kafka-metadata-quorum", *bootstrap, "describe", "--status")
@@ -397,8 +397,6 @@ def test_reference_overrides_name_broker_settings(tmp_path):
     """An override given by a topic config's name (flush.messages, as the fsync-per-write benchmark passes it)
     sets its broker-wide default under the name server.properties knows (Kafka ignores flush.messages there);
     other keys pass through, and the internal topics of a single node are replicated once."""
-    from kafka_ref import kafka_reference_module
-
     broker = kafka_reference_module.KafkaBroker(str(tmp_path), overrides={"flush.messages": "1", "num.io.threads": "2"})
     props = broker.server_properties()
     assert props["log.flush.interval.messages"] == "1" and "flush.messages" not in props
