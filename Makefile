@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_DIR := tests/interop/node
+JAVA_DIR := tests/interop/java
 
 .PHONY: run test install clean
 
@@ -22,10 +23,16 @@ run: $(STAMP)
 	$(BIN)/python -m kafkalite --listen 127.0.0.1:9092 --data-dir ./kafkalite-data
 
 # The whole suite, real-client interop tests included (they skip with a reason when a client is
-# missing, unless CI=true). Node clients are installed into $(NODE_DIR) when npm is available.
+# missing, unless CI=true). Node clients are installed into $(NODE_DIR) when npm is available;
+# with java and mvn, Apache Kafka's jars are fetched (into ~/.cache/kafkalite, once) and the Java
+# client tests are built.
 test: $(STAMP)
 	@if command -v npm >/dev/null 2>&1 && [ ! -d $(NODE_DIR)/node_modules/kafkajs ]; then \
 		(cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error) || true; fi
+	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
+		$(BIN)/python scripts/kafka_reference.py fetch >/dev/null || true; fi
+	@if command -v mvn >/dev/null 2>&1 && [ -f $(JAVA_DIR)/pom.xml ]; then \
+		mvn -q -B -f $(JAVA_DIR)/pom.xml -DskipTests package || echo "make: the Java client tests did not build"; fi
 	$(BIN)/python -m pytest -q
 
 clean:
