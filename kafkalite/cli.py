@@ -179,6 +179,25 @@ def _add_cluster(sub) -> None:
                                         "the broker supports", timeout=True)
 
 
+def _add_partitions(sub) -> None:
+    group = _subcommand(sub, "partitions", help="move partitions between brokers and elect their leaders")
+    cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    reassign = _tool(cmds, "reassign", "partitions:reassign",
+                     "move partitions to other replicas (TOPIC:P=B,B,...), as kafka-reassign-partitions does",
+                     timeout=True)
+    reassign.add_argument("moves", nargs="+", metavar="TOPIC:P=BROKER,...",
+                          help="a partition and its new replicas, the preferred leader first")
+    reassign.add_argument("--cancel", action="store_true", help="cancel the moves of these partitions (TOPIC:P)")
+    reassign.add_argument("--wait", action="store_true", help="show progress until every move is done")
+    _tool(cmds, "list-reassignments", "partitions:list_reassignments", "show the moves in progress", timeout=True)
+    elect = _tool(cmds, "elect-leaders", "partitions:elect_leaders",
+                  "make each partition's preferred replica its leader (or, --unclean, any live replica)",
+                  timeout=True)
+    elect.add_argument("partitions", nargs="*", metavar="TOPIC[:P,...]", help="default: every partition")
+    elect.add_argument("--unclean", action="store_true",
+                       help="elect a replica out of the ISR where none in it is alive (may lose data)")
+
+
 _NC_DESCRIPTION = """\
 Send Kafka protocol requests written as JSON, one per line (from the arguments, else stdin):
 
@@ -213,7 +232,7 @@ def _add_nc(sub) -> None:
                         help="how long to wait for each response (default 30)")
 
 
-COMMANDS = ("serve", "topics", "produce", "consume", "groups", "cluster", "nc")
+COMMANDS = ("serve", "topics", "produce", "consume", "groups", "cluster", "partitions", "nc")
 VERSION_FLAGS = ("--version", "-V")
 HELP_FLAGS = ("--help", "-h")
 
@@ -234,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_consume(sub)
     _add_groups(sub)
     _add_cluster(sub)
+    _add_partitions(sub)
     _add_nc(sub)
     return parser
 

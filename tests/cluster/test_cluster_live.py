@@ -250,3 +250,25 @@ def test_a_fourth_broker_takes_a_partition_by_reassignment_under_load(cluster):
             {"name": topic, "partitions": [{"partition_index": 0, "current_leader_epoch": -1, "timestamp": -1}]}]})
     assert part.leader == 4, "the leaving leader kept leadership"
     assert listed["topics"][0]["partitions"][0]["offset"] == 1000
+
+
+def test_the_partitions_tool_moves_a_partition_and_elects_the_preferred_leader(cluster):
+    import subprocess
+    import sys
+
+    def tool(*args):
+        return subprocess.run([sys.executable, "-m", "kafkalite", "partitions", *args, "--bootstrap",
+                               cluster.bootstrap.split(",")[0]], capture_output=True, text=True, timeout=90)
+
+    topic = create_topic(cluster, partitions=1)
+    replicas = list(partitions_of(cluster, topic)[0].replicas)
+    rotated = replicas[1:] + replicas[:1]  # the same brokers, another preferred leader
+    moved = tool("reassign", f"{topic}:0={','.join(map(str, rotated))}", "--wait")
+    assert moved.returncode == 0, moved.stderr
+    assert f"{topic}:0: started" in moved.stdout and "all reassignments done" in moved.stdout
+    assert tool("list-reassignments").stdout.strip() == "no reassignment in progress"
+    elected = tool("elect-leaders", f"{topic}:0")
+    assert elected.returncode == 0, elected.stderr
+    wait_until(lambda: partitions_of(cluster, topic)[0].leader == rotated[0], 15, "the preferred leader")
+    bad = tool("reassign", f"{topic}:0=1,1")
+    assert bad.returncode == 1 and "INVALID_REPLICA_ASSIGNMENT" in bad.stdout
