@@ -69,10 +69,14 @@ def main() -> int:
         print(f"kafkalite cluster '{args.name}': {args.brokers} brokers on {ports}, etcd on {host}:{args.etcd_port}")
         print(f"logs and data in {args.data_dir}; Ctrl-C stops everything")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while all(proc.poll() is None for _, proc in procs):
+        reported: set[str] = set()
+        while any(proc.poll() is None for name, proc in procs if name != "etcd"):
+            for name, proc in procs:  # a broker that dies is reported; the others go on (that is the point)
+                if proc.poll() is not None and name not in reported:
+                    reported.add(name)
+                    print(f"{name} exited ({proc.returncode}); the others go on", file=sys.stderr)
             time.sleep(0.5)
-        dead = [name for name, proc in procs if proc.poll() is not None]
-        print(f"{', '.join(dead)} stopped; stopping the rest", file=sys.stderr)
+        print("every broker has stopped", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

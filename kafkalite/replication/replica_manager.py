@@ -292,10 +292,11 @@ class ReplicaManager:
         self._update_high_watermark(replica)
         if replica.isr_change_pending or self.isr_writer is None:
             return
-        joining = replica.state.followers_to_add()
-        if joining and fetch_offset >= _epoch_start(replica):
+        # Only the follower fetching now may rejoin: one that stopped fetching (dead) is not caught up, whatever
+        # its last fetch said.
+        if follower in replica.state.followers_to_add() and fetch_offset >= _epoch_start(replica):
             self._propose_isr(replica, tuple(r for r in replica.state.replicas
-                                              if r in set(replica.state.isr) | set(joining)))
+                                              if r in replica.state.isr or r == follower))
 
     def check_isr(self) -> None:
         """Take followers that fell behind for replica.lag.time.max.ms out of the ISR (call now and then)."""

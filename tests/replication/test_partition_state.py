@@ -51,3 +51,11 @@ def test_a_follower_that_reached_the_high_watermark_may_rejoin_the_isr():
     assert state.followers_to_add() == []
     state.follower_fetched(F2, 6, leader_end=6, now_ms=2)
     assert state.followers_to_add() == [F2]
+
+
+def test_a_follower_that_stopped_fetching_is_not_a_candidate_just_because_its_last_fetch_was_caught_up():
+    """followers_to_add() names every replica whose last fetch reached the high watermark; the replica manager
+    only proposes the one fetching right now (tests/replication/test_isr.py)."""
+    state = PartitionState.leader(LEADER, (LEADER, F1, F2), (LEADER, F1), 4, 0, 0)
+    state.follower_fetched(F2, 0, leader_end=0, now_ms=1)  # then it died
+    assert F2 in state.followers_to_add()
