@@ -1,0 +1,37 @@
+package kafkalite.interop;
+
+import java.util.Arrays;
+
+/**
+ * The Java side of tests/interop/test_java_client.py and test_kafka_streams.py: one program, a subcommand each.
+ *
+ * <pre>
+ *   produce  BOOTSTRAP TOPIC                  every codec x acks/idempotence, then reads it all back
+ *   member   BOOTSTRAP TOPIC GROUP [options]  one consumer-group member, until SIGTERM (see GroupMember)
+ *   admin    BOOTSTRAP PREFIX                 every Admin call kafkalite supports, on topics/groups named PREFIX-*
+ *   wordcount BOOTSTRAP APP_ID STATE_DIR INPUT OUTPUT   a Kafka Streams word count, until SIGTERM
+ * </pre>
+ *
+ * Every result is a JSON line on stdout (see Out); Kafka's own logs go to stderr.
+ */
+public final class Driver {
+    private Driver() {}
+
+    public static void main(String[] argv) throws Exception {
+        if (argv.length == 0) {
+            System.err.println("usage: Driver produce|member|admin|wordcount ARGS...");
+            System.exit(2);
+        }
+        Args args = new Args(Arrays.copyOfRange(argv, 1, argv.length));
+        switch (argv[0]) {
+            case "produce" -> ProduceCheck.run(args);
+            case "member" -> GroupMember.run(args);
+            case "admin" -> AdminCheck.run(args);
+            case "wordcount" -> WordCount.run(args);
+            default -> {
+                System.err.println("unknown subcommand " + argv[0]);
+                System.exit(2);
+            }
+        }
+    }
+}
