@@ -28,7 +28,8 @@ from collections import defaultdict
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, ConsumerGroupTopicPartitions, NewTopic
+from confluent_kafka import ConsumerGroupTopicPartitions
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from brokerproc import BrokerProcess, missing
 
@@ -487,6 +488,7 @@ def test_kill_of_a_member_hands_its_partitions_over(broker, members):
 # ---------------------------------------------------------------- Admin
 
 
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated")
 def test_admin_every_supported_call(broker, java_driver):
     """The Java Admin client, one call after another (tests/interop/java AdminCheck): createTopics (with
     configs, validateOnly, an existing topic, replication 3), listTopics, describeTopics, createPartitions
