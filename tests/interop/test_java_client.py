@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -36,6 +37,7 @@ from brokerproc import BrokerProcess, missing
 pytestmark = pytest.mark.interop
 
 JAVA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "java")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Quick start-up over peak speed: these programs run seconds, not hours.
 JVM_FLAGS = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m"]
 SESSION_MS = 6000  # kafkalite's default group.min.session.timeout.ms
@@ -173,11 +175,20 @@ def wait_for(condition, timeout: float, what: str, processes) -> float:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{report}")
 
 
+def start_broker(data_dir: str):
+    """A kafkalite broker on an ephemeral loopback port; with JAVA_INTEROP_BROKER=kafka, Apache Kafka instead
+    (scripts/kafka_reference.py), to confirm that the expectations here are Kafka's own answers."""
+    if os.environ.get("JAVA_INTEROP_BROKER") == "kafka":
+        sys.path.insert(0, os.path.join(REPO, "scripts"))
+        from kafka_reference import KafkaBroker
+        return KafkaBroker(data_dir).start()
+    return BrokerProcess(data_dir, "--set", "group.initial.rebalance.delay.ms=0").start()
+
+
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    """One kafkalite broker for the module, on an ephemeral loopback port."""
-    proc = BrokerProcess(str(tmp_path_factory.mktemp("java-broker")), "--set", "group.initial.rebalance.delay.ms=0")
-    proc.start()
+    """One broker for the module."""
+    proc = start_broker(str(tmp_path_factory.mktemp("java-broker")))
     yield proc
     proc.kill()
 
@@ -493,7 +504,8 @@ def test_admin_every_supported_call(broker, java_driver):
     """The Java Admin client, one call after another (tests/interop/java AdminCheck): createTopics (with
     configs, validateOnly, an existing topic, replication 3), listTopics, describeTopics, createPartitions
     (grow, shrink, unknown topic), describeConfigs (topic and broker, with sources), incrementalAlterConfigs
-    (SET, APPEND, DELETE, SUBTRACT, unknown name, bad value), listOffsets (earliest, latest, forTimestamp,
+    (SET, APPEND, DELETE, SUBTRACT, unknown name, bad value; the now compacted topic refuses a record without
+    a key), listOffsets (earliest, latest, forTimestamp,
     maxTimestamp), deleteRecords, describeCluster, listConsumerGroups/listGroups, describeConsumerGroups
     (active and empty), listConsumerGroupOffsets, alterConsumerGroupOffsets (offset reset, and refused on an
     active group), deleteConsumerGroupOffsets (refused while subscribed), deleteConsumerGroups (refused while
@@ -538,6 +550,8 @@ def test_admin_every_supported_call(broker, java_driver):
     assert (altered["unknown_config"], altered["bad_value"]) == (
         "InvalidConfigurationException", "InvalidConfigurationException")
 
+    assert steps["compacted_needs_keys"] == {**steps["compacted_needs_keys"], "unkeyed": "InvalidRecordException",
+                                             "keyed_offset": 0}
     base = steps["list_offsets"]["base_timestamp"]
     assert steps["list_offsets"]["results"] == {
         "earliest": {"offset": 0, "timestamp": -1}, "latest": {"offset": 10, "timestamp": -1},
@@ -554,7 +568,7 @@ def test_admin_every_supported_call(broker, java_driver):
 
     groups = steps["consumer_groups"]
     active = groups["while_active"]
-    assert active["read"] == 9
+    assert active["read"] == 10
     assert active["describe"] == {"state": "Stable", "assignor": "range", "simple": False, "coordinator": 0,
                                   "members": [{"client_id": f"{prefix}-g1-client",
                                                "partitions": [tp_a(0), tp_a(1), tp_a(2)]}]}
@@ -564,7 +578,7 @@ def test_admin_every_supported_call(broker, java_driver):
     assert groups["list_consumer_groups"][f"{prefix}-g2"] == "Empty"
     assert groups["list_groups"][f"{prefix}-g1"]["protocol"] == "consumer"
     assert groups["after_leave"]["state"] == "Empty" and groups["after_leave"]["members"] == []
-    assert groups["committed"] == {tp_a(0): 3, tp_a(1): 3, tp_a(2): 3}
+    assert groups["committed"] == {tp_a(0): 4, tp_a(1): 3, tp_a(2): 3}
     assert groups["committed_g2"] == {tp_a(1): 2}
     assert groups["after_reset"] == {tp_a(0): 0, tp_a(1): 3, tp_a(2): 3}
     assert groups["after_delete_offsets"] == {tp_a(0): 0, tp_a(2): 3}

@@ -18,8 +18,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from brokerproc import BrokerProcess
-from test_java_client import JavaProcess, create_topic, java_driver, wait_for  # noqa: F401 (java_driver: a fixture)
+from test_java_client import JavaProcess, create_topic, java_driver, start_broker, wait_for  # noqa: F401 (java_driver: a fixture)
 
 pytestmark = pytest.mark.interop
 
@@ -39,8 +38,7 @@ def words(lines: list[str]) -> Counter:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    proc = BrokerProcess(str(tmp_path_factory.mktemp("streams-broker")), "--set", "group.initial.rebalance.delay.ms=0")
-    proc.start()
+    proc = start_broker(str(tmp_path_factory.mktemp("streams-broker")))
     yield proc
     proc.kill()
 

@@ -116,6 +116,7 @@ final class AdminCheck {
         step("describe_configs", () -> Out.emit("describe_configs", "topic", topicConfigs(a),
                 "broker", brokerConfigs()));
         step("incremental_alter_configs", this::incrementalAlterConfigs);
+        step("compacted_needs_keys", this::compactedNeedsKeys);
         step("list_offsets", this::listOffsets);
         step("delete_records", this::deleteRecords);
         step("describe_cluster", this::describeCluster);
@@ -220,6 +221,19 @@ final class AdminCheck {
                                 AlterConfigOp.OpType.SET)))).all().get()));
     }
 
+    /** PREFIX-a is compacted now (cleanup.policy=compact): a record without a key is refused, a keyed one stored. */
+    private void compactedNeedsKeys() throws Exception {
+        Properties props = new Properties();
+        props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        props.put(ProducerConfig.RETRIES_CONFIG, 0);
+        try (KafkaProducer<String, String> producer =
+                     new KafkaProducer<>(props, new StringSerializer(), new StringSerializer())) {
+            Out.emit("compacted_needs_keys",
+                    "unkeyed", failure(() -> producer.send(new ProducerRecord<>(a, 0, null, "no key")).get()),
+                    "keyed_offset", producer.send(new ProducerRecord<>(a, 0, "key", "keyed")).get().offset());
+        }
+    }
+
     private static Map<String, Object> pick(Map<String, Object> configs) {
         Map<String, Object> picked = new TreeMap<>();
         for (String name : List.of("retention.ms", "max.message.bytes", "cleanup.policy")) {
@@ -321,13 +335,13 @@ final class AdminCheck {
     }
 
     private void consumerGroups() throws Exception {
-        // PREFIX-g1: a member subscribed to PREFIX-a reads the 9 records there and commits.
+        // PREFIX-g1: a member subscribed to PREFIX-a reads the 10 records there and commits.
         Properties props = new Properties();
         props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         try (KafkaProducer<String, String> producer =
                      new KafkaProducer<>(props, new StringSerializer(), new StringSerializer())) {
             for (int i = 0; i < 9; i++) {
-                producer.send(new ProducerRecord<>(a, i % 3, null, "g" + i)).get();
+                producer.send(new ProducerRecord<>(a, i % 3, "g" + i, "g" + i)).get();
             }
         }
         Map<String, Object> whileActive = new LinkedHashMap<>();
@@ -335,7 +349,7 @@ final class AdminCheck {
             member.subscribe(List.of(a));
             int read = 0;
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-            while (read < 9 && System.nanoTime() < deadline) {
+            while (read < 10 && System.nanoTime() < deadline) {
                 read += member.poll(Duration.ofMillis(200)).count();
             }
             member.commitSync();
