@@ -1,5 +1,6 @@
 package kafkalite.interop;
 
+import java.time.Duration;
 import java.util.Arrays;
 import java.util.Locale;
 import java.util.Properties;
@@ -10,6 +11,8 @@ import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.Topology;
+import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.Materialized;
@@ -24,8 +27,10 @@ import org.apache.kafka.streams.processor.StateRestoreListener;
  *
  * <pre>
  *   {"event": "state", "state": "RUNNING", "previous": "REBALANCING"}
+ *   {"event": "restore_start", "store": "counts", "topic", "partition", "start": offset, "end": offset}
  *   {"event": "restored", "store": "counts", "topic", "partition", "records": N}   at the end of a restore
- *   {"event": "closed"}
+ *   {"event": "uncaught", "error": "..."}          a stream thread died (the application then shuts down)
+ *   {"event": "closed", "state": "NOT_RUNNING"}
  * </pre>
  * SIGTERM closes it cleanly (it commits what it processed).
  */
@@ -33,11 +38,31 @@ final class WordCount {
     private WordCount() {}
 
     static void run(Args args) throws Exception {
-        String appId = args.at(1, "APP_ID");
+        KafkaStreams streams = build(args.at(0, "BOOTSTRAP"), args.at(1, "APP_ID"), args.at(2, "STATE_DIR"),
+                args.at(3, "INPUT"), args.at(4, "OUTPUT"));
+        CountDownLatch stop = new CountDownLatch(1);
+        report(streams, stop);
+        CountDownLatch closed = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            stop.countDown();
+            try {
+                closed.await(30, TimeUnit.SECONDS);
+            } catch (InterruptedException ignored) {
+                Thread.currentThread().interrupt();
+            }
+        }));
+        streams.start();
+        stop.await(args.intOption("max-seconds", 120), TimeUnit.SECONDS);
+        streams.close(Duration.ofSeconds(20));
+        Out.emit("closed", "state", streams.state().name());
+        closed.countDown();
+    }
+
+    static KafkaStreams build(String bootstrap, String appId, String stateDir, String input, String output) {
         Properties props = new Properties();
-        props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args.at(0, "BOOTSTRAP"));
+        props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, appId);
-        props.put(StreamsConfig.STATE_DIR_CONFIG, args.at(2, "STATE_DIR"));
+        props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
         props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
         props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 200);
         props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
@@ -48,18 +73,23 @@ final class WordCount {
         props.put(StreamsConfig.consumerPrefix("fetch.max.wait.ms"), 100);
         props.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
         props.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
+        return new KafkaStreams(topology(input, output), props);
+    }
 
+    static Topology topology(String input, String output) {
         StreamsBuilder builder = new StreamsBuilder();
-        builder.stream(args.at(3, "INPUT"), Consumed.with(Serdes.String(), Serdes.String()))
+        builder.stream(input, Consumed.with(Serdes.String(), Serdes.String()))
                 .flatMapValues(line -> Arrays.asList(line.toLowerCase(Locale.ROOT).split("\\W+")))
                 .filter((key, word) -> !word.isEmpty())
                 .groupBy((key, word) -> word, Grouped.with("words", Serdes.String(), Serdes.String()))
                 .count(Materialized.as("counts"))
                 .toStream()
-                .to(args.at(4, "OUTPUT"), Produced.with(Serdes.String(), Serdes.Long()));
+                .to(output, Produced.with(Serdes.String(), Serdes.Long()));
+        return builder.build();
+    }
 
-        KafkaStreams streams = new KafkaStreams(builder.build(), props);
-        CountDownLatch stop = new CountDownLatch(1);
+    /** Prints the state changes and restores; `stop` is released when the application fails. */
+    private static void report(KafkaStreams streams, CountDownLatch stop) {
         streams.setStateListener((now, before) -> {
             Out.emit("state", "state", now.name(), "previous", before.name());
             if (now == KafkaStreams.State.ERROR || now == KafkaStreams.State.PENDING_ERROR) {
@@ -84,22 +114,7 @@ final class WordCount {
         });
         streams.setUncaughtExceptionHandler(e -> {
             Out.emit("uncaught", "error", e.toString());
-            return org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse
-                    .SHUTDOWN_CLIENT;
+            return StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
         });
-        CountDownLatch closed = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            stop.countDown();
-            try {
-                closed.await(30, TimeUnit.SECONDS);
-            } catch (InterruptedException ignored) {
-                Thread.currentThread().interrupt();
-            }
-        }));
-        streams.start();
-        stop.await(args.intOption("max-seconds", 120), TimeUnit.SECONDS);
-        streams.close(java.time.Duration.ofSeconds(20));
-        Out.emit("closed", "state", streams.state().name());
-        closed.countDown();
     }
 }
