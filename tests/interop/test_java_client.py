@@ -39,6 +39,7 @@ pytestmark = pytest.mark.interop
 JAVA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "java")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DRIVER_JAR = "kafkalite-java-interop-0.jar"  # what mvn package builds
+BUILT_STAMP = "built.stamp"  # in target/: when the last mvn package succeeded
 # Quick start-up over peak speed: these programs run seconds, not hours. The JVM's own warnings go to stderr,
 # as stdout carries JSON only.
 JVM_FLAGS = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m", "-Xlog:disable", "-Xlog:all=warning:stderr"]
@@ -56,24 +57,46 @@ def _build() -> tuple[list[str] | None, str]:
     java, mvn = shutil.which("java"), shutil.which("mvn")
     if java is None or mvn is None:
         return None, "java and mvn (Maven) are needed for the Java interop tests (apt-get install maven)"
-    try:
-        done = subprocess.run([mvn, "-q", "-B", "-DskipTests", "package"], cwd=JAVA_DIR, capture_output=True,
-                              text=True, timeout=900)
-    except subprocess.TimeoutExpired:
-        return None, "mvn package in tests/interop/java took over 15 minutes"
-    output = done.stdout + done.stderr
-    if done.returncode != 0:
-        if any(s in output for s in ("Could not resolve", "Could not transfer", "Non-resolvable", "Unknown host")):
-            return None, "Maven could not fetch the Kafka client jars:\n" + output[-2000:]
-        raise RuntimeError("mvn package failed in tests/interop/java:\n" + output[-4000:])
     target = os.path.join(JAVA_DIR, "target")
-    with open(os.path.join(target, "classpath.txt")) as f:
-        classpath = os.pathsep.join([os.path.join(target, DRIVER_JAR), f.read().strip()])
+    classpath = _built_classpath(target)
+    if classpath is None:
+        try:
+            done = subprocess.run([mvn, "-q", "-B", "-DskipTests", "package"], cwd=JAVA_DIR, capture_output=True,
+                                  text=True, timeout=900)
+        except subprocess.TimeoutExpired:
+            return None, "mvn package in tests/interop/java took over 15 minutes"
+        output = done.stdout + done.stderr
+        if done.returncode != 0:
+            if any(s in output for s in ("Could not resolve", "Could not transfer", "Non-resolvable", "Unknown host")):
+                return None, "Maven could not fetch the Kafka client jars:\n" + output[-2000:]
+            raise RuntimeError("mvn package failed in tests/interop/java:\n" + output[-4000:])
+        with open(os.path.join(target, BUILT_STAMP), "w"):  # Maven leaves unchanged outputs' times alone
+            pass
+        classpath = _built_classpath(target)
+        assert classpath is not None, "mvn package did not write target/classpath.txt and the jar"
     command = [java, *JVM_FLAGS, "-cp", classpath, "kafkalite.interop.Driver"]
     archive = _class_archive(command, os.path.join(target, "driver.jsa"), os.path.join(target, DRIVER_JAR))
     if archive is not None:
         command[1:1] = [f"-XX:SharedArchiveFile={archive}"]
     return command, ""
+
+
+def _built_classpath(target: str) -> str | None:
+    """The driver's class path if the last build is newer than every source (and its jars are still there):
+    Maven itself takes seconds of CPU just to find that out."""
+    jar, listing, stamp = (os.path.join(target, name) for name in (DRIVER_JAR, "classpath.txt", BUILT_STAMP))
+    if not all(os.path.exists(path) for path in (jar, listing, stamp)):
+        return None
+    built = os.path.getmtime(stamp)
+    sources = [os.path.join(JAVA_DIR, "pom.xml")] + [
+        os.path.join(folder, name) for folder, _, names in os.walk(os.path.join(JAVA_DIR, "src")) for name in names]
+    if any(os.path.getmtime(source) > built for source in sources):
+        return None
+    with open(listing) as f:
+        jars = f.read().strip().split(os.pathsep)
+    if not all(os.path.exists(j) for j in jars):
+        return None
+    return os.pathsep.join([jar, *jars])
 
 
 def _class_archive(command: list[str], archive: str, jar: str) -> str | None:
