@@ -75,7 +75,7 @@ def _build() -> tuple[list[str] | None, str]:
         classpath = _built_classpath(target)
         assert classpath is not None, "mvn package did not write target/classpath.txt and the jar"
     command = [java, *JVM_FLAGS, "-cp", classpath, "kafkalite.interop.Driver"]
-    archive = _class_archive(command, os.path.join(target, "driver.jsa"), os.path.join(target, DRIVER_JAR))
+    archive = _class_archive(command, os.path.join(target, "driver.jsa"), os.path.join(target, BUILT_STAMP))
     if archive is not None:
         command[1:1] = [f"-XX:SharedArchiveFile={archive}"]
     return command, ""
@@ -99,10 +99,10 @@ def _built_classpath(target: str) -> str | None:
     return os.pathsep.join([jar, *jars])
 
 
-def _class_archive(command: list[str], archive: str, jar: str) -> str | None:
+def _class_archive(command: list[str], archive: str, stamp: str) -> str | None:
     """A class-data archive of the classes the driver loads (Driver warmup), written once per build: each
     JVM then starts seconds faster. None if the JVM cannot write one (the driver runs all the same)."""
-    if os.path.exists(archive) and os.path.getmtime(archive) >= os.path.getmtime(jar):
+    if os.path.exists(archive) and os.path.getmtime(archive) >= os.path.getmtime(stamp):
         return archive
     partial = f"{archive}.{os.getpid()}"
     try:
@@ -192,21 +192,6 @@ class JavaProcess:
         events = [e for e in self.snapshot() if e["event"] != "consumed"]
         return (f"--- java {' '.join(self.args)} (exit {self.proc.poll()}): {len(self.snapshot('consumed'))} consumed;"
                 f" other events: {json.dumps(events[-25:])}\nstderr: {''.join(self.stderr[-30:])}")
-
-
-@pytest.fixture
-def java_processes(java_driver):
-    """Starts Java driver processes; whatever is still running at the end of the test is killed."""
-    started: list[JavaProcess] = []
-
-    def start(*args: str) -> JavaProcess:
-        process = JavaProcess(java_driver, *args)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
 
 
 def wait_for(condition, timeout: float, what: str, processes) -> float:

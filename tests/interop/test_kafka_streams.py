@@ -11,7 +11,6 @@ from the changelog, and checks that the counts go on from there.
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter, defaultdict
 
 import pytest
