@@ -14,7 +14,7 @@ import re
 from collections import Counter, defaultdict
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from test_java_client import JavaProcess, create_topic, java_driver, start_broker, wait_for  # noqa: F401 (java_driver: a fixture)
@@ -87,9 +87,10 @@ def test_word_count_restores_from_its_changelog(broker, java_driver, tmp_path):
     """Checks: Streams creates its repartition topic and its compacted changelog through CreateTopics; the
     output holds exactly the expected count of every word, each word's updates being 1, 2, ..., n (nothing
     counted twice, nothing skipped); Streams purges consumed repartition records (DeleteRecords moves the
-    topic's log start). After a clean stop, more text, and a restart under the same application.id with a
-    new, empty state directory: the store is restored from the changelog (a restore of every changelog
-    partition, ending at its end offset), and the counts continue from the totals, not from zero."""
+    topic's log start); a clean stop commits the input's end offsets. After the stop, more text, and a restart
+    under the same application.id with a new, empty state directory: the store is restored from the changelog
+    (a restore of every changelog partition from offset 0 to its end), and the counts continue from the
+    totals, not from zero."""
     create_topic(broker.bootstrap, INPUT, 2)
     create_topic(broker.bootstrap, OUTPUT, 2)
     produce_lines(broker.bootstrap, FIRST)
@@ -113,6 +114,10 @@ def test_word_count_restores_from_its_changelog(broker, java_driver, tmp_path):
     app.stop()
     assert app.snapshot("closed"), app.describe()
     assert not app.snapshot("uncaught"), app.describe()
+    # A clean close commits: the application's group is at the end of the input.
+    offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(APP)])[APP].result(10)
+    committed = {tp.partition: tp.offset for tp in offsets.topic_partitions if tp.topic == INPUT}
+    assert committed == {0: len(FIRST) // 2, 1: len(FIRST) // 2}
 
     produce_lines(broker.bootstrap, SECOND)
     app = start_app(java_driver, broker, tmp_path / "state-2")  # the same application, no local state
