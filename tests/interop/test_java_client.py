@@ -54,9 +54,10 @@ PARTITIONS = 6  # of the consumer-group topics
 @functools.lru_cache(maxsize=None)
 def _build() -> tuple[list[str] | None, str]:
     """(the command that runs the Java driver, or None and why not): builds tests/interop/java once per session."""
-    java, mvn = shutil.which("java"), shutil.which("mvn")
-    if java is None or mvn is None:
-        return None, "java and mvn (Maven) are needed for the Java interop tests (apt-get install maven)"
+    java, javac, mvn = shutil.which("java"), shutil.which("javac"), shutil.which("mvn")
+    if java is None or javac is None or mvn is None:
+        return None, ("a JDK and Maven are needed for the Java interop tests "
+                      "(apt-get install openjdk-17-jdk-headless maven)")
     target = os.path.join(JAVA_DIR, "target")
     classpath = _built_classpath(target)
     if classpath is None:
