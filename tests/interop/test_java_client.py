@@ -17,6 +17,7 @@ test_kafka_streams.py uses the build and process helpers defined here.
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import os
 import shutil
@@ -28,11 +29,11 @@ import time
 from collections import defaultdict
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka import ConsumerGroupTopicPartitions
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from brokerproc import BrokerProcess, missing
+from kafkalite.protocol import record_batch
 
 pytestmark = pytest.mark.interop
 
@@ -250,6 +251,15 @@ def read_with_confluent(bootstrap: str, topic: str, partitions: int) -> list:
     return got
 
 
+def stored_batches(broker, topic: str):
+    """The record batches in the broker's log files of `topic` (kafkalite and Kafka lay them out alike)."""
+    data_dir = str(broker.data_dir)
+    pattern = os.path.join("logs" if os.path.isdir(os.path.join(data_dir, "logs")) else "", f"{topic}-*", "*.log")
+    for path in sorted(glob.glob(os.path.join(data_dir, pattern))):
+        with open(path, "rb") as f:
+            yield from record_batch.iter_batches_lenient(f.read())
+
+
 def produce_values(bootstrap: str, topic: str, values: list[str], partitions: int) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
     for i, value in enumerate(values):
@@ -275,8 +285,9 @@ def test_producer_codecs_acks_idempotence_keys_headers(broker, java_driver):
     acks=0), send keyed records (some null keys) with headers (one null-valued). Checks: every record is read
     back by the Java consumer exactly once with its key, value, headers and timestamp, at the partition and
     offset the broker acknowledged (acks=0 gets no offset: the record must still be there); each producer's
-    records keep their send order within a partition; a key always lands in one partition; and librdkafka
-    reads exactly the same records at the same offsets."""
+    records keep their send order within a partition; a key always lands in one partition; the log files hold
+    each record in a batch of its producer's codec; and librdkafka reads exactly the same records at the same
+    offsets."""
     topic = "java-produce"
     create_topic(broker.bootstrap, topic, 4)
     events = JavaProcess(java_driver, "produce", broker.bootstrap, topic,
@@ -310,6 +321,13 @@ def test_producer_codecs_acks_idempotence_keys_headers(broker, java_driver):
         if c["key"] is not None:
             key_partitions[c["key"]].add(c["partition"])
     assert key_partitions and all(len(p) == 1 for p in key_partitions.values()), key_partitions
+
+    # The log holds the batches as the Java producers compressed them, each codec's records in its own batches.
+    stored_codecs = {}
+    for batch in stored_batches(broker, topic):
+        for record in batch.records():
+            stored_codecs[record.value.decode()] = CODECS[batch.codec]
+    assert stored_codecs == {a["value"]: a["codec"] for a in acked}
 
     # librdkafka sees the same stored records.
     stored = {(m.partition(), m.offset()): m for m in read_with_confluent(broker.bootstrap, topic, 4)}
