@@ -52,7 +52,7 @@ PARTITIONS = 6  # of the consumer-group topics
 # ---------------------------------------------------------------- the Java driver
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _build() -> tuple[list[str] | None, str]:
     """(the command that runs the Java driver, or None and why not): builds tests/interop/java once per session."""
     java, javac, mvn = shutil.which("java"), shutil.which("javac"), shutil.which("mvn")
@@ -64,7 +64,7 @@ def _build() -> tuple[list[str] | None, str]:
     if classpath is None:
         try:
             done = subprocess.run([mvn, "-q", "-B", "-DskipTests", "package"], cwd=JAVA_DIR, capture_output=True,
-                                  text=True, timeout=900)
+                                  text=True, timeout=900, check=False)
         except subprocess.TimeoutExpired:
             return None, "mvn package in tests/interop/java took over 15 minutes"
         output = done.stdout + done.stderr
@@ -109,7 +109,7 @@ def _class_archive(command: list[str], archive: str, stamp: str) -> str | None:
     partial = f"{archive}.{os.getpid()}"
     try:
         subprocess.run([command[0], f"-XX:ArchiveClassesAtExit={partial}", *command[1:], "warmup"],
-                       capture_output=True, timeout=120)
+                       capture_output=True, timeout=120, check=False)
     except subprocess.TimeoutExpired:
         return None
     if not os.path.exists(partial):
@@ -118,13 +118,17 @@ def _class_archive(command: list[str], archive: str, stamp: str) -> str | None:
     return archive
 
 
-@pytest.fixture(scope="session")
-def java_driver() -> list[str]:
+def driver_command() -> list[str]:
     """The command that runs the Java driver (built on first use); skips or fails as `missing` does."""
     command, why = _build()
     if command is None:
         missing(why)
     return command
+
+
+@pytest.fixture(scope="session")
+def java_driver() -> list[str]:
+    return driver_command()
 
 
 class JavaProcess:

@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from test_java_client import JavaProcess, create_topic, java_driver, start_broker, wait_for  # noqa: F401 (java_driver: a fixture)
+from test_java_client import JavaProcess, create_topic, driver_command, start_broker, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -33,6 +33,11 @@ SECOND = ["the fox comes back", "dog dog dog", "new words appear: zebra, yak", "
 def words(lines: list[str]) -> Counter:
     """The word count the topology must compute: lower case, split at non-word characters (Java's \\W)."""
     return Counter(w for line in lines for w in re.split(r"\W+", line.lower(), flags=re.ASCII) if w)
+
+
+@pytest.fixture(scope="session")
+def java_driver() -> list[str]:
+    return driver_command()  # built once per session, whichever module asks first
 
 
 @pytest.fixture(scope="module")
