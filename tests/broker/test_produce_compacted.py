@@ -37,8 +37,8 @@ async def produce(broker, topic: str, batch: bytes, version: int = 9) -> dict:
             "topic_data": [{"name": topic, "partition_data": [{"index": 0, "records": batch}]}]}
     frame = wire.join(wire.encode_request(PRODUCE.key, version, 1, "test", body))
     _, request = wire.decode_request(memoryview(bytearray(frame))[4:])  # writable, as the server reads it
-    response = await HANDLERS[PRODUCE.key](RequestContext(broker.services, PRODUCE.key, version, 1, "test", "127.0.0.1", 1),
-                                           request)
+    ctx = RequestContext(broker.services, PRODUCE.key, version, 1, "test", "127.0.0.1", 1)
+    response = await HANDLERS[PRODUCE.key](ctx, request)
     encoded = wire.join(wire.encode_response(PRODUCE.key, version, 1, response))
     _, decoded = wire.decode_response(PRODUCE.key, version, memoryview(encoded)[4:])
     return decoded["responses"][0]["partition_responses"][0]
