@@ -40,7 +40,7 @@ pytestmark = pytest.mark.interop
 JAVA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "java")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DRIVER_JAR = "kafkalite-java-interop-0.jar"  # what mvn package builds
-BUILT_STAMP = "built.stamp"  # in target/: when the last mvn package succeeded
+ARCHIVE = "driver.jsa"  # in target/: the class-data archive
 # Quick start-up over peak speed: these programs run seconds, not hours. The JVM's own warnings go to stderr,
 # as stdout carries JSON only.
 JVM_FLAGS = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m", "-Xlog:disable", "-Xlog:all=warning:stderr"]
@@ -72,27 +72,33 @@ def _build() -> tuple[list[str] | None, str]:
             if any(s in output for s in ("Could not resolve", "Could not transfer", "Non-resolvable", "Unknown host")):
                 return None, "Maven could not fetch the Kafka client jars:\n" + output[-2000:]
             raise RuntimeError("mvn package failed in tests/interop/java:\n" + output[-4000:])
-        with open(os.path.join(target, BUILT_STAMP), "w"):  # Maven leaves unchanged outputs' times alone
-            pass
         classpath = _built_classpath(target)
         assert classpath is not None, "mvn package did not write target/classpath.txt and the jar"
     command = [java, *JVM_FLAGS, "-cp", classpath, "kafkalite.interop.Driver"]
-    archive = _class_archive(command, os.path.join(target, "driver.jsa"), os.path.join(target, BUILT_STAMP))
+    archive = _class_archive(command, target)
     if archive is not None:
         command[1:1] = [f"-XX:SharedArchiveFile={archive}"]
     return command, ""
 
 
+def _newest(paths) -> float:
+    return max((os.path.getmtime(path) for path in paths), default=0.0)
+
+
+def _files(folder: str) -> list[str]:
+    return [os.path.join(d, name) for d, _, names in os.walk(folder) for name in names]
+
+
 def _built_classpath(target: str) -> str | None:
-    """The driver's class path if the last build is newer than every source (and its jars are still there):
-    Maven itself takes seconds of CPU just to find that out."""
-    jar, listing, stamp = (os.path.join(target, name) for name in (DRIVER_JAR, "classpath.txt", BUILT_STAMP))
-    if not all(os.path.exists(path) for path in (jar, listing, stamp)):
+    """The driver's class path if the last build (whoever ran it: make test does too) is newer than every
+    source and its jars are still there; else None. Maven itself takes seconds of CPU just to find that out.
+    A build writes only what changed, so it is its newest output that must be newer than the newest source."""
+    jar, listing = os.path.join(target, DRIVER_JAR), os.path.join(target, "classpath.txt")
+    if not (os.path.exists(jar) and os.path.exists(listing)):
         return None
-    built = os.path.getmtime(stamp)
-    sources = [os.path.join(JAVA_DIR, "pom.xml")] + [
-        os.path.join(folder, name) for folder, _, names in os.walk(os.path.join(JAVA_DIR, "src")) for name in names]
-    if any(os.path.getmtime(source) > built for source in sources):
+    outputs = [path for path in _files(target) if not os.path.basename(path).startswith(ARCHIVE)]
+    sources = [os.path.join(JAVA_DIR, "pom.xml"), *_files(os.path.join(JAVA_DIR, "src"))]
+    if _newest(sources) > _newest(outputs):
         return None
     with open(listing) as f:
         jars = f.read().strip().split(os.pathsep)
@@ -101,10 +107,13 @@ def _built_classpath(target: str) -> str | None:
     return os.pathsep.join([jar, *jars])
 
 
-def _class_archive(command: list[str], archive: str, stamp: str) -> str | None:
-    """A class-data archive of the classes the driver loads (Driver warmup), written once per build: each
-    JVM then starts seconds faster. None if the JVM cannot write one (the driver runs all the same)."""
-    if os.path.exists(archive) and os.path.getmtime(archive) >= os.path.getmtime(stamp):
+def _class_archive(command: list[str], target: str) -> str | None:
+    """A class-data archive of the classes the driver loads (Driver warmup), written again whenever the jar or
+    the class path changed: each JVM then starts seconds faster. None if the JVM cannot write one (the driver
+    runs all the same)."""
+    archive = os.path.join(target, ARCHIVE)
+    inputs = [os.path.join(target, DRIVER_JAR), os.path.join(target, "classpath.txt")]
+    if os.path.exists(archive) and os.path.getmtime(archive) >= _newest(inputs):
         return archive
     partial = f"{archive}.{os.getpid()}"
     try:
