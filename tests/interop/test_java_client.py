@@ -227,8 +227,11 @@ def start_broker(data_dir: str):
     (scripts/kafka_reference.py), to confirm that the expectations here are Kafka's own answers."""
     if os.environ.get("JAVA_INTEROP_BROKER") == "kafka":
         sys.path.insert(0, os.path.join(REPO, "scripts"))
-        from kafka_reference import KafkaBroker
-        return KafkaBroker(data_dir).start()
+        from kafka_reference import KafkaBroker, KafkaUnavailable
+        try:
+            return KafkaBroker(data_dir).start()
+        except KafkaUnavailable as e:
+            missing(f"Apache Kafka is not available: {e}")
     return BrokerProcess(data_dir, "--set", "group.initial.rebalance.delay.ms=0").start()
 
 
