@@ -38,6 +38,17 @@ def validate(records) -> record_batch.RecordBatch:
     return batch
 
 
+def unkeyed_record_errors(batch: record_batch.RecordBatch, topic: str, partition: int) -> list[dict]:
+    """The record errors of a batch for a compacted topic: Kafka refuses every record without a key there,
+    as compaction keeps the last record of each key. Decompresses the batch, as Kafka does to check it."""
+    try:
+        unkeyed = [i for i, record in enumerate(batch.records()) if record.key is None]
+    except DecodeError as e:
+        raise Rejected(ErrorCode.CORRUPT_MESSAGE, str(e)) from None
+    message = f"Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+    return [{"batch_index": i, "batch_index_error_message": message} for i in unkeyed]
+
+
 @handler("Produce")
 async def handle(ctx, request):
     replicas = ctx.replicas
@@ -62,6 +73,12 @@ async def handle(ctx, request):
                 continue
             try:
                 batch = validate(part["records"])
+                if replicas.leader(name, part["index"]).log.config.compact:
+                    resp["record_errors"] = unkeyed_record_errors(batch, name, part["index"])
+                    if resp["record_errors"]:
+                        resp["error_code"] = ErrorCode.INVALID_RECORD
+                        resp["error_message"] = resp["record_errors"][0]["batch_index_error_message"]
+                        continue
                 replica, result = await replicas.append(name, part["index"], batch.buf, acks)
             except (Rejected, NotServed) as e:
                 resp["error_code"], resp["error_message"] = e.code, e.message
