@@ -136,7 +136,8 @@ class Connection(asyncio.BufferedProtocol):
         self._update_reading()
 
     async def _handle(self, header: wire.RequestHeader, body: dict) -> list | None:
-        response = await dispatch(self.broker, header, body, self.peer, self.id)
+        # Kafka reports a member's host as Java's InetAddress.toString(): "/127.0.0.1".
+        response = await dispatch(self.broker, header, body, f"/{self.peer}", self.id)
         if response is None:
             return None
         return wire.encode_response(header.api_key, header.api_version, header.correlation_id, response)
