@@ -36,7 +36,9 @@ def read_partitions(broker, request) -> tuple[list, int]:
             try:
                 chunks = plog.read(part["fetch_offset"], min(part["partition_max_bytes"], max(budget, 1)))
             except LogError as e:
-                resp["error_code"] = error_code_for(e)
+                # As Kafka: a partition that answers an error (offset out of range) carries no watermarks.
+                resp.update(error_code=error_code_for(e), high_watermark=-1, last_stable_offset=-1,
+                            log_start_offset=-1)
                 continue
             size = sum(len(c) for c in chunks)
             if size:
