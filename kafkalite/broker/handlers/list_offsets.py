@@ -30,7 +30,7 @@ async def handle(ctx, request):
         topics.append({"name": topic["name"], "partitions": partitions})
         for part in topic["partitions"]:
             resp = {"partition_index": part["partition_index"], "error_code": 0, "timestamp": -1, "offset": -1,
-                    "leader_epoch": 0}
+                    "leader_epoch": -1}
             partitions.append(resp)
             plog = broker.partition_log(topic["name"], part["partition_index"])
             if plog is None:
@@ -41,6 +41,8 @@ async def handle(ctx, request):
                 continue
             try:
                 resp["timestamp"], resp["offset"] = lookup(plog, part["timestamp"])
+                if resp["offset"] >= 0:
+                    resp["leader_epoch"] = 0  # a single broker leads every partition at epoch 0
             except (LogError, OSError) as e:
                 resp["error_code"] = error_code_for(e)
     return {"throttle_time_ms": 0, "topics": topics}
