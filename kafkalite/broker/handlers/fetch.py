@@ -27,7 +27,8 @@ def read_partitions(broker, request) -> tuple[list, int]:
             partitions.append(resp)
             plog = broker.partition_log(name, index)
             if plog is None:
-                resp["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                # aborted_transactions [] (not null) here is what Kafka answers for an unknown partition.
+                resp.update(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, aborted_transactions=[])
                 continue
             resp["high_watermark"] = resp["last_stable_offset"] = plog.high_watermark
             resp["log_start_offset"] = plog.log_start_offset
