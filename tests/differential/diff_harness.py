@@ -38,24 +38,27 @@ NODE_KEYS = frozenset({"node_id", "leader_id", "controller_id", "broker_id"})
 NODE_LIST_KEYS = frozenset({"replica_nodes", "isr_nodes", "broker_ids"})
 DROPPED_KEYS = frozenset({"throttle_time_ms", "error_message", "cluster_id", "topic_id", "rack",
                           "batch_index_error_message", "documentation"})
+DEFAULT_CONFIG = 5  # DescribeConfigs config source
 ALIASED_KEYS = {"member_id": "member", "leader": "member", "producer_id": "producer"}
 
 # Topic configs Apache Kafka 4.x describes and kafkalite does not have (no tiered storage, no replication,
 # no preallocation, no down-conversion, a different index layout).
 KAFKA_ONLY_TOPIC_CONFIGS = frozenset({
-    "compression.gzip.level", "compression.lz4.level", "compression.zstd.level",
-    "follower.replication.throttled.replicas", "leader.replication.throttled.replicas",
-    "index.interval.bytes", "local.retention.bytes", "local.retention.ms", "max.compaction.lag.ms",
-    "message.downconversion.enable", "min.cleanable.dirty.ratio", "min.compaction.lag.ms",
-    "min.insync.replicas", "preallocate", "remote.log.copy.disable", "remote.log.delete.on.disable",
-    "remote.storage.enable", "segment.index.bytes", "segment.jitter.ms", "segment.ms",
+    "compression.gzip.level", "compression.lz4.level", "compression.zstd.level",  # kafkalite never recompresses
+    "follower.replication.throttled.replicas", "leader.replication.throttled.replicas",  # no replication yet
     "unclean.leader.election.enable",
+    "local.retention.bytes", "local.retention.ms", "remote.log.copy.disable", "remote.log.delete.on.disable",
+    "remote.storage.enable",  # no tiered storage
+    "preallocate", "segment.jitter.ms",
 })
 # Topic configs kafkalite describes and Kafka does not.
 # kafkalite.durability is kafkalite's fsync policy; message.timestamp.difference.max.ms is the deprecated form
 # of message.timestamp.before/after.max.ms that Kafka 4 removed and kafkalite still accepts.
 KAFKALITE_ONLY_TOPIC_CONFIGS = frozenset({"kafkalite.durability", "message.timestamp.difference.max.ms"})
-ONE_SIDED_CONFIGS = KAFKA_ONLY_TOPIC_CONFIGS | KAFKALITE_ONLY_TOPIC_CONFIGS
+# Configs both have whose source differs only because the reference Kafka sets them (kafka_reference.py sets
+# min.insync.replicas=1, which KRaft reports as a cluster-wide dynamic default).
+REFERENCE_SET_CONFIGS = frozenset({"min.insync.replicas"})
+ONE_SIDED_CONFIGS = KAFKA_ONLY_TOPIC_CONFIGS | KAFKALITE_ONLY_TOPIC_CONFIGS | REFERENCE_SET_CONFIGS
 
 
 @dataclass
@@ -226,6 +229,8 @@ def normalize_response(side: Side, value, key: str | None = None):
         items = [normalize_response(side, v, key) for v in value]
         if key in NODE_LIST_KEYS:
             return [own_node(side, v) for v in items]
+        if key == "synonyms":  # in order of precedence; the defaults' names differ (protocol.md)
+            return [v for v in items if v["source"] != DEFAULT_CONFIG]
         if items and all(isinstance(v, dict) for v in items):
             items.sort(key=sort_key)
         return items
@@ -345,3 +350,24 @@ def join_group_body(group: str, member_id: str, protocols=(("range", b"\x00\x01"
             "member_id": member_id, "group_instance_id": None, "protocol_type": "consumer",
             "protocols": [{"name": name, "metadata": meta} for name, meta in protocols]}
 
+
+
+def wait_for_topic(side: Side, topic: str, partitions: int | None, timeout: float = 30.0) -> None:
+    """Until this broker's Metadata shows the topic with that many led partitions (None: the topic is gone).
+    Kafka answers CreateTopics, CreatePartitions and DeleteTopics when its controller has decided, before its
+    own metadata cache shows the change; kafkalite's answer comes after the change, so it passes at once."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = side.request("Metadata", 12, metadata_body([topic]))
+        found = answer["topics"][0]
+        if partitions is None:
+            if found["error_code"] == 3:
+                return
+        elif found["error_code"] == 0 and len(found["partitions"]) == partitions and all(
+                p["leader_id"] >= 0 for p in found["partitions"]):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{side.name}: {topic} not settled after {timeout:.0f}s: {found}")
+        time.sleep(0.02)  # polling: Kafka's metadata cache gives no event to wait on
