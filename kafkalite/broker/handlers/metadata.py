@@ -4,6 +4,7 @@ from kafkalite.broker.broker import OFFSETS_TOPIC
 from kafkalite.broker.errors import error_code_for
 from kafkalite.broker.registry import handler
 from kafkalite.log.errors import LogError
+from kafkalite.log.manager import validate_topic_name
 from kafkalite.protocol.errors import ErrorCode
 from kafkalite.protocol.primitives import ZERO_UUID
 
@@ -44,6 +45,7 @@ async def handle(ctx, request):
                                    "topic_id": entry["topic_id"]})
                     continue
             try:
+                validate_topic_name(name)  # as Kafka: an invalid name is INVALID_TOPIC_EXCEPTION, not unknown
                 # Before v4 there is no such field; it decodes as True, the old behaviour.
                 exists = name in broker.logs.topics() or (
                     request["allow_auto_topic_creation"] and broker.ensure_topic(name))
