@@ -31,6 +31,7 @@ from kafkalite.protocol.messages import APIS_BY_NAME
 from kafkalite.protocol.record_batch import iter_batches_lenient
 
 CLOSED = "<connection closed>"
+NO_ANSWER = "<no answer within the timeout, connection still open>"
 NULL_UUID = uuid.UUID(int=0)
 
 # Keys whose values are the broker's own identity or its wall clock: compared as placeholders.
@@ -122,7 +123,11 @@ class Side:
         except (ConnectionResetError, BrokenPipeError):
             self.close()
             return CLOSED
-        frame = self.read_frame()
+        try:
+            frame = self.read_frame()
+        except socket.timeout:
+            self.close()
+            return NO_ANSWER
         if frame == CLOSED:
             self.close()
             return CLOSED
@@ -139,7 +144,7 @@ class Side:
         except (ConnectionResetError, BrokenPipeError):
             answer = CLOSED
         except socket.timeout:
-            answer = "<no answer, connection still open>"
+            answer = NO_ANSWER
         self.close()
         return answer
 
@@ -175,7 +180,7 @@ class Pair:
             answer = side.request(api, version, request)
             side.vars.setdefault("answers", []).append(answer)
             side.vars["last"] = answer
-            answers.append(answer if answer == CLOSED else normalize(side, answer))
+            answers.append(answer if isinstance(answer, str) else normalize(side, answer))
         return tuple(answers)
 
     def same(self, api: str, version: int, body: Body, normalize=None):
