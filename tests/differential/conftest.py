@@ -61,10 +61,11 @@ def wait_for_coordinators(side: Side, timeout: float = 60.0) -> None:
 
 
 @pytest.fixture(scope="session")
-def kafkalite(tmp_path_factory):
+def kafkalite(tmp_path_factory, kafka):
     settings = [arg for name, value in KAFKALITE_SETTINGS.items() for arg in ("--set", f"{name}={value}")]
-    # Node id 1, as the reference Kafka: an id of 0 would look like the zero of fields a version leaves out.
-    broker = BrokerProcess(str(tmp_path_factory.mktemp("kafkalite")), "--node-id", "1", *settings)
+    # The reference Kafka's node id, so that node ids compare equal without normalizing each field a version
+    # leaves out (which decodes as 0).
+    broker = BrokerProcess(str(tmp_path_factory.mktemp("kafkalite")), "--node-id", str(kafka.node_id), *settings)
     broker.start()
     yield broker
     broker.kill()
