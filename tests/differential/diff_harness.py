@@ -281,6 +281,18 @@ def decode_records(side: Side, records) -> list | None:
     return batches
 
 
+def produce_without_error_details(side: Side, answer: dict) -> dict:
+    """A Produce answer without what Kafka fills in unevenly on a rejected batch (kept differences, protocol.md):
+    the log start offset (Kafka sends it for some errors and -1 for others) and record_errors (Kafka names the
+    offending record for INVALID_TIMESTAMP; kafkalite leaves the list empty)."""
+    for topic in answer["responses"]:
+        for part in topic["partition_responses"]:
+            if part["error_code"]:
+                part.pop("log_start_offset")
+                part.pop("record_errors")
+    return normalize_response(side, answer)
+
+
 def configs_by_name(result: dict) -> dict[str, dict]:
     """A DescribeConfigs result's entries keyed by name, with the synonyms as (name, value, source) tuples."""
     out = {}

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from diff_harness import (
-    CLOSED, NO_ANSWER, create_topic_body, fetch_body, normalize_response, produce_body, wait_for_topic,
+    CLOSED, NO_ANSWER, create_topic_body, fetch_body, produce_body, produce_without_error_details, wait_for_topic,
 )
 from kafkalite.protocol import wire
 from kafkalite.protocol.errors import ErrorCode
@@ -159,21 +159,9 @@ BATCHES_THAT_DIFFER = {
 }
 
 
-def without_error_details(side, answer):
-    """A Produce answer without what Kafka fills in unevenly on a rejected batch (kept differences, protocol.md):
-    the log start offset (Kafka sends it for some record errors and -1 for others) and record_errors (Kafka names
-    the offending record for INVALID_TIMESTAMP; kafkalite leaves the list empty)."""
-    for topic in answer["responses"]:
-        for part in topic["partition_responses"]:
-            if part["error_code"]:
-                part.pop("log_start_offset")
-                part.pop("record_errors")
-    return normalize_response(side, answer)
-
-
 @pytest.mark.parametrize("case", sorted(set(BATCHES) - set(BATCHES_THAT_DIFFER)))
 def test_bad_batches(pair, victim, case):
-    answer = pair.same("Produce", 9, produce_body(victim, BATCHES[case]()), normalize=without_error_details)
+    answer = pair.same("Produce", 9, produce_body(victim, BATCHES[case]()), normalize=produce_without_error_details)
     assert answer["responses"][0]["partition_responses"][0]["error_code"] != 0
 
 
