@@ -11,9 +11,12 @@ Normalizing removes what legitimately differs between two brokers, and nothing e
 - ids a broker makes up (member ids, producer ids): each side's become "<member-1>", "<member-2>", ... in the
   order they first appear, so that "the same member as before" is still compared;
 - record batches are decoded into their offsets, producer fields and records, so that a batch's CRC or byte
-  layout (same content) does not matter.
-Config entries are compared separately (`configs_by_name`), with the entries only one broker has listed
-explicitly in `KAFKA_ONLY_TOPIC_CONFIGS` and `KAFKALITE_ONLY_TOPIC_CONFIGS`.
+  layout (same content) does not matter;
+- lists of structs are compared as sets (sorted by their names), except synonyms, which are in precedence order;
+- config entries only one broker has are left out; they are listed in `KAFKA_ONLY_TOPIC_CONFIGS` and
+  `KAFKALITE_ONLY_TOPIC_CONFIGS`, and test_configs.py checks those lists are exact.
+A difference that is kept (protocol.md, "Differences from Apache Kafka") is not normalized away: the test that
+meets it asserts both answers as they are, so that a change on either side shows.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import pprint
 import socket
 import struct
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable
@@ -42,8 +46,7 @@ DROPPED_KEYS = frozenset({"throttle_time_ms", "error_message", "cluster_id", "to
 DEFAULT_CONFIG = 5  # DescribeConfigs config source
 ALIASED_KEYS = {"member_id": "member", "leader": "member", "producer_id": "producer"}
 
-# Topic configs Apache Kafka 4.x describes and kafkalite does not have (no tiered storage, no replication,
-# no preallocation, no down-conversion, a different index layout).
+# Topic configs Apache Kafka 4.x describes and kafkalite does not have.
 KAFKA_ONLY_TOPIC_CONFIGS = frozenset({
     "compression.gzip.level", "compression.lz4.level", "compression.zstd.level",  # kafkalite never recompresses
     "follower.replication.throttled.replicas", "leader.replication.throttled.replicas",  # no replication yet
@@ -373,8 +376,6 @@ def wait_for_topic(side: Side, topic: str, partitions: int | None, timeout: floa
     """Until this broker's Metadata shows the topic with that many led partitions (None: the topic is gone).
     Kafka answers CreateTopics, CreatePartitions and DeleteTopics when its controller has decided, before its
     own metadata cache shows the change; kafkalite's answer comes after the change, so it passes at once."""
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         answer = side.request("Metadata", 12, metadata_body([topic]))

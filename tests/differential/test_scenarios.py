@@ -7,7 +7,7 @@ import threading
 import time
 
 from diff_harness import (
-    Pair, Side, create_topic_body, fetch_body, join_group_body, list_offsets_body, metadata_body,
+    Pair, Side, assert_equal, create_topic_body, fetch_body, join_group_body, list_offsets_body, metadata_body,
     normalize_response as normalize, offset_commit_body, offset_fetch_body, produce_body, produce_without_error_details, wait_for_topic,
 )
 from kafkalite.protocol.errors import ErrorCode
@@ -157,7 +157,6 @@ def test_group_with_two_members(pair, names):
         second.close()
         assert "answer" in joined, f"{side.name}: the second member's JoinGroup never answered"
         answers[side.name] = [normalize(side, a) for a in (heartbeat, rejoined, joined["answer"])]
-    from diff_harness import assert_equal
     assert_equal("heartbeat, the first member's rejoin, the second's join", answers["kafka"], answers["kafkalite"])
     heartbeat, rejoined, second = answers["kafka"]
     assert heartbeat["error_code"] == ErrorCode.REBALANCE_IN_PROGRESS
