@@ -92,6 +92,7 @@ class Side:
     def send_frame(self, frame: bytes) -> None:
         if self.sock is None:
             self.connect()
+        self.sock.settimeout(self.timeout)  # a test may have changed it since the connection opened
         self.sock.sendall(frame)
 
     def read_frame(self) -> bytes | str:
