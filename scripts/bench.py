@@ -144,8 +144,7 @@ class Kafkalite(Broker):
 class Kafka(Broker):
     """Apache Kafka, one KRaft node (scripts/kafka_reference.py) with its server JVM settings and a 1 GiB heap.
     flush1: log.flush.interval.messages=1, the broker default of every topic's flush.messages, so Kafka fsyncs
-    each write before it acknowledges (a bare `flush.messages` in server.properties is no broker setting and
-    would be ignored)."""
+    each write before it acknowledges; start() checks that the broker says so."""
 
     def __init__(self, flush1: bool = False):
         super().__init__()
