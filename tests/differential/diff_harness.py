@@ -44,6 +44,9 @@ NODE_LIST_KEYS = frozenset({"replica_nodes", "isr_nodes", "broker_ids"})
 DROPPED_KEYS = frozenset({"throttle_time_ms", "error_message", "cluster_id", "topic_id", "rack",
                           "batch_index_error_message", "documentation"})
 DEFAULT_CONFIG = 5  # DescribeConfigs config source
+# Kept difference (protocol.md): retention.ms, flush.ms and segment.ms list no default synonym in Kafka (its
+# log.retention.ms, log.flush.interval.ms and log.roll.ms are unset); kafkalite lists these defaults.
+DEFAULTS_KAFKA_HIDES = frozenset({"log.retention.ms", "log.flush.interval.ms", "segment.ms"})
 ALIASED_KEYS = {"member_id": "member", "leader": "member", "producer_id": "producer"}
 
 # Topic configs Apache Kafka 4.x describes and kafkalite does not have.
@@ -238,8 +241,8 @@ def normalize_response(side: Side, value, key: str | None = None):
         items = [normalize_response(side, v, key) for v in value]
         if key in NODE_LIST_KEYS:
             return [own_node(side, v) for v in items]
-        if key == "synonyms":  # in order of precedence; the defaults' names differ (protocol.md)
-            return [v for v in items if v["source"] != DEFAULT_CONFIG]
+        if key == "synonyms":  # in order of precedence
+            return [v for v in items if not (v["source"] == DEFAULT_CONFIG and v["name"] in DEFAULTS_KAFKA_HIDES)]
         if items and all(isinstance(v, dict) for v in items):
             items.sort(key=sort_key)
         return items
