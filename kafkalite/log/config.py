@@ -78,8 +78,9 @@ TOPIC_CONFIGS: tuple[ConfigDef, ...] = (
               _at_least(0)),
     ConfigDef("message.timestamp.before.max.ms", "message_timestamp_before_max_ms", "long", LONG_MAX,
               "How far in the past a CreateTime timestamp may be.", _at_least(0)),
-    ConfigDef("message.timestamp.after.max.ms", "message_timestamp_after_max_ms", "long", LONG_MAX,
-              "How far in the future a CreateTime timestamp may be.", _at_least(0)),
+    ConfigDef("message.timestamp.after.max.ms", "message_timestamp_after_max_ms", "long", 3600000,
+              "How far in the future a CreateTime timestamp may be (one hour, Kafka 4's default: KIP-1030).",
+              _at_least(0)),
     ConfigDef("min.cleanable.dirty.ratio", "min_cleanable_dirty_ratio", "double", 0.5,
               "Accepted for compatibility; compaction runs whenever compact() is called.", _between(0.0, 1.0)),
     ConfigDef("min.compaction.lag.ms", "min_compaction_lag_ms", "long", 0,
@@ -123,7 +124,7 @@ class LogConfig:
     message_timestamp_type: str = "CreateTime"
     message_timestamp_difference_max_ms: int = LONG_MAX
     message_timestamp_before_max_ms: int = LONG_MAX
-    message_timestamp_after_max_ms: int = LONG_MAX
+    message_timestamp_after_max_ms: int = 3600000
     min_cleanable_dirty_ratio: float = 0.5
     min_compaction_lag_ms: int = 0
     min_insync_replicas: int = 1

@@ -39,6 +39,22 @@ TOPIC_SETTING_SYNONYMS = {
     "kafkalite.durability": "kafkalite.durability",
 }
 
+# The broker setting Kafka names a topic config's default by (its ServerTopicConfigSynonyms), for the topic
+# configs whose broker setting kafkalite does not have: the synonym chain names the default as Kafka does.
+KAFKA_DEFAULT_SETTINGS = {
+    "cleanup.policy": "log.cleanup.policy",
+    "delete.retention.ms": "log.cleaner.delete.retention.ms",
+    "file.delete.delay.ms": "log.segment.delete.delay.ms",
+    "index.interval.bytes": "log.index.interval.bytes",
+    "max.compaction.lag.ms": "log.cleaner.max.compaction.lag.ms",
+    "message.timestamp.type": "log.message.timestamp.type",
+    "message.timestamp.before.max.ms": "log.message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms": "log.message.timestamp.after.max.ms",
+    "min.cleanable.dirty.ratio": "log.cleaner.min.cleanable.ratio",
+    "min.compaction.lag.ms": "log.cleaner.min.compaction.lag.ms",
+    "segment.index.bytes": "log.index.size.max.bytes",
+}
+
 # BROKER_SETTINGS holds Python types; these are the ones Kafka declares LONG rather than INT.
 _LONG_BROKER_SETTINGS = frozenset({
     "log.retention.ms", "log.retention.bytes", "log.retention.check.interval.ms", "log.flush.interval.messages",
@@ -96,7 +112,8 @@ def topic_config_chain(ctx, spec, overrides: dict[str, str]) -> list[tuple[str, 
     if setting is not None:
         chain += broker_setting_chain(ctx, setting)
     else:
-        chain.append((spec.name, format_value(spec, spec.default), DEFAULT_CONFIG))
+        chain.append((KAFKA_DEFAULT_SETTINGS.get(spec.name, spec.name), format_value(spec, spec.default),
+                      DEFAULT_CONFIG))
     return chain
 
 

@@ -53,7 +53,8 @@ def read_partitions(replicas, request, follower: int) -> tuple[list, int, list]:
             try:
                 replica = replicas.leader(name, index)
             except NotServed as e:
-                resp["error_code"] = e.code
+                # aborted_transactions [] (not null) here is what Kafka answers for an unknown partition.
+                resp.update(error_code=e.code, aborted_transactions=[])
                 continue
             plog = replica.log
             code = check_current_epoch(part["current_leader_epoch"], replica.leader_epoch)
@@ -80,7 +81,9 @@ def read_partitions(replicas, request, follower: int) -> tuple[list, int, list]:
                 else:
                     chunks = replicas.read(replica, part["fetch_offset"], limit)
             except LogError as e:
-                resp["error_code"] = error_code_for(e)
+                # As Kafka: a partition that answers an error (offset out of range) carries no watermarks.
+                resp.update(error_code=error_code_for(e), high_watermark=-1, last_stable_offset=-1,
+                            log_start_offset=-1)
                 continue
             size = sum(len(c) for c in chunks)
             if size:

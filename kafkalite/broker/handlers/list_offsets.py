@@ -43,12 +43,13 @@ async def handle(ctx, request):
             except NotServed as e:
                 resp["error_code"] = e.code
                 continue
-            resp["leader_epoch"] = replica.leader_epoch
             if part["timestamp"] == MAX_TIMESTAMP and ctx.api_version < 7:
                 resp["error_code"] = ErrorCode.UNSUPPORTED_VERSION
                 continue
             try:
                 resp["timestamp"], resp["offset"] = lookup(replica, part["timestamp"])
+                if resp["offset"] >= 0:  # as Kafka: -1 when no offset matches
+                    resp["leader_epoch"] = replica.leader_epoch
             except (LogError, OSError) as e:
                 resp["error_code"] = error_code_for(e)
     return {"throttle_time_ms": 0, "topics": topics}

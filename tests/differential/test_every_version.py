@@ -1,0 +1,434 @@
+"""Every API kafkalite advertises, at every version both brokers support: a short exchange whose answers
+(error codes, offsets, watermarks, configs, group states) must be the same from Apache Kafka and kafkalite."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from diff_harness import (
+    CLOSED, Pair, Side, create_topic_body, describe_configs_body, fetch_body, join_group_body, list_offsets_body,
+    metadata_body, normalize_response, offset_commit_body, offset_fetch_body, produce_body, wait_for_topic,
+)
+from kafkalite.protocol.errors import ErrorCode
+from kafkalite.protocol.messages import APIS
+from kafkalite.protocol.record_batch import build_batch
+
+TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
+NOW = int(time.time() * 1000)
+
+# APIs kafkalite advertises from a lower version than it serves (Produce v0-2: see protocol.md). Kafka 4 does
+# the same for Produce, so the versions compared start at the served minimum.
+SERVED_MIN = {api.key: api.min_version for api in APIS.values()}
+
+
+def api_ranges(side) -> dict[int, tuple[int, int]]:
+    answer = side.request("ApiVersions", 3, {"client_software_name": "diff", "client_software_version": "1"})
+    assert answer != CLOSED and answer["error_code"] == 0
+    return {k["api_key"]: (k["min_version"], k["max_version"]) for k in answer["api_keys"]}
+
+
+@pytest.fixture(scope="module")
+def common_versions(kafka, kafkalite) -> dict[int, range]:
+    """API key -> the versions kafkalite advertises (and serves) that Kafka also supports."""
+    kafka_ranges, lite_ranges = api_ranges(Side("kafka", kafka.port)), api_ranges(Side("kafkalite", kafkalite.port))
+    common = {}
+    for key, (low, high) in lite_ranges.items():
+        if key in kafka_ranges:
+            k_low, k_high = kafka_ranges[key]
+            common[key] = range(max(low, k_low, SERVED_MIN[key]), min(high, k_high) + 1)
+    return common
+
+
+def test_kafka_supports_every_version_kafkalite_advertises(kafka, kafkalite):
+    """kafkalite advertises nothing Apache Kafka 4 would not answer: a client negotiates the same versions."""
+    kafka_ranges, lite_ranges = api_ranges(Side("kafka", kafka.port)), api_ranges(Side("kafkalite", kafkalite.port))
+    outside = {key: (lite, kafka_ranges.get(key)) for key, lite in lite_ranges.items()
+               if key not in kafka_ranges or lite[0] < kafka_ranges[key][0] or lite[1] > kafka_ranges[key][1]}
+    assert outside == {}
+
+
+def batch(*values: bytes, timestamp: int = NOW, **producer) -> bytes:
+    return build_batch([(b"k%d" % i, v) for i, v in enumerate(values)], timestamps=timestamp, **producer)
+
+
+def create(pair: Pair, topic: str, partitions: int = 1, **configs) -> None:
+    answer = pair.same("CreateTopics", 7, create_topic_body(topic, partitions, configs))
+    assert answer["topics"][0]["error_code"] == 0
+    settle(pair, topic, partitions)
+
+
+def settle(pair: Pair, topic: str, partitions: int | None) -> None:
+    for side in pair.sides:
+        wait_for_topic(side, topic, partitions)
+
+
+def produce(pair: Pair, topic: str, records: bytes, version: int = 9, partition: int = 0) -> dict:
+    answer = pair.same("Produce", version, produce_body(topic, records, partition))
+    return answer["responses"][0]["partition_responses"][0]
+
+
+def join(pair: Pair, version: int, group: str, who: str = "member") -> dict:
+    """A single member joins (v4+: first told MEMBER_ID_REQUIRED, then rejoins with its id); each side's member
+    id and generation are kept in side.vars[who] and side.vars[who + '.generation']."""
+    body = lambda side: join_group_body(group, side.vars.get(who, ""))  # noqa: E731
+    answer = pair.same("JoinGroup", version, body)
+    if answer["error_code"] == ErrorCode.MEMBER_ID_REQUIRED:
+        for side in pair.sides:
+            side.vars[who] = pair.last(side)["member_id"]
+        answer = pair.same("JoinGroup", version, body)
+    for side in pair.sides:
+        side.vars[who] = pair.last(side)["member_id"]
+        side.vars[who + ".generation"] = pair.last(side)["generation_id"]
+    return answer
+
+
+def sync(pair: Pair, version: int, group: str, assignment: bytes = b"\x00\x00assigned", who: str = "member"):
+    return pair.same("SyncGroup", version, lambda side: {
+        "group_id": group, "generation_id": side.vars[who + ".generation"], "member_id": side.vars[who],
+        "group_instance_id": None, "protocol_type": "consumer", "protocol_name": "range",
+        "assignments": [{"member_id": side.vars[who], "assignment": assignment}]})
+
+
+def member_body(group: str, who: str = "member"):
+    return lambda side: {"group_id": group, "generation_id": side.vars[who + ".generation"],
+                         "member_id": side.vars[who], "group_instance_id": None}
+
+
+def leave_body(group: str, who: str = "member"):
+    return lambda side: {"group_id": group, "member_id": side.vars[who],
+                         "members": [{"member_id": side.vars[who], "group_instance_id": None}]}
+
+
+# ---------------------------------------------------------------- one scenario per API, run at one version
+
+
+def scenario_produce(pair, v, names):
+    topic = names()
+    create(pair, topic)
+    assert produce(pair, topic, batch(b"a", b"b"), v)["base_offset"] == 0
+    assert produce(pair, topic, batch(b"c"), v)["base_offset"] == 2
+    pair.same("Produce", v, produce_body(names("unknown"), batch(b"x"), acks=1))  # Produce creates no topic
+
+
+def scenario_fetch(pair, v, names):
+    topic = names()
+    create(pair, topic)
+    produce(pair, topic, batch(b"a", b"b"))
+    produce(pair, topic, batch(b"c"))
+    for offset in (0, 2, 3, 4, -1):
+        pair.same("Fetch", v, fetch_body(topic, offset))
+    pair.same("Fetch", v, fetch_body(topic, 0, partition=7))
+
+
+def scenario_list_offsets(pair, v, names):
+    topic = names()
+    create(pair, topic)
+    specials = [-2, -1] + ([-3] if v >= 7 else [])
+    for timestamp in specials + [0]:  # an empty partition
+        pair.same("ListOffsets", v, list_offsets_body(topic, timestamp))
+    produce(pair, topic, batch(b"a", b"b", timestamp=NOW - 1000))
+    produce(pair, topic, batch(b"c", timestamp=NOW))
+    for timestamp in specials + [0, NOW - 1000, NOW - 500, NOW, NOW + 1]:
+        pair.same("ListOffsets", v, list_offsets_body(topic, timestamp))
+    pair.same("ListOffsets", v, list_offsets_body(topic, -1, partitions=(0, 3)))
+    pair.same("ListOffsets", v, list_offsets_body(names("unknown"), -1))
+
+
+def scenario_metadata(pair, v, names):
+    topic = names()
+    create(pair, topic, partitions=3)
+    pair.same("Metadata", v, metadata_body([topic]))
+    pair.same("Metadata", v, metadata_body([]))
+    if v >= 4:  # before v4 asking for a topic creates it
+        pair.same("Metadata", v, metadata_body([topic, names("unknown")], auto_create=False))
+
+
+def scenario_create_topics(pair, v, names):
+    topic = names()
+    pair.same("CreateTopics", v, create_topic_body(topic, 2, validate_only=True))
+    pair.same("CreateTopics", v, create_topic_body(topic, 2, {"retention.ms": "1000"}))
+    pair.same("CreateTopics", v, create_topic_body(topic, 2))  # exists
+    pair.same("CreateTopics", v, create_topic_body(names(), 0))
+    pair.same("CreateTopics", v, create_topic_body(names(), -1, replication_factor=-1))  # broker defaults
+    pair.same("CreateTopics", v, create_topic_body(names(), 1, replication_factor=3))
+    pair.same("CreateTopics", v, create_topic_body(names(), 1, {"no.such.config": "1"}))
+    pair.same("CreateTopics", v, create_topic_body(names(), 1, {"retention.ms": "soon"}))
+    pair.same("CreateTopics", v, create_topic_body("bad/name", 1))
+    settle(pair, topic, 2)
+    pair.same("Metadata", 12, metadata_body([topic]))
+
+
+def scenario_delete_topics(pair, v, names):
+    topic = names()
+    create(pair, topic)
+    body = lambda name: {"topics": [{"name": name}], "topic_names": [name], "timeout_ms": 30000}  # noqa: E731
+    pair.same("DeleteTopics", v, body(topic))
+    settle(pair, topic, None)
+    pair.same("DeleteTopics", v, body(topic))  # already gone
+    pair.same("Metadata", 12, metadata_body([topic]))
+
+
+def scenario_create_partitions(pair, v, names):
+    topic = names()
+    create(pair, topic)
+    body = lambda count, validate=False, name=topic: {  # noqa: E731
+        "topics": [{"name": name, "count": count, "assignments": None}], "timeout_ms": 30000,
+        "validate_only": validate}
+    pair.same("CreatePartitions", v, body(3, validate=True))
+    pair.same("CreatePartitions", v, body(3))
+    settle(pair, topic, 3)
+    pair.same("CreatePartitions", v, body(3))  # not a growth
+    pair.same("CreatePartitions", v, body(2))
+    pair.same("CreatePartitions", v, body(2, name=names("unknown")))
+    settle(pair, topic, 3)
+    pair.same("Metadata", 12, metadata_body([topic]))
+
+
+def scenario_delete_records(pair, v, names):
+    topic = names()
+    create(pair, topic)
+    produce(pair, topic, batch(b"a", b"b", b"c"))
+    body = lambda offset, partition=0: {"topics": [{"name": topic, "partitions": [  # noqa: E731
+        {"partition_index": partition, "offset": offset}]}], "timeout_ms": 30000}
+    for offset in (1, 1, 0, 3, 4, -1):
+        pair.same("DeleteRecords", v, body(offset))
+    pair.same("DeleteRecords", v, body(0, partition=5))
+    pair.same("ListOffsets", 7, list_offsets_body(topic, -2))
+    pair.same("Fetch", 12, fetch_body(topic, 0))
+
+
+def scenario_describe_configs(pair, v, names):
+    # Whole-resource comparisons are in test_configs.py; here: named keys, errors, and the version's shape.
+    topic = names()
+    create(pair, topic, **{"retention.ms": "12345"})
+    keys = ["retention.ms", "cleanup.policy", "max.message.bytes", "segment.bytes", "no.such.config"]
+    pair.same("DescribeConfigs", v, describe_configs_body(TOPIC_RESOURCE, topic, keys, synonyms=v >= 1))
+    pair.same("DescribeConfigs", v, describe_configs_body(TOPIC_RESOURCE, names("unknown"), keys))
+    pair.same("DescribeConfigs", v, describe_configs_body(BROKER_RESOURCE, "12345", ["num.partitions"]))
+
+
+def scenario_alter_configs(pair, v, names):
+    topic = names()
+    create(pair, topic, **{"retention.ms": "12345"})
+    body = lambda configs, validate=False, name=topic: {"resources": [{  # noqa: E731
+        "resource_type": TOPIC_RESOURCE, "resource_name": name,
+        "configs": [{"name": k, "value": val} for k, val in configs.items()]}], "validate_only": validate}
+    pair.same("AlterConfigs", v, body({"segment.bytes": "1048576"}, validate=True))
+    pair.same("AlterConfigs", v, body({"segment.bytes": "1048576"}))  # replaces every override
+    pair.same("AlterConfigs", v, body({"segment.bytes": "a lot"}))
+    pair.same("AlterConfigs", v, body({"no.such.config": "1"}))
+    pair.same("AlterConfigs", v, body({"retention.ms": "1"}, name=names("unknown")))
+    pair.same("DescribeConfigs", 4, describe_configs_body(TOPIC_RESOURCE, topic, ["retention.ms", "segment.bytes"]))
+
+
+def scenario_incremental_alter_configs(pair, v, names):
+    topic = names()
+    create(pair, topic, **{"retention.ms": "12345"})
+    SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+    body = lambda ops, name=topic: {"resources": [{  # noqa: E731
+        "resource_type": TOPIC_RESOURCE, "resource_name": name,
+        "configs": [{"name": k, "config_operation": op, "value": val} for k, op, val in ops]}],
+        "validate_only": False}
+    pair.same("IncrementalAlterConfigs", v, body([("segment.bytes", SET, "1048576")]))
+    pair.same("IncrementalAlterConfigs", v, body([("retention.ms", DELETE, None)]))
+    pair.same("IncrementalAlterConfigs", v, body([("cleanup.policy", APPEND, "compact")]))
+    pair.same("IncrementalAlterConfigs", v, body([("cleanup.policy", SUBTRACT, "delete")]))
+    pair.same("IncrementalAlterConfigs", v, body([("segment.bytes", APPEND, "1")]))  # not a list
+    pair.same("IncrementalAlterConfigs", v, body([("no.such.config", SET, "1")]))
+    pair.same("IncrementalAlterConfigs", v, body([("segment.bytes", SET, "x")]))
+    pair.same("IncrementalAlterConfigs", v, body([("retention.ms", SET, "1")], name=names("unknown")))
+    pair.same("DescribeConfigs", 4, describe_configs_body(
+        TOPIC_RESOURCE, topic, ["retention.ms", "segment.bytes", "cleanup.policy"]))
+
+
+def scenario_init_producer_id(pair, v, names):
+    pair.same("InitProducerId", v, {"transactional_id": None, "transaction_timeout_ms": 60000,
+                                    "producer_id": -1, "producer_epoch": -1})
+
+
+def scenario_offset_for_leader_epoch(pair, v, names):
+    topic = names()
+    create(pair, topic)
+    produce(pair, topic, batch(b"a", b"b"))
+    body = lambda epoch, partition=0, name=topic: {"replica_id": -1, "topics": [{"topic": name, "partitions": [  # noqa: E731
+        {"partition": partition, "current_leader_epoch": -1, "leader_epoch": epoch}]}]}
+    for epoch in (0, 1, 5):
+        pair.same("OffsetForLeaderEpoch", v, body(epoch))
+    pair.same("OffsetForLeaderEpoch", v, body(0, partition=4))
+    pair.same("OffsetForLeaderEpoch", v, body(0, name=names("unknown")))
+
+
+def scenario_describe_cluster(pair, v, names):
+    pair.same("DescribeCluster", v, {"include_cluster_authorized_operations": False, "endpoint_type": 1})
+
+
+def scenario_find_coordinator(pair, v, names):
+    group = names("g")
+    pair.same("FindCoordinator", v, {"key": group, "key_type": 0, "coordinator_keys": [group, names("g")]})
+
+
+def scenario_join_group(pair, v, names):
+    group = names("g")
+    join(pair, v, group)
+    join(pair, v, group)  # a rejoin of a known member
+    pair.same("JoinGroup", v, join_group_body(group, "not-a-member"))
+    pair.same("JoinGroup", v, join_group_body(group, "", protocols=(("roundrobin", b"x"),)))
+    pair.same("JoinGroup", v, join_group_body(names("g"), "", session_timeout_ms=10))
+
+
+def scenario_sync_group(pair, v, names):
+    group = names("g")
+    join(pair, 7, group)
+    sync(pair, v, group)
+    pair.same("SyncGroup", v, lambda side: {
+        "group_id": group, "generation_id": side.vars["member.generation"] + 1, "member_id": side.vars["member"],
+        "group_instance_id": None, "protocol_type": "consumer", "protocol_name": "range", "assignments": []})
+    pair.same("SyncGroup", v, {"group_id": group, "generation_id": 1, "member_id": "nobody",
+                               "group_instance_id": None, "protocol_type": "consumer", "protocol_name": "range",
+                               "assignments": []})
+
+
+def scenario_heartbeat(pair, v, names):
+    group = names("g")
+    join(pair, 7, group)
+    pair.same("Heartbeat", v, member_body(group))  # before SyncGroup: still rebalancing for the member
+    sync(pair, 5, group)
+    pair.same("Heartbeat", v, member_body(group))
+    pair.same("Heartbeat", v, lambda side: member_body(group)(side) | {"generation_id": 99})
+    pair.same("Heartbeat", v, lambda side: member_body(group)(side) | {"member_id": "nobody"})
+    pair.same("Heartbeat", v, lambda side: member_body(names("g"))(side))
+
+
+def scenario_leave_group(pair, v, names):
+    group = names("g")
+    join(pair, 7, group)
+    sync(pair, 5, group)
+    pair.same("LeaveGroup", v, leave_body(group))
+    pair.same("LeaveGroup", v, leave_body(group))  # gone already
+    pair.same("DescribeGroups", 5, {"groups": [group], "include_authorized_operations": False})
+
+
+def scenario_offset_commit(pair, v, names):
+    topic, group = names(), names("g")
+    create(pair, topic, partitions=2)
+    pair.same("OffsetCommit", v, offset_commit_body(group, topic, {0: 5, 1: 7}))  # a simple (group-less) commit
+    pair.same("OffsetCommit", v, offset_commit_body(group, names("unknown"), {0: 1}))
+    pair.same("OffsetFetch", 8, offset_fetch_body(group, topic, (0, 1)))
+    joined = names("g")
+    join(pair, 7, joined)
+    sync(pair, 5, joined)
+    pair.same("OffsetCommit", v, lambda side: offset_commit_body(
+        joined, topic, {0: 3}, side.vars["member.generation"], side.vars["member"]))
+    pair.same("OffsetCommit", v, lambda side: offset_commit_body(
+        joined, topic, {0: 3}, side.vars["member.generation"] + 1, side.vars["member"]))
+    pair.same("OffsetCommit", v, offset_commit_body(joined, topic, {0: 3}, 1, "nobody"))
+    pair.same("OffsetFetch", 8, offset_fetch_body(joined, topic, (0, 1)))
+
+
+def scenario_offset_fetch(pair, v, names):
+    topic, group = names(), names("g")
+    create(pair, topic, partitions=2)
+    pair.same("OffsetCommit", 8, offset_commit_body(group, topic, {0: 5}))
+    pair.same("OffsetFetch", v, offset_fetch_body(group, topic, (0, 1, 9)))
+    pair.same("OffsetFetch", v, offset_fetch_body(names("g"), topic, (0,)))
+    pair.same("OffsetFetch", v, offset_fetch_body(group, names("unknown"), (0,)))
+    if v >= 2:  # null topics: every committed offset of the group
+        pair.same("OffsetFetch", v, offset_fetch_body(group, None))
+
+
+def scenario_describe_groups(pair, v, names):
+    group = names("g")
+    join(pair, 7, group)
+    body = {"groups": [group, names("g")], "include_authorized_operations": False}
+    pair.same("DescribeGroups", v, body)  # CompletingRebalance
+    sync(pair, 5, group)
+    pair.same("DescribeGroups", v, body)  # Stable, with the assignment
+    pair.same("LeaveGroup", 4, leave_body(group))
+    pair.same("DescribeGroups", v, body)  # Empty
+
+
+def scenario_list_groups(pair, v, names):
+    groups = [names("g"), names("g")]
+    join(pair, 7, groups[0])
+    sync(pair, 5, groups[0])
+    pair.same("OffsetCommit", 8, offset_commit_body(groups[1], names(), {0: 1}))  # an Empty group of offsets only
+    ours = lambda side, answer: {  # noqa: E731  the groups this test made; other tests' groups are theirs
+        **answer, "groups": [g for g in answer["groups"] if g["group_id"] in groups]}
+    normalize = lambda side, answer: normalize_response(side, ours(side, answer))  # noqa: E731
+    for states in ([], ["Stable"], ["Empty"], ["Dead"]):
+        pair.same("ListGroups", v, {"states_filter": states}, normalize=normalize)
+
+
+def scenario_delete_groups(pair, v, names):
+    topic, groups = names(), [names("g"), names("g"), names("g")]
+    create(pair, topic)
+    pair.same("OffsetCommit", 8, offset_commit_body(groups[0], topic, {0: 1}))
+    join(pair, 7, groups[1])
+    pair.same("DeleteGroups", v, {"groups_names": groups})  # Empty, with a member, unknown
+    pair.same("OffsetFetch", 8, offset_fetch_body(groups[0], topic))
+
+
+def scenario_offset_delete(pair, v, names):
+    topic, group = names(), names("g")
+    create(pair, topic, partitions=2)
+    pair.same("OffsetCommit", 8, offset_commit_body(group, topic, {0: 1, 1: 2}))
+    body = lambda group, topic, partitions: {"group_id": group, "topics": [  # noqa: E731
+        {"name": topic, "partitions": [{"partition_index": p} for p in partitions]}]}
+    pair.same("OffsetDelete", v, body(group, topic, [0]))
+    pair.same("OffsetFetch", 8, offset_fetch_body(group, topic, (0, 1)))
+    pair.same("OffsetDelete", v, body(names("g"), topic, [0]))
+    # Kept difference (protocol.md): Kafka answers UNKNOWN_TOPIC_OR_PARTITION for a topic that does not exist,
+    # kafkalite deletes the (absent) offset and answers NONE.
+    kafka, kafkalite = pair.both("OffsetDelete", v, body(group, names("unknown"), [0]))
+    assert (kafka["topics"][0]["partitions"][0]["error_code"], kafkalite["topics"][0]["partitions"][0]["error_code"]) \
+        == (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.NONE)
+    joined = names("g")
+    join(pair, 7, joined)
+    sync(pair, 5, joined)
+    pair.same("OffsetCommit", 8, lambda side: offset_commit_body(
+        joined, topic, {0: 3}, side.vars["member.generation"], side.vars["member"]))
+    pair.same("OffsetDelete", v, body(joined, topic, [0]))  # a Stable group whose member subscribes to no topic
+
+
+def scenario_api_versions(pair, v, names):
+    # The ranges differ by design (test_kafka_supports_every_version_kafkalite_advertises compares them).
+    answers = pair.both("ApiVersions", v, {"client_software_name": "diff", "client_software_version": "1.0"})
+    assert [a["error_code"] for a in answers] == [0, 0]
+
+
+SCENARIOS = {
+    "Produce": scenario_produce, "Fetch": scenario_fetch, "ListOffsets": scenario_list_offsets,
+    "Metadata": scenario_metadata, "OffsetCommit": scenario_offset_commit, "OffsetFetch": scenario_offset_fetch,
+    "FindCoordinator": scenario_find_coordinator, "JoinGroup": scenario_join_group,
+    "Heartbeat": scenario_heartbeat, "LeaveGroup": scenario_leave_group, "SyncGroup": scenario_sync_group,
+    "DescribeGroups": scenario_describe_groups, "ListGroups": scenario_list_groups,
+    "ApiVersions": scenario_api_versions, "CreateTopics": scenario_create_topics,
+    "DeleteTopics": scenario_delete_topics, "DeleteRecords": scenario_delete_records,
+    "InitProducerId": scenario_init_producer_id, "OffsetForLeaderEpoch": scenario_offset_for_leader_epoch,
+    "DescribeConfigs": scenario_describe_configs, "AlterConfigs": scenario_alter_configs,
+    "CreatePartitions": scenario_create_partitions, "DeleteGroups": scenario_delete_groups,
+    "IncrementalAlterConfigs": scenario_incremental_alter_configs, "OffsetDelete": scenario_offset_delete,
+    "DescribeCluster": scenario_describe_cluster,
+}
+
+
+def test_every_advertised_api_has_a_scenario():
+    assert set(SCENARIOS) == {api.name for api in APIS.values()}
+
+
+@pytest.mark.parametrize("api", sorted(SCENARIOS))
+def test_every_version(api, pair, names, common_versions):
+    key = next(k for k, schema in APIS.items() if schema.name == api)
+    versions = common_versions.get(key)
+    assert versions, f"Kafka shares no version of {api} with kafkalite"
+    failures = {}
+    for version in versions:
+        try:
+            SCENARIOS[api](pair, version, names)
+        except AssertionError as e:
+            failures[version] = str(e)
+            pair.close()  # a broker may have closed its connection; the next version starts afresh
+    assert not failures, (f"{api}: versions {sorted(failures)} of {list(versions)} differ; the first:\n"
+                          + next(iter(failures.values())))
