@@ -59,7 +59,7 @@ BROKER_SETTINGS: dict[str, tuple[type, Any, str]] = {
                                        "alive (may lose acknowledged data)"),
     "auto.leader.rebalance.enable": (bool, True, "move leadership back to preferred replicas now and then"),
     "leader.imbalance.check.interval.seconds": (int, 300, "how often preferred leaders are restored"),
-    "broker.rack": (str, "", "this broker's rack, for rack-aware replica placement (empty: none)"),
+    "broker.rack": (str, None, "this broker's rack, for rack-aware replica placement (unset: none)"),
     "connections.max.idle.ms": (int, 600000, "close connections idle this long"),
     "queued.max.requests": (int, 500, "requests buffered per connection before reading pauses"),
     "socket.request.max.bytes": (int, 104857600, "largest request frame"),

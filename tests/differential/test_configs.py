@@ -19,6 +19,9 @@ BROKER_VALUES_THAT_DIFFER = {
     # Kafka accepts any number of connections by default; kafkalite stops at 10000 so that a connection flood
     # cannot exhaust its file descriptors.
     "max.connections",
+    # The reference Kafka is a single node started with 1; kafkalite keeps Kafka's default (3), which only cluster
+    # mode uses (a standalone __consumer_offsets has one replica whatever it says).
+    "offsets.topic.replication.factor",
 }
 # (Kafka, kafkalite) read_only flags that differ: Kafka changes it at run time; kafkalite reads it at start only.
 READ_ONLY_THAT_DIFFER = {"producer.id.expiration.ms": (False, True)}

@@ -398,8 +398,43 @@ def scenario_api_versions(pair, v, names):
     assert [a["error_code"] for a in answers] == [0, 0]
 
 
+def scenario_elect_leaders(pair, v, names):
+    topic = names()
+    create(pair, topic, 2)
+    body = lambda parts, election=0: {"election_type": election, "timeout_ms": 10000,  # noqa: E731
+                                      "topic_partitions": parts}
+    pair.same("ElectLeaders", v, body([{"topic": topic, "partitions": [0, 1]}]))  # already preferred: not needed
+    pair.same("ElectLeaders", v, body([{"topic": names("unknown"), "partitions": [0]}]))
+    if v >= 1:
+        pair.same("ElectLeaders", v, body([{"topic": topic, "partitions": [1]}], election=1))
+
+
+def scenario_alter_partition_reassignments(pair, v, names):
+    topic = names()
+    create(pair, topic)
+    def body(name, here=True, cancel=False):  # each side's own node id: the partition's only replica
+        return lambda side: {"timeout_ms": 10000, "topics": [{"name": name, "partitions": [
+            {"partition_index": 0, "replicas": None if cancel else [side.node_id if here else side.node_id + 7]}]}]}
+
+    pair.same("AlterPartitionReassignments", v, body(topic))  # where it already is
+    pair.same("AlterPartitionReassignments", v, body(topic, cancel=True))  # nothing to cancel
+    pair.same("AlterPartitionReassignments", v, body(topic, here=False))  # a broker that does not exist
+    pair.same("AlterPartitionReassignments", v, body(names("unknown")))
+    pair.same("ListPartitionReassignments", 0, {"timeout_ms": 10000, "topics": None})
+
+
+def scenario_list_partition_reassignments(pair, v, names):
+    topic = names()
+    create(pair, topic)
+    pair.same("ListPartitionReassignments", v, {"timeout_ms": 10000, "topics": None})
+    pair.same("ListPartitionReassignments", v, {"timeout_ms": 10000, "topics": [
+        {"name": topic, "partition_indexes": [0]}]})
+
+
 SCENARIOS = {
     "Produce": scenario_produce, "Fetch": scenario_fetch, "ListOffsets": scenario_list_offsets,
+    "ElectLeaders": scenario_elect_leaders, "AlterPartitionReassignments": scenario_alter_partition_reassignments,
+    "ListPartitionReassignments": scenario_list_partition_reassignments,
     "Metadata": scenario_metadata, "OffsetCommit": scenario_offset_commit, "OffsetFetch": scenario_offset_fetch,
     "FindCoordinator": scenario_find_coordinator, "JoinGroup": scenario_join_group,
     "Heartbeat": scenario_heartbeat, "LeaveGroup": scenario_leave_group, "SyncGroup": scenario_sync_group,

@@ -69,8 +69,10 @@ DYNAMIC_BROKER_SETTINGS = frozenset({
 })
 
 
-def setting_text(value) -> str:
-    """A broker setting as Kafka prints it."""
+def setting_text(value) -> str | None:
+    """A broker setting as Kafka prints it (None: unset, as Kafka's null)."""
+    if value is None:
+        return None
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
