@@ -363,7 +363,8 @@ def main() -> int:
                     clients = {"bootstrap.servers": broker.bootstrap, **every_client, **broker.client_config}
                     r = run(clients, size, args.mb, args.rate, args.latency_seconds, args.measure)
                     results.setdefault((broker.name, size), []).append(r)
-                    print(f"{broker.name:>18} {size:>6} B: produce {r.produce_msgs:>9.0f} msg/s {r.produce_mb:>7.1f} MB/s"
+                    print(f"{broker.name:>18} {size:>6} B: produce {r.produce_msgs:>9.0f} msg/s"
+                          f" {r.produce_mb:>7.1f} MB/s"
                           f" | consume {r.consume_msgs:>9.0f} msg/s {r.consume_mb:>7.1f} MB/s"
                           f" | latency p50 {r.p50_ms:6.2f} ms p99 {r.p99_ms:6.2f} ms", flush=True)
                 if args.measure != "throughput":
