@@ -55,7 +55,8 @@ def _add_topics(sub) -> None:
     cmds = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = _tool(cmds, "create", "topics:create", "create a topic", timeout=True)
     create.add_argument("name")
-    create.add_argument("--partitions", "-p", type=int, help="number of partitions (default: the broker's num.partitions)")
+    create.add_argument("--partitions", "-p", type=int,
+                        help="number of partitions (default: the broker's num.partitions)")
     create.add_argument("--replication-factor", "-r", type=int, metavar="N",
                         help="copies of each partition (default: the broker's; a single kafkalite broker takes only 1)")
     create.add_argument("--config", "-c", action="append", metavar="NAME=VALUE", help="a topic config (repeatable)")

@@ -87,7 +87,8 @@ def human(n: int) -> str:
 def main() -> None:
     rows = [bench(size) for size in (1 << 10, 1 << 20, 16 << 20)]
     print(f"Produce v{PRODUCE_VERSION} decode / Fetch v{FETCH_VERSION} encode, Python {sys.version.split()[0]}")
-    print(f"{'batch':>8} | {'decode Produce':>14} | {'batch copied':>12} | {'Fetch carries':>20} | {'encode Fetch':>12} | {'batches copied':>14}")
+    print(f"{'batch':>8} | {'decode Produce':>14} | {'batch copied':>12} | {'Fetch carries':>20}"
+          f" | {'encode Fetch':>12} | {'batches copied':>14}")
     print("-" * 97)
     for r in rows:
         carries = f"{r['fetch_batches']} x {human(r['batch'])}"

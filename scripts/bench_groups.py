@@ -57,7 +57,8 @@ class Broker:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="bench-groups-")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kafkalite", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.dir, "data")],
+            [sys.executable, "-m", "kafkalite", "--listen", "127.0.0.1:0",
+             "--data-dir", os.path.join(self.dir, "data")],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in self.proc.stdout:  # until "listening on", or the end of its output
             match = re.search(r"listening on [^:]+:(\d+)", line)

@@ -405,7 +405,8 @@ class KafkaBroker:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"kafka exited with {self.proc.returncode if self.proc else None}:\n{self.log_tail()}")
+                raise RuntimeError(f"kafka exited with {self.proc.returncode if self.proc else None}:\n"
+                                   f"{self.log_tail()}")
             with contextlib.suppress(OSError, struct.error):
                 nodes, controller = metadata_brokers(self.port)
                 if len(nodes) >= expect_brokers and controller >= 0:

@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from kafkalite.protocol.api_keys import ApiKey
+from kafkalite.protocol.api_keys import ApiKey  # noqa: E402 - after the sys.path setup above
 from kafkalite.protocol import compression, wire  # noqa: E402
 from kafkalite.protocol.framing import FrameSplitter  # noqa: E402
 from kafkalite.protocol.messages import APIS  # noqa: E402
@@ -59,7 +59,8 @@ def api_file_name(api_key: int) -> str:
 
 
 def codecs_in(body: dict) -> str:
-    names = {compression.NAMES.get(b.codec, str(b.codec)) for r in wire.records_fields(body) for b in iter_batches_lenient(r)}
+    names = {compression.NAMES.get(b.codec, str(b.codec))
+             for r in wire.records_fields(body) for b in iter_batches_lenient(r)}
     return "+".join(sorted(names))
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "Admin", "Assignor", "ClientClosedError", "Consumer", "ConsumerRecord", "CooperativeStickyAssignor",
     "GroupDescription", "GroupListing", "KafkaConnectionError", "KafkaError", "KafkaTimeoutError",
     "MemberDescription", "NewTopic", "OffsetAndMetadata", "PartitionDescription", "PartitionLag", "Producer",
-    "RangeAssignor", "RecordDeserializationError", "RecordMetadata", "RetryPolicy", "RoundRobinAssignor", "TopicDescription", "TopicPartition",
+    "RangeAssignor", "RecordDeserializationError", "RecordMetadata", "RetryPolicy", "RoundRobinAssignor",
+    "TopicDescription", "TopicPartition",
     "UnsupportedVersionByBroker", "error_class", "murmur2", "partition_for_key",
 ]

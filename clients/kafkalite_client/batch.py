@@ -44,7 +44,8 @@ class ProducerBatch:
         self.max_timestamp = 0
         self.created = created
         self.done: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.record_futures: list[tuple[int, int, asyncio.Future]] | None = None  # (index, timestamp, future): enqueue()
+        # (index, timestamp, future): enqueue()
+        self.record_futures: list[tuple[int, int, asyncio.Future]] | None = None
         self.closed = False
         self.encoded: bytes | None = None  # kept once built, so that a retry resends identical bytes
         self.base_sequence = NO_SEQUENCE

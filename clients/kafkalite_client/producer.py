@@ -103,7 +103,8 @@ class Producer:
         self._idempotence_requested = bool(enable_idempotence)
         name = (compression_type or "none").lower()
         if name not in compression.BY_NAME:
-            raise ValueError(f"unknown compression_type {compression_type!r}; use one of {', '.join(compression.BY_NAME)}")
+            raise ValueError(f"unknown compression_type {compression_type!r}; "
+                             f"use one of {', '.join(compression.BY_NAME)}")
         self.codec = compression.BY_NAME[name]
         self.batch_size = batch_size
         self.linger = linger_ms / 1000

@@ -304,14 +304,17 @@ class GroupService:
         try:
             await self._settle(plan.effects, raise_on_failure=True)
         except PersistError:
-            return {k: (ErrorCode.COORDINATOR_NOT_AVAILABLE if v == ErrorCode.NONE else v) for k, v in plan.errors.items()}
+            return {k: (ErrorCode.COORDINATOR_NOT_AVAILABLE if v == ErrorCode.NONE else v)
+                    for k, v in plan.errors.items()}
         self.coordinator.apply_commit(plan, self.now_ms())
         return plan.errors
 
-    def offset_fetch(self, group_id: str, partitions: list[tuple[str, int]] | None) -> list[tuple[str, int, CommittedOffset | None]]:
+    def offset_fetch(self, group_id: str,
+                     partitions: list[tuple[str, int]] | None) -> list[tuple[str, int, CommittedOffset | None]]:
         return self.coordinator.offset_fetch(group_id, partitions)
 
-    async def offset_delete(self, group_id: str, partitions: list[tuple[str, int]]) -> tuple[int, dict[tuple[str, int], int]]:
+    async def offset_delete(self, group_id: str,
+                            partitions: list[tuple[str, int]]) -> tuple[int, dict[tuple[str, int], int]]:
         code, results, fx = self.coordinator.offset_delete(self.now_ms(), group_id, partitions)
         try:
             await self._settle(fx, raise_on_failure=True)

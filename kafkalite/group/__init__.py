@@ -4,9 +4,7 @@ coordinator.py is the facade over types.py, membership.py, offsets.py and replay
 __consumer_offsets records; ports.py is what the asyncio shell (kafkalite.broker.groups) needs from the broker.
 """
 
-OFFSETS_TOPIC = "__consumer_offsets"
-
-from kafkalite.group.config import GroupConfig  # noqa: E402
+from kafkalite.group.config import GroupConfig
 from kafkalite.group.coordinator import (
     CommitPlan,
     CommittedOffset,

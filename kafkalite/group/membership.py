@@ -128,7 +128,8 @@ class Membership(CoordinatorBase):
         self._maybe_prepare_rebalance(group, now, f"member {member_id} joined")
         self._maybe_complete_join(group, now)
 
-    def _update_member_and_rebalance(self, group: Group, member: Member, token: Token, now: int, r: JoinRequest) -> None:
+    def _update_member_and_rebalance(self, group: Group, member: Member, token: Token, now: int,
+                                     r: JoinRequest) -> None:
         if member.join_token is not None and member.join_token != token:
             self._reply(member.join_token, JoinResult(ErrorCode.REBALANCE_IN_PROGRESS, member.member_id))
         member.protocols = list(r.protocols)
@@ -138,7 +139,8 @@ class Membership(CoordinatorBase):
         self._maybe_prepare_rebalance(group, now, f"member {member.member_id} rejoined")
         self._maybe_complete_join(group, now)
 
-    def _replace_static_member(self, group: Group, token: Token, now: int, r: JoinRequest, old_id: str, new_id: str) -> None:
+    def _replace_static_member(self, group: Group, token: Token, now: int, r: JoinRequest, old_id: str,
+                               new_id: str) -> None:
         old = group.members.pop(old_id)
         # the old incarnation's parked requests are fenced
         if old.join_token is not None:
@@ -146,7 +148,8 @@ class Membership(CoordinatorBase):
         if old.sync_token is not None:
             self._reply(old.sync_token, SyncResult(FENCED_INSTANCE_ID))
         protocols_unchanged = old.protocols == list(r.protocols) or (
-            group.protocol_name is not None and old.metadata_for(group.protocol_name) == dict(r.protocols).get(group.protocol_name)
+            group.protocol_name is not None
+            and old.metadata_for(group.protocol_name) == dict(r.protocols).get(group.protocol_name)
         )
         member = Member(
             new_id, r.group_instance_id, r.client_id, r.client_host, r.session_timeout_ms,
@@ -173,7 +176,8 @@ class Membership(CoordinatorBase):
     def _join_result(self, group: Group, member: Member) -> JoinResult:
         members = []
         if member.member_id == group.leader_id:
-            members = [(m.member_id, m.group_instance_id, m.metadata_for(group.protocol_name)) for m in group.members.values()]
+            members = [(m.member_id, m.group_instance_id, m.metadata_for(group.protocol_name))
+                       for m in group.members.values()]
         return JoinResult(
             NONE, member.member_id, group.generation_id, group.protocol_type, group.protocol_name,
             group.leader_id or "", members,
@@ -262,7 +266,8 @@ class Membership(CoordinatorBase):
         if member.sync_token is not None:
             self._reply(member.sync_token, SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
         del group.members[member.member_id]
-        if member.group_instance_id is not None and group.static_members.get(member.group_instance_id) == member.member_id:
+        if (member.group_instance_id is not None
+                and group.static_members.get(member.group_instance_id) == member.member_id):
             del group.static_members[member.group_instance_id]
         group.pending_sync.discard(member.member_id)
         if group.leader_id == member.member_id:

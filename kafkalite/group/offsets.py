@@ -75,7 +75,8 @@ class OffsetStore(CoordinatorBase):
             group = self.groups[plan.group_id] = Group(plan.group_id, state_timestamp_ms=now_ms)
         group.offsets.update(plan.accepted)
 
-    def offset_fetch(self, group_id: str, partitions: Iterable[tuple[str, int]] | None = None) -> list[tuple[str, int, CommittedOffset | None]]:
+    def offset_fetch(self, group_id: str, partitions: Iterable[tuple[str, int]] | None = None
+                     ) -> list[tuple[str, int, CommittedOffset | None]]:
         """Committed offsets of the given partitions (None = every partition with a commit)."""
         group = self.groups.get(group_id)
         offsets = group.offsets if group is not None else {}

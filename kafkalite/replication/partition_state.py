@@ -33,7 +33,8 @@ class PartitionState:
     followers: dict[int, FollowerProgress] = field(default_factory=dict)
 
     @classmethod
-    def leader(cls, local_id: int, replicas, isr, leader_epoch: int, high_watermark: int, now_ms: int) -> "PartitionState":
+    def leader(cls, local_id: int, replicas, isr, leader_epoch: int, high_watermark: int,
+               now_ms: int) -> "PartitionState":
         """The state of a replica that has just become leader: followers count as caught up from now."""
         state = cls(local_id, tuple(replicas), tuple(isr), leader_epoch, high_watermark)
         for replica in state.replicas:

@@ -110,7 +110,8 @@ async def delete(args) -> int:
         try:
             await admin.delete_topics([args.name], if_exists=args.if_exists)
         except UnknownTopicOrPartitionError:
-            raise ToolError(f"topic {args.name!r} does not exist (UNKNOWN_TOPIC_OR_PARTITION)", Exit.NOT_FOUND) from None
+            raise ToolError(f"topic {args.name!r} does not exist (UNKNOWN_TOPIC_OR_PARTITION)",
+                            Exit.NOT_FOUND) from None
     print(f"Deleted topic {args.name}.")
     return Exit.OK
 

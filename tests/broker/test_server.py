@@ -142,7 +142,8 @@ def long_poll_fetch(correlation_id: int, max_wait_ms: int = 10000) -> bytes:
 
 
 async def append_to_t(server: Server) -> None:
-    await server.broker.replicas.append_internal("t", 0, build_batch([(None, b"v")], timestamps=int(time.time() * 1000)))
+    await server.broker.replicas.append_internal(
+        "t", 0, build_batch([(None, b"v")], timestamps=int(time.time() * 1000)))
 
 
 async def until(condition, timeout: float = 3.0) -> None:

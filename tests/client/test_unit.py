@@ -255,7 +255,7 @@ def test_offset_and_metadata_is_an_int_with_metadata():
     assert repr(committed) == "OffsetAndMetadata(offset=5, metadata='run 17')"
     assert pickle.loads(pickle.dumps(committed)).metadata == "run 17"
     assert OffsetAndMetadata(1, None).metadata == ""
-    for given in (7, (7, "m"), OffsetAndMetadata(7, "m")):
-        normal = to_offset_and_metadata(given)
+    for offset in (7, (7, "m"), OffsetAndMetadata(7, "m")):
+        normal = to_offset_and_metadata(offset)
         assert type(normal) is OffsetAndMetadata and normal == 7
     assert to_offset_and_metadata((7, "m")).metadata == "m" and to_offset_and_metadata(7).metadata == ""

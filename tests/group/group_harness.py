@@ -87,7 +87,8 @@ class Harness:
     def sync(self, group, member_id, generation, assignments=(), **kw) -> int:
         token = next(self.tokens)
         self.issued.append(token)
-        self.apply(self.c.sync_group(token, self.now, SyncRequest(group, generation, member_id, list(assignments), **kw)))
+        self.apply(self.c.sync_group(token, self.now,
+                                     SyncRequest(group, generation, member_id, list(assignments), **kw)))
         return token
 
     def heartbeat(self, group, member_id, generation, instance=None) -> int:
@@ -96,7 +97,8 @@ class Harness:
         return code
 
     def leave(self, group, *members) -> tuple[int, list[int]]:
-        code, codes, fx = self.c.leave_group(self.now, group, [m if isinstance(m, tuple) else (m, None) for m in members])
+        code, codes, fx = self.c.leave_group(self.now, group,
+                                             [m if isinstance(m, tuple) else (m, None) for m in members])
         self.apply(fx)
         return code, codes
 
@@ -128,7 +130,8 @@ class Harness:
         assert all(r.error == ErrorCode.NONE for r in results), results
         generation = results[0].generation_id
         leader = results[0].leader
-        syncs = [self.sync(group, m, generation, [(x, x.encode()) for x in members] if m == leader else ()) for m in members]
+        syncs = [self.sync(group, m, generation, [(x, x.encode()) for x in members] if m == leader else ())
+                 for m in members]
         assert all(self.replies[s].error == ErrorCode.NONE for s in syncs)
         ordered = [leader] + [m for m in members if m != leader]
         return ordered, generation

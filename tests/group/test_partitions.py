@@ -68,7 +68,7 @@ def test_unload_answers_parked_requests_drops_groups_and_voids_their_timers():
     (a, b), gen = h.stable_group(B, n=2)
     rejoin = h.join(B, a)  # parks until b rejoins too
     C = group_in(1, "c")
-    (x, tx), (y, ty) = h.join_new(C), h.join_new(C)
+    (x, _), (y, ty) = h.join_new(C), h.join_new(C)
     h.join(C, x)  # y's join made x rejoin; now both are in generation 1
     leader = h.replies[ty].leader
     follower = y if leader == x else x

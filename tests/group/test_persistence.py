@@ -25,7 +25,8 @@ def test_key_layouts_match_kafka():
     assert rec.offset_key("g", "t", 3) == b"\x00\x01\x00\x01g\x00\x01t\x00\x00\x00\x03"
     assert rec.group_key("g") == b"\x00\x02\x00\x01g"
     value = rec.offset_value(rec.OffsetValue(7, 2, "m", 1000))
-    assert value == b"\x00\x03" + (7).to_bytes(8, "big") + (2).to_bytes(4, "big") + b"\x00\x01m" + (1000).to_bytes(8, "big")
+    assert value == (b"\x00\x03" + (7).to_bytes(8, "big") + (2).to_bytes(4, "big") + b"\x00\x01m"
+                     + (1000).to_bytes(8, "big"))
 
 
 def test_older_offset_value_versions_decode():

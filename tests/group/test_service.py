@@ -210,7 +210,8 @@ async def test_offset_commit_and_fetch_every_version(broker, version):
                 {"group_id": "solo", "topics": None},
                 {"group_id": "nobody", "topics": [{"name": "t", "partition_indexes": [0]}]}]})
             first, second = f["groups"]
-            rows = [(p["partition_index"], p["committed_offset"], p["metadata"]) for p in first["topics"][0]["partitions"]]
+            rows = [(p["partition_index"], p["committed_offset"], p["metadata"])
+                    for p in first["topics"][0]["partitions"]]
             assert rows == [(0, 42, "m"), (1, 7, "")]
             assert second["topics"][0]["partitions"][0]["committed_offset"] == -1
         else:
@@ -238,7 +239,8 @@ async def test_offset_commit_to_a_missing_topic_or_partition_is_refused(broker):
 async def test_offset_fetch_all_partitions_before_v8(broker):
     await call(broker, "OffsetCommit", 8, {"group_id": "solo", "generation_id_or_member_epoch": -1, "member_id": "",
                                            "topics": [{"name": "t", "partitions": [
-                                               {"partition_index": 3, "committed_offset": 1, "committed_metadata": ""}]}]})
+                                               {"partition_index": 3, "committed_offset": 1,
+                                                "committed_metadata": ""}]}]})
     f = await call(broker, "OffsetFetch", 7, {"group_id": "solo", "topics": None})
     assert f["topics"][0]["partitions"][0]["partition_index"] == 3
 
@@ -246,7 +248,8 @@ async def test_offset_fetch_all_partitions_before_v8(broker):
 async def test_commit_is_durable_before_the_reply_and_survives_a_restart(broker):
     await call(broker, "OffsetCommit", 8, {"group_id": "g", "generation_id_or_member_epoch": -1, "member_id": "",
                                            "topics": [{"name": "t", "partitions": [
-                                               {"partition_index": 0, "committed_offset": 9, "committed_metadata": ""}]}]})
+                                               {"partition_index": 0, "committed_offset": 9,
+                                                "committed_metadata": ""}]}]})
     r = await join(broker, 7, group="g2")
     await call(broker, "SyncGroup", 5, {"group_id": "g2", "generation_id": 1, "member_id": r["member_id"],
                                         "assignments": [{"member_id": r["member_id"], "assignment": b"A"}]})
@@ -265,7 +268,8 @@ async def test_failed_append_fails_the_commit(broker):
     broker.offsets_log.fail_appends = True
     r = await call(broker, "OffsetCommit", 8, {"group_id": "g", "generation_id_or_member_epoch": -1, "member_id": "",
                                                "topics": [{"name": "t", "partitions": [
-                                                   {"partition_index": 0, "committed_offset": 9, "committed_metadata": ""}]}]})
+                                                   {"partition_index": 0, "committed_offset": 9,
+                                                    "committed_metadata": ""}]}]})
     assert r["topics"][0]["partitions"][0]["error_code"] == E.COORDINATOR_NOT_AVAILABLE
     assert broker.groups.offset_fetch("g", [("t", 0)])[0][2] is None
 
@@ -311,7 +315,8 @@ async def test_list_and_delete_groups(broker, version):
     await join(broker, 7, group="busy")
     await call(broker, "OffsetCommit", 8, {"group_id": "idle", "generation_id_or_member_epoch": -1, "member_id": "",
                                            "topics": [{"name": "t", "partitions": [
-                                               {"partition_index": 0, "committed_offset": 1, "committed_metadata": ""}]}]})
+                                               {"partition_index": 0, "committed_offset": 1,
+                                                "committed_metadata": ""}]}]})
     r = await call(broker, "ListGroups", version, {"states_filter": ["empty"]})
     listed = [g["group_id"] for g in r["groups"]]
     assert listed == (["idle"] if version >= 4 else ["busy", "idle"])
@@ -323,16 +328,19 @@ async def test_list_and_delete_groups(broker, version):
 
 
 async def test_offset_delete(broker):
-    r = await call(broker, "OffsetDelete", 0, {"group_id": "ghost", "topics": [{"name": "t", "partitions": [{"partition_index": 0}]}]})
+    r = await call(broker, "OffsetDelete", 0, {"group_id": "ghost",
+                                               "topics": [{"name": "t", "partitions": [{"partition_index": 0}]}]})
     assert r["error_code"] == E.GROUP_ID_NOT_FOUND
     member = (await join(broker, 7))["member_id"]
     await call(broker, "OffsetCommit", 8, {"group_id": "g", "generation_id_or_member_epoch": 1, "member_id": member,
-                                           "topics": [{"name": n, "partitions": [{"partition_index": 0, "committed_offset": 1,
-                                                                                  "committed_metadata": ""}]} for n in "tu"]})
+                                           "topics": [{"name": n,
+                                                       "partitions": [{"partition_index": 0, "committed_offset": 1,
+                                                                       "committed_metadata": ""}]} for n in "tu"]})
     await call(broker, "SyncGroup", 5, {"group_id": "g", "generation_id": 1, "member_id": member, "assignments": []})
     await call(broker, "OffsetCommit", 8, {"group_id": "g", "generation_id_or_member_epoch": 1, "member_id": member,
-                                           "topics": [{"name": n, "partitions": [{"partition_index": 0, "committed_offset": 1,
-                                                                                  "committed_metadata": ""}]} for n in "tu"]})
+                                           "topics": [{"name": n,
+                                                       "partitions": [{"partition_index": 0, "committed_offset": 1,
+                                                                       "committed_metadata": ""}]} for n in "tu"]})
     r = await call(broker, "OffsetDelete", 0, {"group_id": "g", "topics": [
         {"name": "t", "partitions": [{"partition_index": 0}]}, {"name": "u", "partitions": [{"partition_index": 0}]}]})
     assert [t["partitions"][0]["error_code"] for t in r["topics"]] == [86, 0]

@@ -92,5 +92,6 @@ async def test_aiokafka_round_trip(broker_process):
         found = await consumer.offsets_for_times({TopicPartition("aiokafka", p): middle_ms for p in range(PARTITIONS)})
     finally:
         await consumer.stop()
-    later = await read_from(bootstrap, "aiokafka", {tp.partition: (ot.offset if ot else None) for tp, ot in found.items()})
+    later = await read_from(bootstrap, "aiokafka",
+                            {tp.partition: (ot.offset if ot else None) for tp, ot in found.items()})
     assert sorted(m.value for m in later) == sorted(v for v in stored.values() if v.startswith(b"b-"))

@@ -75,5 +75,6 @@ def test_kafka_python_round_trip(broker_process):
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     found = consumer.offsets_for_times({TopicPartition("kafka-python", p): middle_ms for p in range(PARTITIONS)})
     consumer.close()
-    later = read_from(bootstrap, "kafka-python", {tp.partition: (ot.offset if ot else None) for tp, ot in found.items()})
+    later = read_from(bootstrap, "kafka-python",
+                      {tp.partition: (ot.offset if ot else None) for tp, ot in found.items()})
     assert sorted(m.value for m in later) == sorted(v for v in acked.values() if v.startswith(b"b-"))

@@ -130,7 +130,8 @@ def _produce_frame(version: int) -> tuple[bytearray, int]:
     """A Produce request and the position of its records length prefix."""
     api = APIS_BY_NAME["Produce"]
     batch = build_batch([(b"k", b"v")])
-    body = {"acks": 1, "timeout_ms": 5, "topic_data": [{"name": "t", "partition_data": [{"index": 0, "records": batch}]}]}
+    body = {"acks": 1, "timeout_ms": 5,
+            "topic_data": [{"name": "t", "partition_data": [{"index": 0, "records": batch}]}]}
     frame = bytearray(request_frame(api, version, body))
     prefix = 1 if version >= 9 else 4
     at = frame.index(batch) - prefix
@@ -189,7 +190,8 @@ def _api_versions_v3_response(tags: bytes) -> bytes:
 
 def test_known_tags_decode():
     # finalized_features_epoch is tag 1, an int64.
-    cid, body = wire.decode_response(18, 3, memoryview(_api_versions_v3_response(b"\x01\x01\x08" + b"\x00" * 7 + b"\x05")))
+    cid, body = wire.decode_response(18, 3,
+                                     memoryview(_api_versions_v3_response(b"\x01\x01\x08" + b"\x00" * 7 + b"\x05")))
     assert body["finalized_features_epoch"] == 5
 
 
@@ -279,7 +281,8 @@ def _mutate(data, frame: bytes) -> bytes:
     elif kind == "extreme":
         pos = data.draw(st.integers(0, len(out)))
         value = data.draw(
-            st.sampled_from([struct.pack(">i", v) for v in EXTREME_INT32] + [struct.pack(">h", v) for v in EXTREME_INT16] + EXTREME_UVARINT)
+            st.sampled_from([struct.pack(">i", v) for v in EXTREME_INT32]
+                            + [struct.pack(">h", v) for v in EXTREME_INT16] + EXTREME_UVARINT)
         )
         out[pos : pos + len(value)] = value
     elif kind == "splice":

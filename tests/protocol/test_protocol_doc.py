@@ -1,4 +1,5 @@
-"""The supported-API tables of protocol.md and README.md must equal what ApiVersions advertises; the other tables must match the code."""
+"""The supported-API tables of protocol.md and README.md must equal what ApiVersions advertises; the other tables
+must match the code."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def test_supported_api_table_equals_what_api_versions_advertises(doc):
     header, separator, *rows = _table_after("## Supported APIs", ROOT / doc)
     assert header == ["key", "name", "min", "max", "first flexible"]
     assert set("".join(separator)) <= set("-:")
-    documented = [(int(k), name, int(lo), int(hi), None if flex == "-" else int(flex)) for k, name, lo, hi, flex in rows]
+    documented = [(int(k), name, int(lo), int(hi), None if flex == "-" else int(flex))
+                  for k, name, lo, hi, flex in rows]
     advertised = [(a["api_key"], APIS[a["api_key"]].name, a["min_version"], a["max_version"],
                    APIS[a["api_key"]].flexible) for a in supported_api_keys()]
     assert documented == advertised

@@ -62,9 +62,11 @@ EXPECTED = [
 
 @pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
 def test_build_then_view(codec):
-    raw = sample_batch(codec, base_offset=100, producer_id=42, producer_epoch=3, base_sequence=9, partition_leader_epoch=5)
+    raw = sample_batch(codec, base_offset=100, producer_id=42, producer_epoch=3, base_sequence=9,
+                       partition_leader_epoch=5)
     batch = RecordBatch(memoryview(raw))
-    assert (batch.base_offset, batch.batch_length, batch.partition_leader_epoch, batch.magic) == (100, len(raw) - 12, 5, 2)
+    assert ((batch.base_offset, batch.batch_length, batch.partition_leader_epoch, batch.magic)
+            == (100, len(raw) - 12, 5, 2))
     assert (batch.codec, batch.last_offset_delta, batch.records_count) == (codec, 3, 4)
     assert (batch.base_timestamp, batch.max_timestamp) == (min(TIMESTAMPS), max(TIMESTAMPS))
     assert (batch.producer_id, batch.producer_epoch, batch.base_sequence) == (42, 3, 9)

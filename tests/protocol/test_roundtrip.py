@@ -141,7 +141,8 @@ def test_api_versions_v0_answer_to_an_unsupported_version():
 def test_produce_records_are_not_copied():
     batch = build_batch([(b"k", b"v" * 1000)])
     api = APIS_BY_NAME["Produce"]
-    body = {"acks": -1, "timeout_ms": 1000, "topic_data": [{"name": "t", "partition_data": [{"index": 0, "records": batch}]}]}
+    body = {"acks": -1, "timeout_ms": 1000,
+            "topic_data": [{"name": "t", "partition_data": [{"index": 0, "records": batch}]}]}
     for version in (3, 9):
         frame = bytearray(wire.join(wire.encode_request(api.key, version, 1, "c", body))[4:])
         _, decoded = wire.decode_request(memoryview(frame))
@@ -164,6 +165,8 @@ def test_fetch_records_are_spliced_not_copied():
 def test_empty_fetch_partition_has_zero_length_records_not_null(version):
     api = APIS_BY_NAME["Fetch"]
     partition = {"partition_index": 0, "error_code": 0, "high_watermark": 0, "records": b""}
-    frame = wire.join(wire.encode_response(api.key, version, 1, {"responses": [{"topic": "t", "partitions": [partition]}]}))
-    records = wire.decode_response(api.key, version, memoryview(frame)[4:])[1]["responses"][0]["partitions"][0]["records"]
+    frame = wire.join(wire.encode_response(api.key, version, 1,
+                                           {"responses": [{"topic": "t", "partitions": [partition]}]}))
+    decoded = wire.decode_response(api.key, version, memoryview(frame)[4:])[1]
+    records = decoded["responses"][0]["partitions"][0]["records"]
     assert records is not None and len(records) == 0

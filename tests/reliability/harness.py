@@ -171,7 +171,8 @@ def read_partition(port: int, topic: str, partition: int, timeout: float = 30) -
             if offset >= part["high_watermark"]:
                 return start, out
             if not got and not records:
-                raise CheckFailed(f"fetch {topic}-{partition}@{offset} returned nothing below hw {part['high_watermark']}")
+                raise CheckFailed(f"fetch {topic}-{partition}@{offset} returned nothing"
+                                  f" below hw {part['high_watermark']}")
 
 
 def wait_served(port: int, timeout: float = 30) -> float:
@@ -260,7 +261,8 @@ def verify(port: int, topic: str, partitions: int, ledger: Ledger) -> Verdict:
             if producer in last_seq and seq_no <= last_seq[producer]:
                 order += 1
                 if len(examples) < 20:
-                    examples.append(f"partition {p} offset {offset}: {producer} seq {seq_no} after {last_seq[producer]}")
+                    examples.append(f"partition {p} offset {offset}: {producer} seq {seq_no}"
+                                    f" after {last_seq[producer]}")
             last_seq[producer] = max(seq_no, last_seq.get(producer, -1))
     duplicates = sum(len(v) - 1 for v in where.values() if len(v) > 1)
     for value, places in where.items():
@@ -278,7 +280,8 @@ def verify(port: int, topic: str, partitions: int, ledger: Ledger) -> Verdict:
         elif at.get((p, offset)) != value:
             moved += 1
             if len(examples) < 20:
-                examples.append(f"offset {p}@{offset} acknowledged for {value[:40]!r} now holds {at.get((p, offset))!r:.60}")
+                examples.append(f"offset {p}@{offset} acknowledged for {value[:40]!r}"
+                                f" now holds {at.get((p, offset))!r:.60}")
     return Verdict(len(acked), len(at), missing, duplicates, moved, order, gaps, failed, examples)
 
 
@@ -364,9 +367,8 @@ class ProduceLoad:
 
     def flush(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
-        left = 0
         for _, producer in self.producers:
-            left = producer.flush(max(0.1, deadline - time.monotonic()))
+            producer.flush(max(0.1, deadline - time.monotonic()))
         return sum(len(p) for _, p in self.producers)
 
     def close(self) -> None:
@@ -1034,7 +1036,7 @@ def send_case(port: int, data: bytes, wait_answer: bool, timeout: float = 5.0) -
     """Send one case on a new connection. (answered, closed_by_broker). The client half-closes after
     sending, so a frame the broker is still waiting bytes for ends too."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    answered = closed = False
+    answered = False
     try:
         try:
             sock.sendall(data)
@@ -1239,7 +1241,7 @@ def run_idle_connections(workdir: str, count: int = 1000) -> dict:
             socks.append(sock)
         opened = time.monotonic() - started
         served = wait_served(broker.port, timeout=10)
-        with RawClient(broker.port) as client:  # and a full produce/fetch round trip
+        with RawClient(broker.port):  # and a full produce/fetch round trip
             from kafkalite.protocol.record_batch import build_batch
 
             assert create_topic(broker.port, "idle-check", 1) == 0

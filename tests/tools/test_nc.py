@@ -12,7 +12,8 @@ def responses(result) -> list[dict]:
 def test_requests_from_stdin_with_defaults_names_records_and_bad_lines(broker, tool, topic_name):
     name = topic_name()
     tool("topics", "create", name)
-    produce = {"api": "Produce", "body": {"acks": -1, "timeout_ms": 5000, "topic_data": [{"name": name, "partition_data": [
+    produce = {"api": "Produce", "body": {"acks": -1, "timeout_ms": 5000,
+                                          "topic_data": [{"name": name, "partition_data": [
         {"index": 0, "records": {"compression": "gzip", "records": [
             {"key": "k", "value": "hello", "headers": {"h": "v"}}, {"value": {"hex": "00ff"}}]}}]}]}}
     fetch = {"api": "Fetch", "version": 11, "body": {"max_wait_ms": 0, "min_bytes": 1, "topics": [

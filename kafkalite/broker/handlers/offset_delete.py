@@ -20,7 +20,8 @@ async def handle(ctx, request):
         "throttle_time_ms": 0,
         "topics": [
             {"name": t["name"],
-             "partitions": [{"partition_index": p["partition_index"], "error_code": results[(t["name"], p["partition_index"])]}
+             "partitions": [{"partition_index": p["partition_index"],
+                             "error_code": results[(t["name"], p["partition_index"])]}
                             for p in t["partitions"]]}
             for t in request["topics"]
         ],

@@ -1,4 +1,5 @@
-"""CreatePartitions (key 37): versions 0-3, flexible from 2. Field layout from Kafka's CreatePartitionsRequest/Response."""
+"""CreatePartitions (key 37): versions 0-3, flexible from 2. Field layout from Kafka's
+CreatePartitionsRequest/Response."""
 
 from kafkalite.protocol.schema import ApiSchema, Array, F
 

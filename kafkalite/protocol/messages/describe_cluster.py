@@ -1,4 +1,5 @@
-"""DescribeCluster (key 60): versions 0-1, flexible from 0. Field layout from Kafka's DescribeClusterRequest/Response."""
+"""DescribeCluster (key 60): versions 0-1, flexible from 0. Field layout from Kafka's
+DescribeClusterRequest/Response."""
 
 from kafkalite.protocol.schema import ApiSchema, F
 

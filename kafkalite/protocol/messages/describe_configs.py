@@ -1,4 +1,5 @@
-"""DescribeConfigs (key 32): versions 1-4, flexible from 4. Field layout from Kafka's DescribeConfigsRequest/Response."""
+"""DescribeConfigs (key 32): versions 1-4, flexible from 4. Field layout from Kafka's
+DescribeConfigsRequest/Response."""
 
 from kafkalite.protocol.schema import ApiSchema, Array, F
 

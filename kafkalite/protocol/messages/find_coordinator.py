@@ -1,4 +1,5 @@
-"""FindCoordinator (key 10): versions 0-4, flexible from 3. Field layout from Kafka's FindCoordinatorRequest/Response."""
+"""FindCoordinator (key 10): versions 0-4, flexible from 3. Field layout from Kafka's
+FindCoordinatorRequest/Response."""
 
 from kafkalite.protocol.schema import ApiSchema, Array, F
 

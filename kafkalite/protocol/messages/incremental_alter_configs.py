@@ -1,4 +1,5 @@
-"""IncrementalAlterConfigs (key 44): versions 0-1, flexible from 1. Field layout from Kafka's IncrementalAlterConfigsRequest/Response."""
+"""IncrementalAlterConfigs (key 44): versions 0-1, flexible from 1. Field layout from Kafka's
+IncrementalAlterConfigsRequest/Response."""
 
 from kafkalite.protocol.schema import ApiSchema, F
 

@@ -1,4 +1,5 @@
-"""OffsetForLeaderEpoch (key 23): versions 2-4, flexible from 4. Field layout from Kafka's OffsetForLeaderEpochRequest/Response."""
+"""OffsetForLeaderEpoch (key 23): versions 2-4, flexible from 4. Field layout from Kafka's
+OffsetForLeaderEpochRequest/Response."""
 
 from kafkalite.protocol.schema import ApiSchema, F
 
