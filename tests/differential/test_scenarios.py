@@ -8,7 +8,8 @@ import time
 
 from diff_harness import (
     Pair, Side, assert_equal, create_topic_body, fetch_body, join_group_body, list_offsets_body, metadata_body,
-    normalize_response as normalize, offset_commit_body, offset_fetch_body, produce_body, produce_without_error_details, wait_for_topic,
+    normalize_response as normalize, offset_commit_body, offset_fetch_body, produce_body,
+    produce_without_error_details, wait_for_topic,
 )
 from kafkalite.protocol.errors import ErrorCode
 from kafkalite.protocol.record_batch import build_batch
