@@ -49,6 +49,8 @@ test: $(STAMP) etcd lint
 		$(BIN)/python scripts/kafka_reference.py fetch >/dev/null || true; fi
 	@if command -v mvn >/dev/null 2>&1 && [ -f $(JAVA_DIR)/pom.xml ]; then \
 		mvn -q -B -f $(JAVA_DIR)/pom.xml -DskipTests package || echo "make: the Java client tests did not build"; fi
+	@# Byte-compiled once: with PYTHONDONTWRITEBYTECODE set, every broker process a test starts would compile again.
+	@$(BIN)/python -m compileall -q kafkalite clients/kafkalite_client >/dev/null
 	$(BIN)/python -m pytest -q
 
 clean:
