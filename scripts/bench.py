@@ -117,20 +117,23 @@ class Broker:
 
 
 class Kafkalite(Broker):
-    def __init__(self, durability: str = "always"):
+    def __init__(self, durability: str = "always", python: str | None = None):
         super().__init__()
         self.durability = durability
+        self.python = python or sys.executable  # another checkout's interpreter: a baseline row (--baseline)
         # The default policy is plain "kafkalite"; others are named after their policy.
         self.name = "kafkalite" if durability == "always" else f"kafkalite-{durability}"
+        if python is not None:
+            self.name += "-baseline"
 
     def fresh(self) -> "Kafkalite":
-        return Kafkalite(self.durability)
+        return Kafkalite(self.durability, None if self.python == sys.executable else self.python)
 
     def start(self) -> None:
         self.data = tempfile.mkdtemp(prefix="bench-kafkalite-")
         started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kafkalite", "--listen", self.bootstrap, "--data-dir", self.data,
+            [self.python, "-m", "kafkalite", "--listen", self.bootstrap, "--data-dir", self.data,
              "--log-level", "WARNING", "--set", f"kafkalite.durability={self.durability}"],
         )
         wait_for_api_versions(self.port, self.proc)
@@ -476,6 +479,9 @@ def main() -> int:
                         help="an extra librdkafka setting for every client, e.g. socket.nagle.disable=true")
     parser.add_argument("--also-client-config", action="append", default=[], metavar="KEY=VALUE",
                         help="also measure kafkalite with clients that add this setting, as a row of its own")
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="also measure the kafkalite that this interpreter runs (another checkout's .venv/bin/"
+                             "python), as a row of its own: before/after a change, side by side")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
@@ -511,6 +517,8 @@ def main() -> int:
             brokers.append(OtherClients(lite, also))
         if args.interval:
             brokers.append(Kafkalite("interval"))
+        if args.baseline:
+            brokers.append(Kafkalite(python=args.baseline))
 
     # All brokers run at once and take turns, so the machine's slow moments fall on each of them alike.
     results: dict[tuple[str, int], list[Result]] = {}
@@ -567,7 +575,7 @@ def print_tables(args, sizes, brokers, results, floors, startups, memory) -> Non
         return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
     names = [b.name for b in brokers]
-    references = [n for n in REFERENCES if n in names]
+    references = [n for n in REFERENCES + ["kafkalite-baseline"] if n in names]
     print(f"\nMedians of {args.rounds} rounds; throughput: higher is better; latency: lower is better.\n")
     if results:
         print("| size | broker | " + " | ".join(title for _, title, _, _ in METRICS) + " |")
