@@ -74,6 +74,7 @@ class App:
         self._loading: set[asyncio.Task] = set()
         if self.member is not None:
             self.metadata.listeners.append(self._follow_offsets_leadership)
+            self.groups.fenced = self.member.fenced
         self.services = Services(config, self.dynamic_settings, self.metadata, self.replicas, self.groups,
                                  self.producer_ids)
         self.cluster_id = ""

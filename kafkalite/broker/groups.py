@@ -99,6 +99,7 @@ class GroupService:
         self.coordinator = GroupCoordinator(self.config)
         self.offsets_log = offsets_log
         self.clock = clock
+        self.fenced: Callable[[], bool] = lambda: False  # cluster mode: the broker lost its session
         self._started = False  # partition count fixed and the offset expiry timer armed, by the first load
         self._load_epochs: dict[int, int] = {}  # bumped by every load and unload: a load overtaken by one is dropped
         self._timers: dict[TimerKey, TimerHandle] = {}
@@ -118,7 +119,10 @@ class GroupService:
         return self._started and not self.coordinator.loading_partitions
 
     def coordinator_error(self, group_id: str) -> int:
-        """NONE when this broker coordinates the group; else COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR."""
+        """NONE when this broker coordinates the group; else COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR (also
+        while this broker is fenced from the cluster: it may no longer lead the group's partition)."""
+        if self.fenced():
+            return ErrorCode.NOT_COORDINATOR
         if not self._started:
             return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
         return self.coordinator.coordinator_error(group_id)

@@ -88,3 +88,44 @@ async def test_a_follower_behind_for_longer_than_the_lag_limit_leaves_the_isr(tm
     await settle(writer)
     assert writer.proposed == [(1, 2)]
     logs.close()
+
+
+async def test_a_fenced_leader_refuses_writes_and_acknowledges_nothing_it_wrote_before(tmp_path):
+    """CLUSTER.md: past its lease deadline a broker leads nothing, and an acks=all write whose high watermark was
+    reached while it was fenced is not acknowledged."""
+    import pytest
+
+    from kafkalite.protocol.errors import ErrorCode
+    from kafkalite.replication.replica_manager import NotServed
+
+    manager, _, now, logs = await leader_of_t(tmp_path, (1, 2))
+    fenced = [False]
+    manager.fenced = lambda: fenced[0]
+    replica, result = await manager.append("t", 0, memoryview(bytearray(build_batch([(None, b"a")]))), -1)
+    committed = manager.replicated(replica, result.last_offset + 1)
+    fenced[0] = True
+    manager.follower_fetched(replica, 2, 1)  # the follower has it: the high watermark passes the batch
+    assert await committed
+    refused = manager.acknowledgement_error(replica)
+    assert refused is not None and refused.code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    with pytest.raises(NotServed) as e:
+        await manager.append("t", 0, memoryview(bytearray(build_batch([(None, b"b")]))), -1)
+    assert e.value.code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    logs.close()
+
+
+async def test_acks_all_below_min_insync_replicas_is_refused_before_anything_is_written(tmp_path):
+    from kafkalite.protocol.errors import ErrorCode
+    from kafkalite.replication.replica_manager import NotServed
+
+    manager, _, now, logs = await leader_of_t(tmp_path, (1,))
+    logs.alter_configs("t", {"kafkalite.durability": "interval", "min.insync.replicas": "2"})
+    try:
+        await manager.append("t", 0, memoryview(bytearray(build_batch([(None, b"a")]))), -1)
+        raise AssertionError("acks=all was accepted with one in-sync replica of two required")
+    except NotServed as e:
+        assert e.code == ErrorCode.NOT_ENOUGH_REPLICAS
+    assert logs.partition("t", 0).log_end_offset == 0
+    _, result = await manager.append("t", 0, memoryview(bytearray(build_batch([(None, b"a")]))), 1)  # acks=1 goes
+    assert result.base_offset == 0
+    logs.close()
