@@ -186,26 +186,37 @@ class LogManager:
         """Forget the topic (durably: meta.json is the commit point) and rename its partition directories to
         `*-delete`. Those are removed here, or with remove_files=False returned for remove_deleted() (which
         may run in a worker thread: nothing else touches them). open() removes leftovers after a crash."""
+        doomed = self.retire_topic_logs(self.forget_topic(name))
+        if remove_files:
+            self.remove_deleted(doomed)
+            return []
+        return doomed
+
+    def forget_topic(self, name: str) -> TopicInfo:
+        """delete_topic's first half, the commit point: meta.json without the topic (its logs stay open until
+        retire_topic_logs). May run in a worker thread while the owning thread still reads the logs."""
         info = self.topic(name)
         del self._topics[name]
         try:
-            self._write_meta()  # the commit point
+            self._write_meta()
         except (OSError, StorageError) as e:
             self._topics[name] = info
             raise StorageError(f"cannot persist deletion of {name!r}: {e}") from e
+        return info
+
+    def retire_topic_logs(self, info: TopicInfo) -> list[str]:
+        """delete_topic's second half, on the owning thread: close a forgotten topic's logs and rename their
+        directories to `*-delete`; returns those for remove_deleted()."""
         doomed = []
         for index, log in enumerate(info.logs):
             log.abandon()  # no flush: its data is going
-            path = self._partition_dir(name, index)
+            path = self._partition_dir(info.name, index)
             renamed = f"{path}.{info.id.hex}-delete"
             try:
                 self.fs.rename(path, renamed)
                 doomed.append(renamed)
             except OSError:
                 pass  # a dir that was not renamed is stray and left alone
-        if remove_files:
-            self.remove_deleted(doomed)
-            return []
         return doomed
 
     def remove_deleted(self, directories: list[str]) -> None:

@@ -96,11 +96,12 @@ class LocalMetadataStore:
 
     async def delete_topic(self, name: str) -> list[str]:
         """Forget the topic; returns its renamed directories for `logs.remove_deleted` (slow: run it in a
-        thread). Its logs are closed on the event loop, so no read is using them meanwhile."""
+        thread). meta.json is written in a worker thread; the logs are closed on the event loop once the image no
+        longer has the topic, so no read is using them meanwhile."""
         async with self._changing:
-            doomed = self.logs.delete_topic(name, remove_files=False)
+            info = await asyncio.to_thread(self.logs.forget_topic, name)
             self._publish(MetadataDelta(removed_topics=frozenset([name])))
-            return doomed
+            return self.logs.retire_topic_logs(info)
 
     async def create_partitions(self, name: str, total: int) -> TopicImage:
         async with self._changing:
