@@ -14,6 +14,7 @@ TEST_SETTINGS = {
     "min.insync.replicas": 2,
     "offsets.topic.num.partitions": 6,
     "group.initial.rebalance.delay.ms": 0,
+    "default.replication.factor": 3,  # topics clients create are replicated too
 }
 
 

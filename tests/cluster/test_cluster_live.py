@@ -272,3 +272,97 @@ def test_the_partitions_tool_moves_a_partition_and_elects_the_preferred_leader(c
     wait_until(lambda: partitions_of(cluster, topic)[0].leader == rotated[0], 15, "the preferred leader")
     bad = tool("reassign", f"{topic}:0=1,1")
     assert bad.returncode == 1 and "INVALID_REPLICA_ASSIGNMENT" in bad.stdout
+
+
+# ------------------------------------------------------------------------------------------ every client
+
+def test_kafka_python_produces_acks_all_and_reads_back_through_a_leader_kill(cluster):
+    kafka = pytest.importorskip("kafka")
+    topic = create_topic(cluster)
+    servers = cluster.bootstrap.split(",")
+    producer = kafka.KafkaProducer(bootstrap_servers=servers, acks="all", retries=20, linger_ms=2)
+    first = [producer.send(topic, value=b"p%d" % i, partition=i % 3) for i in range(150)]
+    offsets = {f.get(timeout=30).offset for f in first}
+    victim = partitions_of(cluster, topic)[0].leader
+    cluster.brokers[victim].kill()
+    later = [producer.send(topic, value=b"q%d" % i, partition=i % 3) for i in range(150)]
+    for f in later:
+        f.get(timeout=60)
+    producer.close()
+    assert len(offsets) == 50, "offsets within a partition repeated"
+    got = read_all(cluster, topic, 3)
+    assert {b"p%d" % i for i in range(150)} | {b"q%d" % i for i in range(150)} <= set(got)
+    restart_and_rejoin(cluster, victim, topic)
+
+
+async def test_aiokafka_produces_and_consumes_on_a_replicated_topic(cluster):
+    aiokafka = pytest.importorskip("aiokafka")
+    topic = create_topic(cluster)
+    producer = aiokafka.AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for i in range(100):
+            await producer.send_and_wait(topic, b"a%d" % i, partition=i % 3)
+    finally:
+        await producer.stop()
+    consumer = aiokafka.AIOKafkaConsumer(topic, bootstrap_servers=cluster.bootstrap, group_id=f"aio-{topic}",
+                                         auto_offset_reset="earliest")
+    await consumer.start()
+    seen = set()
+    try:
+        deadline = time.monotonic() + 30
+        while len(seen) < 100 and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                seen.update(r.value for r in records)
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+    assert seen == {b"a%d" % i for i in range(100)}
+
+
+def test_kcat_sees_every_broker_and_round_trips_a_replicated_topic(cluster):
+    import json
+    import subprocess
+
+    from brokerproc import require_tool
+
+    kcat = require_tool("kcat")
+    topic = create_topic(cluster)
+    listing = json.loads(subprocess.run([kcat, "-b", cluster.bootstrap, "-L", "-J", "-t", topic],
+                                        capture_output=True, text=True, timeout=30, check=True).stdout)
+    assert sorted(b["id"] for b in listing["brokers"]) == [1, 2, 3]
+    assert all(len(p["isrs"]) == 3 for p in listing["topics"][0]["partitions"])
+    lines = "".join(f"k{i}:v{i}\n" for i in range(60))
+    subprocess.run([kcat, "-b", cluster.bootstrap, "-t", topic, "-K:", "-P", "-X", "acks=all"], input=lines,
+                   text=True, timeout=60, check=True)
+    out = subprocess.run([kcat, "-b", cluster.bootstrap, "-t", topic, "-C", "-o", "beginning", "-e", "-K:"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert sorted(out.split()) == sorted(f"k{i}:v{i}" for i in range(60))
+
+
+def test_kafkajs_round_trips_against_the_cluster(cluster):
+    import json
+    import os
+    import subprocess
+
+    from brokerproc import require_tool
+
+    node = require_tool("node")
+    node_dir = os.path.join(os.path.dirname(os.path.dirname(__file__)), "interop", "node")
+    if not os.path.isdir(os.path.join(node_dir, "node_modules", "kafkajs")):
+        missing("kafkajs is not installed (run: cd tests/interop/node && npm install)")
+    topic = f"kafkajs-{int(time.time())}"
+    bootstrap = cluster.bootstrap.split(",")[0]
+
+    def run(*args):
+        proc = subprocess.run([node, "roundtrip.js", bootstrap, topic, *args], cwd=node_dir, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    produced = run("produce")
+    assert all(s["errorCode"] == 0 for s in produced["sent"])
+    total = sum(int(p["high"]) for p in produced["offsets"])
+    assert all(len(p.replicas) == 3 for p in partitions_of(cluster, topic).values()), "not replicated"
+    got = run(str(total))["got"]
+    assert len(got) == total
