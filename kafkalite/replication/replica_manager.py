@@ -122,7 +122,9 @@ class ReplicaManager:
             return
         if old is not None:
             self._drop(old)
-        log.info("%s-%d: leader at epoch %d, ISR %s", topic, index, info.leader_epoch, list(info.isr))
+        # (A partition with one replica, as every one standalone, is not worth a line per start-up.)
+        log.log(logging.INFO if len(info.replicas) > 1 else logging.DEBUG, "%s-%d: leader at epoch %d, ISR %s",
+                topic, index, info.leader_epoch, list(info.isr))
         plog.high_watermark_follows_log_end = False  # the replication layer moves it
         if info.leader_epoch > 0 or plog.log_end_offset > 0:  # (a new, empty log records epoch 0 on its first append)
             plog.assign_leader_epoch(info.leader_epoch)
