@@ -364,7 +364,11 @@ class ReplicaManager:
         """flush.ms / flush.messages: fsync the logs that ask for it (whatever the durability policy)."""
         now = self.now_ms()
         for replica in list(self._replicas.values()):
-            if not replica.log.closed and replica.log.flush_due(now) and not replica.flusher.busy:
+            if replica.log.closed or not replica.log.flush_due(now):
+                continue
+            if replica.flusher is None:  # a follower: its fetcher fsyncs under durability=always; this is the rest
+                await self.fsync_threads.run(replica.log.flush)
+            elif not replica.flusher.busy:
                 replica.flusher.request()
 
 
