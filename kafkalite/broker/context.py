@@ -36,8 +36,13 @@ class RequestContext:
     api_version: int
     correlation_id: int
     client_id: str | None
-    client_host: str  # the peer's address, as DescribeGroups reports it
+    client_host: str  # the peer's address, as DescribeGroups reports it ("/127.0.0.1", as Java prints it)
     connection_id: int
+
+    @property
+    def peer(self) -> str:
+        """The peer's address, for log lines."""
+        return self.client_host.lstrip("/")
 
     # The services, by name, so a handler reads ctx.replicas rather than ctx.services.replicas.
     @property

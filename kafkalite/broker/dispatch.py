@@ -35,7 +35,7 @@ async def dispatch(services, header: wire.RequestHeader, body: dict, client_host
         return await handler(ctx, body)
     started = time.perf_counter()
     response = await handler(ctx, body)
-    _trace(header, client_host, connection_id, (time.perf_counter() - started) * 1000, response)
+    _trace(header, client_host.lstrip("/"), connection_id, (time.perf_counter() - started) * 1000, response)
     return response
 
 

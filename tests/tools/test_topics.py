@@ -109,7 +109,7 @@ def test_describe_all_configs_with_source_and_default(broker, tool, topic_name):
     assert table[0] == ["CONFIG", "VALUE", "SOURCE", "DEFAULT"]
     rows = {row[0]: row[1:] for row in table[1:]}
     assert rows["retention.ms"] == ["60000", "DYNAMIC_TOPIC_CONFIG", "604800000"]
-    assert rows["cleanup.policy"] == ["delete", "DEFAULT_CONFIG", "delete"]
+    assert rows["cleanup.policy"] == ["delete", "DEFAULT_CONFIG:log.cleanup.policy", "delete"]
     assert rows["segment.bytes"] == ["1073741824", "DEFAULT_CONFIG:log.segment.bytes", "1073741824"]
     from kafkalite.log.config import TOPIC_CONFIGS
 

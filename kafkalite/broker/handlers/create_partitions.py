@@ -58,7 +58,7 @@ async def handle(ctx, request):
             if not request["validate_only"]:
                 await ctx.metadata.create_partitions(topic["name"], topic["count"])
                 log.info("topic %s now has %d partitions (client %r at %s)", topic["name"], topic["count"],
-                         ctx.client_id, ctx.client_host)
+                         ctx.client_id, ctx.peer)
         except Rejected as e:
             result["error_code"], result["error_message"] = e.code, e.message
         except (LogError, OSError) as e:

@@ -73,7 +73,7 @@ async def handle(ctx, request):
                 created = await store.create_topic(name, partitions, configs, factor, assignments)
                 result["topic_id"] = created.topic_id
                 log.info("created topic %s with %d partition(s), configs %s (client %r at %s)", name, partitions,
-                         configs or "default", ctx.client_id, ctx.client_host)
+                         configs or "default", ctx.client_id, ctx.peer)
                 effective = store.topic_config(name)
         except Rejected as e:
             result["error_code"], result["error_message"] = e.code, e.message

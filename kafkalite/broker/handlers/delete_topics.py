@@ -44,7 +44,7 @@ async def handle(ctx, request):
             resp["topic_id"] = topic.topic_id
             doomed = await store.delete_topic(name)
             await asyncio.to_thread(store.logs.remove_deleted, doomed)  # large files take a while to unlink
-            log.info("deleted topic %s (client %r at %s)", name, ctx.client_id, ctx.client_host)
+            log.info("deleted topic %s (client %r at %s)", name, ctx.client_id, ctx.peer)
         except (LogError, OSError) as e:
             resp["error_code"], resp["error_message"] = error_code_for(e), str(e)
     return {"throttle_time_ms": 0, "responses": responses}
