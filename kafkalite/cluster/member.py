@@ -80,7 +80,9 @@ class ClusterMember:
             await asyncio.sleep(0.05)  # polls the image, which the watch updates
 
     def fenced(self) -> bool:
-        return self.session.fenced()
+        """Leading nothing: the lease may be gone, or (after registering again) the metadata this broker acts on is
+        older than its registration, and so may still name it leader of partitions that moved on meanwhile."""
+        return self.session.fenced() or self.metadata.state.revision < self.session.epoch
 
     async def _keep_alive(self) -> None:
         while True:

@@ -35,6 +35,7 @@ class BrokerSession:
         self.epoch = -1  # the broker epoch: create_revision of brokers/<id>
         self._confirmed_sent_ms = -1  # when the last keep-alive that etcd answered was sent
         self._lost = False
+        self._leaving = False  # leave() was called: never register again
 
     async def join_cluster_id(self, local_cluster_id: str | None) -> str:
         """The cluster's id, made by the first broker; a data dir that holds another id refuses to start."""
@@ -72,9 +73,12 @@ class BrokerSession:
         return self._lost or self.clock.now_ms() >= self._confirmed_sent_ms + self.ttl_ms
 
     async def tick(self) -> None:
-        """One keep-alive (call every keep_alive_interval_ms). A lost lease stays lost: the broker must restart
-        its session (a new lease, a new broker epoch) to lead again."""
+        """One keep-alive (call every keep_alive_interval_ms). A lost lease is never renewed: the broker registers
+        again, with a new lease and so a new broker epoch, and stays fenced until that succeeds (the controller has
+        moved its leadership away meanwhile; it comes back as a follower)."""
         if self._lost:
+            if not self._leaving:
+                await self._register_again()
             return
         sent = self.clock.now_ms()
         try:
@@ -82,11 +86,20 @@ class BrokerSession:
         except LeaseExpired:
             self._lost = True
             log.error("broker %d lost its lease: fenced until it registers again", self.broker.node_id)
+            await self._register_again()
             return
         except StoreUnavailable as e:
             log.warning("keep-alive of broker %d failed: %s", self.broker.node_id, e)
             return
         self._confirmed_sent_ms = max(self._confirmed_sent_ms, sent)
+
+    async def _register_again(self) -> None:
+        try:
+            await self.register()
+        except (RegistrationError, StoreUnavailable, LeaseExpired) as e:
+            log.warning("broker %d cannot register again yet: %s", self.broker.node_id, e)
+            return
+        self._lost = False
 
     async def mark_shutting_down(self) -> None:
         """Controlled shutdown, step one: tell the controller to move leadership away."""
@@ -96,6 +109,7 @@ class BrokerSession:
 
     async def leave(self) -> None:
         """Revoke the lease: the broker's key (and the controller key, if it holds it) go with it."""
+        self._leaving = True
         if self.lease:
             try:
                 await self.store.revoke_lease(self.lease)

@@ -49,18 +49,25 @@ async def test_a_broker_fences_itself_when_its_keep_alives_go_unanswered_for_a_t
     assert broker.fenced(), "past last confirmed keep-alive + TTL the broker must refuse to lead"
 
 
-async def test_a_lost_lease_stays_lost_and_removes_the_registration():
+async def test_a_lost_lease_is_never_renewed_the_broker_registers_again_with_a_new_epoch():
     clock = ManualClock(0)
     store = MemoryStore(clock)
     broker = session(store, clock, 1)
-    await broker.register()
+    first = await broker.register()
     clock.advance(TTL)  # a SIGSTOPped broker: no keep-alive, etcd expires the lease
     assert await store.get(KEYS.broker(1)) is None
+    old_lease = broker.lease
+    store.unavailable = True  # and it cannot register again at once
     await broker.tick()
     assert broker.fenced()
-    clock.advance(1)
+    store.unavailable = False
     await broker.tick()
-    assert broker.fenced(), "a broker that lost its lease must not lead again without a new session"
+    assert not broker.fenced(), "a broker whose lease expired must come back, as a new registration"
+    assert broker.lease != old_lease and broker.epoch > first
+    assert (await store.get(KEYS.broker(1))).create_revision == broker.epoch
+    await broker.leave()
+    await broker.tick()
+    assert broker.fenced() and await store.get(KEYS.broker(1)) is None, "a broker that left registered again"
 
 
 async def test_a_data_dir_of_another_cluster_is_refused():
@@ -101,3 +108,27 @@ async def test_a_fenced_broker_does_not_campaign():
     clock.advance(TTL)
     store.unavailable = False
     assert a.fenced() and await a.campaign() is None
+
+
+async def test_after_registering_again_the_broker_leads_nothing_until_its_metadata_has_caught_up():
+    """A broker that was stopped past its lease registers again; until its watch has brought it every change up
+    to that registration, its image may still say it leads partitions the controller moved meanwhile."""
+    from kafkalite.cluster.member import ClusterMember
+    from kafkalite.cluster.metadata import ClusterMetadataStore
+    from kafkalite.log.manager import LogManager
+
+    clock = ManualClock(0)
+    store = MemoryStore(clock)
+    logs = LogManager("/nonexistent-never-opened")
+    broker = BrokerInfo(1, "127.0.0.1", 9001)
+    metadata = ClusterMetadataStore(store, KEYS, logs, broker, default_replication_factor=lambda: 1)
+    member = ClusterMember(store, "test", broker, metadata, clock, session_timeout_ms=TTL)
+    await member.session.register()
+    metadata.state.revision = member.session.epoch  # the image is current
+    assert not member.fenced()
+    clock.advance(TTL)  # stopped past its lease; then it comes back and registers again
+    await member.session.tick()
+    assert not member.session.fenced()
+    assert member.fenced(), "led on an image older than its new registration"
+    metadata.state.revision = member.session.epoch
+    assert not member.fenced()
