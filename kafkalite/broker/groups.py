@@ -59,19 +59,22 @@ def group_settings(config) -> object:
 
 
 class LocalOffsetsLog:
-    """The OffsetsLog port over this broker's own logs."""
+    """The OffsetsLog port over this broker's own logs (of __consumer_offsets, or another internal topic of the
+    same shape: __transaction_state)."""
 
-    def __init__(self, logs: "LogManager", append_records: Callable[[str, int, bytes], Awaitable[int]]):
+    def __init__(self, logs: "LogManager", append_records: Callable[[str, int, bytes], Awaitable[int]],
+                 topic: str = OFFSETS_TOPIC):
         self.logs = logs
         self._append_records = append_records
+        self.topic = topic
 
     def partition_count(self) -> int | None:
-        if OFFSETS_TOPIC not in self.logs.topics():
+        if self.topic not in self.logs.topics():
             return None
-        return self.logs.topic(OFFSETS_TOPIC).partitions
+        return self.logs.topic(self.topic).partitions
 
     def read_partition(self, partition: int) -> list[tuple[bytes | None, bytes | None]]:
-        plog = self.logs.partition(OFFSETS_TOPIC, partition)
+        plog = self.logs.partition(self.topic, partition)
         records: list[tuple[bytes | None, bytes | None]] = []
         offset = plog.log_start_offset
         try:
@@ -86,11 +89,11 @@ class LocalOffsetsLog:
                 if offset <= start:
                     break
         except DecodeError:
-            log.exception("%s-%d: stopped reading at offset %d", OFFSETS_TOPIC, partition, offset)
+            log.exception("%s-%d: stopped reading at offset %d", self.topic, partition, offset)
         return records
 
     async def append(self, partition: int, batch: bytes) -> int:
-        return await self._append_records(OFFSETS_TOPIC, partition, batch)
+        return await self._append_records(self.topic, partition, batch)
 
 
 class GroupService:
