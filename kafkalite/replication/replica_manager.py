@@ -333,6 +333,16 @@ class ReplicaManager:
         """A future done once the log end passes `offset`: a follower's long poll."""
         return replica.log_end.reached(offset + 1)
 
+    async def write_marker(self, topic: str, index: int, batch: bytes) -> None:
+        """Append a transaction marker (a control batch the coordinator built) and wait until it is committed.
+        LookupError when the partition no longer exists."""
+        try:
+            await self.append_internal(topic, index, batch)
+        except NotServed as e:
+            if e.code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+                raise LookupError(e.message) from None
+            raise
+
     async def append_internal(self, topic: str, index: int, batch: bytes | bytearray) -> int:
         """Append a batch the broker built itself (group offsets) and wait until it is committed; returns its
         base offset."""
