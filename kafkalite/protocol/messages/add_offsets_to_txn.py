@@ -1,4 +1,5 @@
-"""AddOffsetsToTxn (key 25): versions 0-4, flexible from 3. Field layout from Kafka's AddOffsetsToTxnRequest/Response."""
+"""AddOffsetsToTxn (key 25): versions 0-4, flexible from 3. Field layout from Kafka's AddOffsetsToTxnRequest/Response.
+"""
 
 from kafkalite.protocol.schema import ApiSchema, F
 

