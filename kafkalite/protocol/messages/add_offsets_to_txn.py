@@ -1,5 +1,4 @@
-"""AddOffsetsToTxn (key 25): versions 0-4, flexible from 3. Field layout from Kafka's AddOffsetsToTxnRequest/Response.
-"""
+"""AddOffsetsToTxn (key 25): versions 0-4, flexible from 3. Layout from Kafka's AddOffsetsToTxnRequest/Response."""
 
 from kafkalite.protocol.schema import ApiSchema, F
 

@@ -1,5 +1,4 @@
-"""TxnOffsetCommit (key 28): versions 0-4, flexible from 3. Field layout from Kafka's TxnOffsetCommitRequest/Response.
-"""
+"""TxnOffsetCommit (key 28): versions 0-4, flexible from 3. Layout from Kafka's TxnOffsetCommitRequest/Response."""
 
 from kafkalite.protocol.schema import ApiSchema, F
 
