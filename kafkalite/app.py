@@ -24,7 +24,7 @@ import uuid
 from kafkalite.broker.context import Services
 from kafkalite.broker.groups import GroupService, LocalOffsetsLog, group_settings
 from kafkalite.broker.producer_ids import ProducerIdBlocks
-from kafkalite.broker.transactions import TransactionService
+from kafkalite.broker.transactions import LocalMarkers, TransactionService
 from kafkalite.clock import Clock, LoopClock
 from kafkalite.config import BrokerConfig, DynamicSettings
 from kafkalite.group import OFFSETS_TOPIC
@@ -79,7 +79,7 @@ class App:
             self.transactions = TransactionService(
                 TxnConfig.from_mapping(config),
                 LocalOffsetsLog(self.logs, self.replicas.append_internal, TRANSACTION_STATE_TOPIC),
-                self.replicas, self.producer_ids.allocate, self.clock,
+                LocalMarkers(self.replicas, self.groups), self.producer_ids.allocate, self.clock,
                 config["transaction.abort.timed.out.transaction.cleanup.interval.ms"])
         self._coordinating: set[int] = set()  # cluster mode: the __consumer_offsets partitions whose groups we serve
         self._loading: set[asyncio.Task] = set()

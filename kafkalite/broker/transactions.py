@@ -15,6 +15,7 @@ import logging
 from typing import Awaitable, Callable, Protocol
 
 from kafkalite.clock import Clock, TimerHandle
+from kafkalite.group import OFFSETS_TOPIC
 from kafkalite.group.ports import OffsetsLog
 from kafkalite.protocol.codec import encode_data
 from kafkalite.protocol.errors import ErrorCode
@@ -29,10 +30,25 @@ _MARKER_RETRY_S = 1.0
 
 
 class MarkerWriter(Protocol):
-    async def write_marker(self, topic: str, index: int, batch: bytes) -> None:
-        """Append a control batch to a partition and wait until it is committed; raises on failure, and
-        LookupError when the partition no longer exists (its marker is then not needed)."""
+    async def write_marker(self, topic: str, index: int, batch: bytes, producer_id: int, commit: bool) -> None:
+        """Append a marker (a control batch of `producer_id`'s transaction) to a partition and wait until it is
+        committed; raises on failure, and LookupError when the partition no longer exists (its marker is then not
+        needed)."""
         ...
+
+
+class LocalMarkers:
+    """The MarkerWriter over this broker's replicas; a marker on a __consumer_offsets partition also settles the
+    transaction's TxnOffsetCommits in the group service."""
+
+    def __init__(self, replicas, groups):
+        self.replicas = replicas
+        self.groups = groups
+
+    async def write_marker(self, topic: str, index: int, batch: bytes, producer_id: int, commit: bool) -> None:
+        await self.replicas.write_marker(topic, index, batch)
+        if topic == OFFSETS_TOPIC:
+            self.groups.complete_transaction(index, producer_id, commit)
 
 
 def marker_batch(producer_id: int, producer_epoch: int, commit: bool, timestamp_ms: int) -> bytes:
@@ -152,7 +168,7 @@ class TransactionService:
             failed = []
             for topic, index in remaining:
                 try:
-                    await self.markers.write_marker(topic, index, batch)
+                    await self.markers.write_marker(topic, index, batch, meta.producer_id, commit)
                 except LookupError:
                     log.info("%s-%d is gone: no %s marker needed", topic, index, "COMMIT" if commit else "ABORT")
                 except Exception as e:  # noqa: BLE001 - retried: a transaction's markers must all be written

@@ -80,3 +80,34 @@ def test_second_instance_fences_the_first(broker_process):
     with pytest.raises(KafkaException) as raised:
         zombie.commit_transaction(15)
     assert raised.value.args[0].fatal(), raised.value.args[0]
+
+
+def test_offsets_sent_to_a_transaction_count_only_once_it_commits(broker_process):
+    bootstrap = broker_process.bootstrap
+    create_topic(bootstrap, "txn-in", 1)
+    plain = Producer({"bootstrap.servers": bootstrap})
+    for i in range(6):
+        plain.produce("txn-in", value=f"in-{i}".encode(), partition=0)
+    assert plain.flush(15) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "txn-group", "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition("txn-in", 0, 0)])
+    producer = txn_producer(bootstrap, "txn-offsets")
+
+    def committed() -> int:
+        return consumer.committed([TopicPartition("txn-in", 0)], timeout=10)[0].offset
+
+    for commit, position in [(True, 2), (False, 5), (True, 6)]:
+        producer.begin_transaction()
+        producer.send_offsets_to_transaction([TopicPartition("txn-in", 0, position)],
+                                             consumer.consumer_group_metadata(), 15)
+        if commit:
+            producer.commit_transaction(15)
+        else:
+            producer.abort_transaction(15)
+        assert committed() == (position if commit else 2)
+    consumer.close()
+    broker_process.restart(clean=False)  # kill -9: the committed offsets are rebuilt from the log
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "txn-group", "enable.auto.commit": False})
+    assert consumer.committed([TopicPartition("txn-in", 0)], timeout=15)[0].offset == 6
+    consumer.close()

@@ -49,7 +49,7 @@ class RecordingMarkers:
         self.written: list[tuple[str, int, int, int, int]] = []  # topic, index, producer id, epoch, type
         self.gone: set[tuple[str, int]] = set()
 
-    async def write_marker(self, topic: str, index: int, batch: bytes) -> None:
+    async def write_marker(self, topic: str, index: int, batch: bytes, producer_id: int, commit: bool) -> None:
         await asyncio.sleep(0)
         if (topic, index) in self.gone:
             raise LookupError("deleted")
@@ -58,6 +58,7 @@ class RecordingMarkers:
         [record] = list(parsed.records())
         key = decode_data(CONTROL_RECORD_KEY, record.key)[1]
         assert decode_data(END_TXN_MARKER, record.value)[1] == {"coordinator_epoch": 0}
+        assert (producer_id, commit) == (parsed.producer_id, key["type"] == 1)
         self.written.append((topic, index, parsed.producer_id, parsed.producer_epoch, key["type"]))
 
 
