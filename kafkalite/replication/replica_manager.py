@@ -23,6 +23,7 @@ from kafkalite.log.manager import LogManager
 from kafkalite.log.partition import AppendResult, PartitionLog
 from kafkalite.metadata.image import MetadataImage, changed_partitions
 from kafkalite.protocol.errors import ErrorCode
+from kafkalite.protocol.record_batch import iter_batches
 from kafkalite.replication.durability import FsyncThreads, Flusher
 from kafkalite.replication.fetcher import FollowerFetcher
 from kafkalite.replication.housekeeping import Housekeeping
@@ -357,6 +358,23 @@ class ReplicaManager:
         """A consumer's read: whole batches from `offset`, none at or beyond the high watermark."""
         return replica.log.read(offset, max_bytes, max_offset=replica.state.high_watermark)
 
+    def last_stable_offset(self, replica: Replica) -> int:
+        """The high watermark, or the first offset of the oldest transaction still open below it: what a
+        read_committed consumer may read up to."""
+        unstable = replica.log.first_unstable_offset()
+        high_watermark = replica.state.high_watermark
+        return high_watermark if unstable is None else min(unstable, high_watermark)
+
+    def read_committed(self, replica: Replica, offset: int, max_bytes: int) -> tuple[list, list]:
+        """A read_committed consumer's read: whole batches from `offset` below the last stable offset, and the
+        aborted transactions (producer id, first offset) that overlap what is returned."""
+        lso = self.last_stable_offset(replica)
+        chunks = replica.log.read(offset, max_bytes, max_offset=lso)
+        if not chunks:
+            return [], []
+        end = _next_offset_after(chunks)
+        return chunks, [(a.producer_id, a.first_offset) for a in replica.log.aborted_transactions(offset, end)]
+
     def data_after(self, replica: Replica, offset: int):
         """A future done once a consumer at `offset` has something to read (the high watermark passed it)."""
         return replica.high_watermark.reached(offset + 1)
@@ -373,6 +391,15 @@ class ReplicaManager:
         for replica in list(self._replicas.values()):
             if not replica.log.closed and replica.log.flush_due(now) and not replica.flusher.busy:
                 replica.flusher.request()
+
+
+def _next_offset_after(chunks: list) -> int:
+    """The offset after the last batch in `chunks` (whole v2 batches)."""
+    last = chunks[-1]
+    end = 0
+    for batch in iter_batches(last):
+        end = batch.next_offset
+    return end
 
 
 def _epoch_start(replica: Replica) -> int:
