@@ -111,3 +111,84 @@ def test_offsets_sent_to_a_transaction_count_only_once_it_commits(broker_process
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "txn-group", "enable.auto.commit": False})
     assert consumer.committed([TopicPartition("txn-in", 0)], timeout=15)[0].offset == 6
     consumer.close()
+
+
+def committed_reader(bootstrap: str, topic: str, partitions: int = 2) -> Consumer:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rc-{time.monotonic_ns()}",
+                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    return consumer
+
+
+def poll_values(consumer: Consumer, until, timeout: float = 20) -> list[bytes]:
+    """Poll until `until(values)` holds or the deadline passes; returns what was read."""
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while not until(values) and time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is not None and not msg.error():
+            values.append(msg.value())
+    return values
+
+
+def test_a_read_committed_consumer_never_sees_aborted_or_open_data(broker_process):
+    bootstrap = broker_process.bootstrap
+    create_topic(bootstrap, "txn-rc")
+    producer = txn_producer(bootstrap, "txn-rc")
+    producer.begin_transaction()
+    for i in range(4):
+        producer.produce("txn-rc", value=f"aborted-{i}".encode(), partition=i % 2)
+    producer.flush(15)
+    producer.abort_transaction(15)
+    producer.begin_transaction()
+    for i in range(4):
+        producer.produce("txn-rc", value=f"open-{i}".encode(), partition=i % 2)
+    producer.flush(15)  # written, not yet committed
+    consumer = committed_reader(bootstrap, "txn-rc")
+    # the open transaction holds the last stable offset back: what lies below it is the aborted data
+    ends = [consumer.get_watermark_offsets(TopicPartition("txn-rc", p), timeout=10)[1] for p in range(2)]
+    assert poll_values(consumer, lambda v: False, timeout=2) == []
+    producer.commit_transaction(15)
+    seen = poll_values(consumer, lambda v: len(v) >= 4)
+    assert sorted(seen) == [f"open-{i}".encode() for i in range(4)]
+    assert ends[0] > 0  # the aborted records and their marker are in the log all the same
+    consumer.close()
+
+
+def test_broker_killed_mid_transaction_comes_back_with_it_aborted_never_half_visible(tmp_path):
+    from brokerproc import BrokerProcess
+
+    broker = BrokerProcess(str(tmp_path / "data"), "--set", "transaction.abort.timed.out.transaction.cleanup."
+                           "interval.ms=200", "--set", "transaction.state.log.num.partitions=2").start()
+    try:
+        bootstrap = broker.bootstrap
+        create_topic(bootstrap, "txn-kill")
+        producer = txn_producer(bootstrap, "txn-kill", **{"transaction.timeout.ms": 3000})
+        producer.begin_transaction()
+        producer.produce("txn-kill", value=b"committed", partition=0)
+        producer.commit_transaction(15)
+        producer.begin_transaction()
+        for i in range(6):
+            producer.produce("txn-kill", value=f"half-{i}".encode(), partition=i % 2)
+        producer.flush(15)
+        broker.restart(clean=False)  # kill -9 with the transaction open
+        consumer = committed_reader(bootstrap, "txn-kill")
+        partitions = [TopicPartition("txn-kill", p) for p in range(2)]
+        seen: list[bytes] = []
+
+        def caught_up(_values) -> bool:
+            """The consumer is at the log end of both partitions: past the ABORT markers, which only the
+            coordinator's timeout writes (until then the open transaction holds the stable offset back)."""
+            seen.extend(poll_values(consumer, lambda v: False, timeout=0.3))
+            highs = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+            return [tp.offset for tp in consumer.position(partitions)] == highs
+
+        poll_values(consumer, caught_up)
+        assert caught_up(None), "the open transaction was never aborted"
+        assert seen == [b"committed"]  # none of the half-written records
+        with pytest.raises(KafkaException):
+            producer.commit_transaction(10)  # fenced: its transaction was aborted with a bumped epoch
+        consumer.close()
+    finally:
+        broker.kill()
