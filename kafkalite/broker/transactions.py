@@ -27,6 +27,10 @@ log = logging.getLogger("kafkalite.transactions")
 
 COORDINATOR_EPOCH = 0  # standalone: this broker has always coordinated every transactional id
 _MARKER_RETRY_S = 1.0
+# EndTxn answers once the markers are written, or after this long: its Prepare record is durable, so the
+# transaction will complete (Kafka answers right after that record; waiting spares the client a round of
+# CONCURRENT_TRANSACTIONS on its next transaction).
+_END_TXN_WAIT_S = 10.0
 
 
 class MarkerWriter(Protocol):
@@ -224,5 +228,5 @@ class TransactionService:
             task = asyncio.ensure_future(self._finish(plan.markers))  # not cancelled with the request
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-            await asyncio.shield(task)
+            await asyncio.wait([task], timeout=_END_TXN_WAIT_S)
         return ErrorCode.NONE
