@@ -379,7 +379,8 @@ class GroupService:
             if plan.effects.records:
                 await self._persist(plan.effects.records, (producer_id, producer_epoch))
         except PersistError:
-            return {k: (ErrorCode.COORDINATOR_NOT_AVAILABLE if v == ErrorCode.NONE else v) for k, v in plan.errors.items()}
+            return {k: (ErrorCode.COORDINATOR_NOT_AVAILABLE if v == ErrorCode.NONE else v)
+                    for k, v in plan.errors.items()}
         finally:
             self._deliver(plan.effects)
         if plan.accepted:
