@@ -62,9 +62,9 @@ async def init(broker, version=4) -> tuple[int, int]:
 
 
 async def add(broker, pid, epoch, version=3, partitions=(0,)) -> list:
-    resp = await broker.call("AddPartitionsToTxn", version, {"transactional_id": TXN, "producer_id": pid,
-                                                             "producer_epoch": epoch,
-                                                             "topics": [{"name": TOPIC, "partitions": list(partitions)}]})
+    resp = await broker.call("AddPartitionsToTxn", version, {
+        "transactional_id": TXN, "producer_id": pid, "producer_epoch": epoch,
+        "topics": [{"name": TOPIC, "partitions": list(partitions)}]})
     return [(r["name"], p["partition_index"], p["partition_error_code"])
             for r in resp["results_by_topic"] for p in r["results_by_partition"]]
 
