@@ -373,7 +373,7 @@ class GroupService:
                                 producer_epoch: int) -> dict[tuple[str, int], int]:
         """TxnOffsetCommit: the offsets are written as the producer's transactional batch and become visible when
         the transaction's COMMIT marker reaches the group's partition (`complete_transaction`)."""
-        plan = self.coordinator.offset_commit(self.now_ms(), request)
+        plan = self.coordinator.offset_commit(self.now_ms(), request, transactional=True)
         self._act(plan.effects)
         try:
             if plan.effects.records:
