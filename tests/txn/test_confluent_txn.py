@@ -27,19 +27,23 @@ def txn_producer(bootstrap: str, txn_id: str, **extra) -> Producer:
 
 def read_values(bootstrap: str, topic: str, partitions: int = 2) -> list[bytes]:
     """Every data record of the topic up to its current end (read_uncommitted: what is in the log)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "txn-reader", "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "txn-reader", "enable.auto.commit": False,
+                         "isolation.level": "read_uncommitted"})  # librdkafka defaults to read_committed
     try:
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        positions = {p: 0 for p in range(partitions)}
+        tps = [TopicPartition(topic, p, 0) for p in range(partitions)]
+        consumer.assign(tps)
         values = []
         deadline = time.monotonic() + 20
-        while any(positions[p] < ends[p] for p in positions) and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            values.append(msg.value())
-            positions[msg.partition()] = msg.offset() + 1
+
+        def at_end() -> bool:  # positions, not message offsets: the last offsets hold markers
+            return [tp.offset for tp in consumer.position([TopicPartition(topic, p) for p in range(partitions)])] \
+                == [ends[p] for p in range(partitions)]
+
+        while not at_end() and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                values.append(msg.value())
         return values
     finally:
         consumer.close()
@@ -61,7 +65,8 @@ def test_commit_and_abort(broker_process):
     producer.begin_transaction()
     producer.produce("txn-a", value=b"committed-last", partition=0)
     producer.commit_transaction(15)
-    values = read_values(bootstrap, "txn-a")
+    values = read_values(bootstrap, "txn-a")  # read_uncommitted: the aborted records are in the log too
+    assert sorted(v for v in values if v.startswith(b"aborted")) == [f"aborted-{i}".encode() for i in range(5)]
     assert sorted(v for v in values if v.startswith(b"committed")) == sorted(
         [f"committed-{i}".encode() for i in range(10)] + [b"committed-last"])
 
