@@ -388,6 +388,12 @@ class GroupService:
             self._txn_offsets.setdefault(key, []).append(plan)
         return plan.errors
 
+    def pending_transactional_offsets(self, group_id: str) -> set[tuple[str, int]]:
+        """The group's partitions that a TxnOffsetCommit of a transaction not yet ended covers."""
+        partition = self.partition_for(group_id)
+        return {tp for (p, _), plans in self._txn_offsets.items() if p == partition
+                for plan in plans if plan.group_id == group_id for tp in plan.accepted}
+
     def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
         """A transaction marker reached a __consumer_offsets partition: its TxnOffsetCommits hold, or are void."""
         for plan in self._txn_offsets.pop((partition, producer_id), []):
