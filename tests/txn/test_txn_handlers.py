@@ -161,6 +161,13 @@ async def committed_offset(broker) -> int:
     return resp["topics"][0]["partitions"][0]["committed_offset"]
 
 
+async def stable_fetch_error(broker) -> int:
+    """OffsetFetch v8 with require_stable (a read_committed consumer's, KIP-447)."""
+    resp = await broker.call("OffsetFetch", 8, {"groups": [{"group_id": "g", "topics": [
+        {"name": TOPIC, "partition_indexes": [0]}]}], "require_stable": True})
+    return resp["groups"][0]["topics"][0]["partitions"][0]["error_code"]
+
+
 @pytest.mark.parametrize("version", [0, 3, 4])
 async def test_txn_offset_commit_is_visible_only_after_commit_also_across_a_restart(broker, version):
     pid, epoch = await init(broker)
@@ -183,7 +190,9 @@ async def test_txn_offset_commit_is_visible_only_after_commit_also_across_a_rest
     assert resp["topics"][0]["partitions"][0]["error_code"] == ErrorCode.INVALID_TXN_STATE  # no AddOffsetsToTxn
     assert await commit_offset(7) == 0
     assert await committed_offset(broker) == -1
+    assert await stable_fetch_error(broker) == ErrorCode.UNSTABLE_OFFSET_COMMIT
     assert await end(broker, pid, epoch, commit=True) == 0
+    assert await stable_fetch_error(broker) == ErrorCode.NONE
     assert await committed_offset(broker) == 7
     assert await commit_offset(9) == 0
     assert await end(broker, pid, epoch, commit=False) == 0
