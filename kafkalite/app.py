@@ -6,6 +6,7 @@
     housekeeping                 retention, compaction, checkpoints in a worker thread
     groups (GroupService)        consumer groups over __consumer_offsets
     producer_ids                 idempotent producers' ids
+    transactions                 the transaction coordinator over __transaction_state (standalone)
 
 Nothing else builds services; handlers reach them through the RequestContext (broker/context.py).
 """
@@ -23,6 +24,7 @@ import uuid
 from kafkalite.broker.context import Services
 from kafkalite.broker.groups import GroupService, LocalOffsetsLog, group_settings
 from kafkalite.broker.producer_ids import ProducerIdBlocks
+from kafkalite.broker.transactions import LocalMarkers, TransactionService
 from kafkalite.clock import Clock, LoopClock
 from kafkalite.config import BrokerConfig, DynamicSettings
 from kafkalite.group import OFFSETS_TOPIC
@@ -33,6 +35,7 @@ from kafkalite.metadata.local import LocalMetadataStore, topic_defaults
 from kafkalite.replication.durability import FsyncThreads
 from kafkalite.replication.housekeeping import Housekeeping
 from kafkalite.replication.replica_manager import ReplicaManager
+from kafkalite.txn import TRANSACTION_STATE_TOPIC, TxnConfig
 
 log = logging.getLogger("kafkalite.app")
 
@@ -58,7 +61,8 @@ class App:
             self.metadata, self.member = _cluster_member(config, self.logs, broker, self.clock, auto_create)
             fenced, isr_writer = self.member.fenced, self.member
         else:
-            self.metadata = LocalMetadataStore(self.logs, broker, frozenset([OFFSETS_TOPIC]), auto_create=auto_create)
+            self.metadata = LocalMetadataStore(self.logs, broker, frozenset([OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC]),
+                                               auto_create=auto_create)
             fenced, isr_writer = (lambda: False), None
         self.replicas = ReplicaManager(config.node_id, self.logs, None, self.fsync_threads, self.clock.now_ms,
                                        fenced=fenced, isr_writer=isr_writer,
@@ -70,13 +74,20 @@ class App:
         self.producer_ids = ProducerIdBlocks(config.data_dir) if self.member is None else self.member
         self.groups = GroupService(group_settings(config), LocalOffsetsLog(self.logs, self.replicas.append_internal),
                                    self.clock)
+        self.transactions = None
+        if self.member is None:
+            self.transactions = TransactionService(
+                TxnConfig.from_mapping(config),
+                LocalOffsetsLog(self.logs, self.replicas.append_internal, TRANSACTION_STATE_TOPIC),
+                LocalMarkers(self.replicas, self.groups), self.producer_ids.allocate, self.clock,
+                config["transaction.abort.timed.out.transaction.cleanup.interval.ms"])
         self._coordinating: set[int] = set()  # cluster mode: the __consumer_offsets partitions whose groups we serve
         self._loading: set[asyncio.Task] = set()
         if self.member is not None:
             self.metadata.listeners.append(self._follow_offsets_leadership)
             self.groups.fenced = self.member.fenced
         self.services = Services(config, self.dynamic_settings, self.metadata, self.replicas, self.groups,
-                                 self.producer_ids)
+                                 self.producer_ids, self.transactions)
         self.cluster_id = ""
         self.started_ms = 0
         self._tasks: list[asyncio.Task] = []
@@ -99,6 +110,12 @@ class App:
                     {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)},
                 )
             await self.groups.load_all()
+            if TRANSACTION_STATE_TOPIC not in self.metadata.image.topics:
+                await self.metadata.create_topic(
+                    TRANSACTION_STATE_TOPIC, self.config["transaction.state.log.num.partitions"],
+                    {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)},
+                )
+            await self.transactions.load_all()
         else:
             lag_ms = self.config["replica.lag.time.max.ms"]
             self._tasks.append(asyncio.create_task(self._every(lag_ms / 2000, self._check_isr)))
@@ -153,6 +170,8 @@ class App:
         # A cancelled housekeeping task returns only after its worker thread is done with the log.
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.groups.stop()
+        if self.transactions is not None:
+            await self.transactions.stop()
         await asyncio.to_thread(self.logs.close)
         self.fsync_threads.stop()
 

@@ -43,6 +43,10 @@ BROKER_SETTINGS: dict[str, tuple[type, Any, str]] = {
     "offsets.topic.replication.factor": (int, 3, "replicas of __consumer_offsets in a cluster (at most the live "
                                          "broker count when it is created)"),
     "offsets.retention.minutes": (int, 10080, "how long an empty group's committed offsets are kept"),
+    "transaction.state.log.num.partitions": (int, 50, "partitions of __transaction_state"),
+    "transaction.max.timeout.ms": (int, 900000, "largest transaction.timeout.ms a producer may ask for"),
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": (
+        int, 10000, "how often transactions that outlived their timeout are looked for and aborted"),
     # Kafka waits 3 s; 100 ms still lets consumers started together share the first rebalance, and gets
     # a lone new consumer its first message well within a second.
     "group.initial.rebalance.delay.ms": (int, 100, "wait for more members before the first rebalance"),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from kafkalite.broker.groups import GroupService
     from kafkalite.broker.producer_ids import ProducerIdBlocks
+    from kafkalite.broker.transactions import TransactionService
     from kafkalite.config import BrokerConfig, DynamicSettings
     from kafkalite.metadata.local import LocalMetadataStore
     from kafkalite.replication.replica_manager import ReplicaManager
@@ -23,6 +24,7 @@ class Services:
     replicas: "ReplicaManager"  # local replicas: append, read, wait on watermarks
     groups: "GroupService"
     producer_ids: "ProducerIdBlocks"
+    transactions: "TransactionService | None" = None  # standalone only, for now
 
     @property
     def node_id(self) -> int:
@@ -68,6 +70,10 @@ class RequestContext:
     @property
     def producer_ids(self) -> "ProducerIdBlocks":
         return self.services.producer_ids
+
+    @property
+    def transactions(self) -> "TransactionService | None":
+        return self.services.transactions
 
     @property
     def dynamic_settings(self) -> "DynamicSettings":

@@ -30,10 +30,14 @@ from kafkalite.group import (
     SyncResult,
     TimerKey,
 )
+from kafkalite.group import records as rec
 from kafkalite.group.coordinator import CommittedOffset, Effects, GroupDescription
+from kafkalite.group.types import CommitPlan
 from kafkalite.group.ports import OffsetsLog
 from kafkalite.protocol.errors import DecodeError, ErrorCode
-from kafkalite.protocol.record_batch import build_batch, iter_batches
+from kafkalite.protocol.codec import decode_data
+from kafkalite.protocol.messages.data.control_record import COMMIT, CONTROL_RECORD_KEY
+from kafkalite.protocol.record_batch import TRANSACTIONAL_BIT, build_batch, iter_batches
 
 if TYPE_CHECKING:
     from kafkalite.log.manager import LogManager
@@ -59,20 +63,28 @@ def group_settings(config) -> object:
 
 
 class LocalOffsetsLog:
-    """The OffsetsLog port over this broker's own logs."""
+    """The OffsetsLog port over this broker's own logs (of __consumer_offsets, or another internal topic of the
+    same shape: __transaction_state)."""
 
-    def __init__(self, logs: "LogManager", append_records: Callable[[str, int, bytes], Awaitable[int]]):
+    def __init__(self, logs: "LogManager", append_records: Callable[[str, int, bytes], Awaitable[int]],
+                 topic: str = OFFSETS_TOPIC):
         self.logs = logs
         self._append_records = append_records
+        self.topic = topic
+        self._open: dict[int, dict[int, list]] = {}  # partition -> producer id -> rows of its open transaction
 
     def partition_count(self) -> int | None:
-        if OFFSETS_TOPIC not in self.logs.topics():
+        if self.topic not in self.logs.topics():
             return None
-        return self.logs.topic(OFFSETS_TOPIC).partitions
+        return self.logs.topic(self.topic).partitions
 
     def read_partition(self, partition: int) -> list[tuple[bytes | None, bytes | None]]:
-        plog = self.logs.partition(OFFSETS_TOPIC, partition)
+        """The rows of committed data in log order: a transaction's rows (TxnOffsetCommit) count where its COMMIT
+        marker is, an aborted one's not at all; those of transactions still open are kept for
+        `open_transactions`."""
+        plog = self.logs.partition(self.topic, partition)
         records: list[tuple[bytes | None, bytes | None]] = []
+        open_txns: dict[int, list] = {}
         offset = plog.log_start_offset
         try:
             while True:
@@ -80,17 +92,35 @@ class LocalOffsetsLog:
                 start = offset
                 for chunk in chunks:
                     for batch in iter_batches(chunk):
-                        if not batch.is_control:
+                        if batch.is_control:
+                            rows = open_txns.pop(batch.producer_id, [])
+                            if batch.base_offset >= offset and _is_commit(batch):
+                                records.extend(rows)
+                        elif batch.is_transactional:
+                            open_txns.setdefault(batch.producer_id, []).extend(
+                                (r.key, r.value) for r in batch.records() if r.offset >= offset)
+                        else:
                             records.extend((r.key, r.value) for r in batch.records() if r.offset >= offset)
                         offset = max(offset, batch.next_offset)
                 if offset <= start:
                     break
         except DecodeError:
-            log.exception("%s-%d: stopped reading at offset %d", OFFSETS_TOPIC, partition, offset)
+            log.exception("%s-%d: stopped reading at offset %d", self.topic, partition, offset)
+        self._open[partition] = open_txns
         return records
 
+    def open_transactions(self, partition: int) -> dict[int, list[tuple[bytes | None, bytes | None]]]:
+        """After read_partition: the rows of each producer's transaction that has no marker yet."""
+        return self._open.pop(partition, {})
+
     async def append(self, partition: int, batch: bytes) -> int:
-        return await self._append_records(OFFSETS_TOPIC, partition, batch)
+        return await self._append_records(self.topic, partition, batch)
+
+
+def _is_commit(batch) -> bool:
+    for record in batch.records():
+        return decode_data(CONTROL_RECORD_KEY, record.key)[1]["type"] == COMMIT
+    return False
 
 
 class GroupService:
@@ -108,6 +138,8 @@ class GroupService:
         self._tokens = itertools.count(1)
         self._append_lock = asyncio.Lock()  # appends go out in the order the coordinator made them
         self._background: set[asyncio.Task] = set()
+        # TxnOffsetCommits waiting for their transaction's marker: (partition, producer id) -> commit plans
+        self._txn_offsets: dict[tuple[int, int], list[CommitPlan]] = {}
 
     def now_ms(self) -> int:
         return self.clock.now_ms()
@@ -181,7 +213,30 @@ class GroupService:
             return 0  # unloaded (or loaded again) while it was read: that call decides
         # a partition loaded again replaces its groups: their parked requests are answered
         self._act_now(self.coordinator.load_partition(partition, records, self.now_ms()))
+        self._reinstate_open_transactions(partition)
         return len(records)
+
+    def _reinstate_open_transactions(self, partition: int) -> None:
+        """TxnOffsetCommits of transactions still open in the log wait for their markers again."""
+        for key in [k for k in self._txn_offsets if k[0] == partition]:
+            del self._txn_offsets[key]
+        open_transactions = getattr(self.offsets_log, "open_transactions", None)
+        if open_transactions is None:
+            return
+        for producer_id, rows in open_transactions(partition).items():
+            plans: dict[str, CommitPlan] = {}
+            for key, value in rows:
+                try:
+                    k = rec.decode_key(key) if key is not None else None
+                    if isinstance(k, rec.OffsetKey) and value is not None:
+                        v = rec.decode_offset_value(value)
+                        plan = plans.setdefault(k.group_id, CommitPlan(k.group_id))
+                        plan.accepted[(k.topic, k.partition)] = CommittedOffset(
+                            v.offset, v.leader_epoch, v.metadata, v.commit_timestamp_ms)
+                except DecodeError:
+                    continue
+            if plans:
+                self._txn_offsets[(partition, producer_id)] = list(plans.values())
 
     def unload_partition(self, partition: int) -> None:
         """Stop coordinating one partition's groups (its leadership moved away). Nothing is written."""
@@ -258,14 +313,20 @@ class GroupService:
             if waiter is not None and not waiter[0].done():
                 waiter[0].set_result(result)
 
-    async def _persist(self, records: list[tuple[int, bytes, bytes | None]]) -> None:
+    async def _persist(self, records: list[tuple[int, bytes, bytes | None]],
+                       transaction: tuple[int, int] | None = None) -> None:
+        """Append the records; `transaction` (producer id, epoch): as that producer's transactional batch."""
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for partition, key, value in records:
             by_partition.setdefault(partition, []).append((key, value))
         now = self.now_ms()
         async with self._append_lock:
             for partition, rows in by_partition.items():
-                batch = build_batch(rows, timestamps=now)
+                if transaction is None:
+                    batch = build_batch(rows, timestamps=now)
+                else:
+                    batch = build_batch(rows, timestamps=now, producer_id=transaction[0],
+                                        producer_epoch=transaction[1], attributes=TRANSACTIONAL_BIT)
                 try:
                     await self.offsets_log.append(partition, batch)
                 except Exception as e:  # any storage failure: the caller answers with a retriable error
@@ -312,6 +373,37 @@ class GroupService:
                     for k, v in plan.errors.items()}
         self.coordinator.apply_commit(plan, self.now_ms())
         return plan.errors
+
+    async def txn_offset_commit(self, request: OffsetCommitRequest, producer_id: int,
+                                producer_epoch: int) -> dict[tuple[str, int], int]:
+        """TxnOffsetCommit: the offsets are written as the producer's transactional batch and become visible when
+        the transaction's COMMIT marker reaches the group's partition (`complete_transaction`)."""
+        plan = self.coordinator.offset_commit(self.now_ms(), request, transactional=True)
+        self._act(plan.effects)
+        try:
+            if plan.effects.records:
+                await self._persist(plan.effects.records, (producer_id, producer_epoch))
+        except PersistError:
+            return {k: (ErrorCode.COORDINATOR_NOT_AVAILABLE if v == ErrorCode.NONE else v)
+                    for k, v in plan.errors.items()}
+        finally:
+            self._deliver(plan.effects)
+        if plan.accepted:
+            key = (self.partition_for(request.group_id), producer_id)
+            self._txn_offsets.setdefault(key, []).append(plan)
+        return plan.errors
+
+    def pending_transactional_offsets(self, group_id: str) -> set[tuple[str, int]]:
+        """The group's partitions that a TxnOffsetCommit of a transaction not yet ended covers."""
+        partition = self.partition_for(group_id)
+        return {tp for (p, _), plans in self._txn_offsets.items() if p == partition
+                for plan in plans if plan.group_id == group_id for tp in plan.accepted}
+
+    def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
+        """A transaction marker reached a __consumer_offsets partition: its TxnOffsetCommits hold, or are void."""
+        for plan in self._txn_offsets.pop((partition, producer_id), []):
+            if commit:
+                self.coordinator.apply_commit(plan, self.now_ms())
 
     def offset_fetch(self, group_id: str,
                      partitions: list[tuple[str, int]] | None) -> list[tuple[str, int, CommittedOffset | None]]:

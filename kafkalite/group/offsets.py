@@ -24,10 +24,11 @@ from kafkalite.protocol.errors import ErrorCode
 class OffsetStore(CoordinatorBase):
     # ------------------------------------------------------------ offsets
 
-    def offset_commit(self, now_ms: int, r: OffsetCommitRequest) -> CommitPlan:
+    def offset_commit(self, now_ms: int, r: OffsetCommitRequest, transactional: bool = False) -> CommitPlan:
+        """transactional: a TxnOffsetCommit, checked as Kafka does (a member and a generation only when given)."""
         keys = [(topic, partition) for topic, partition, *_ in r.offsets]
         plan = CommitPlan(r.group_id)
-        code = self._commit_check(now_ms, r)
+        code = self._txn_commit_check(r) if transactional else self._commit_check(now_ms, r)
         if code != NONE:
             plan.errors = {key: code for key in keys}
             plan.effects = self._done()
@@ -64,6 +65,18 @@ class OffsetStore(CoordinatorBase):
         if group.state == GroupState.COMPLETING_REBALANCE:
             return ErrorCode.REBALANCE_IN_PROGRESS
         self._touch(group, member, now)
+        return NONE
+
+    def _txn_commit_check(self, r: OffsetCommitRequest) -> int:
+        if (code := self.coordinator_error(r.group_id)) != NONE:
+            return code
+        group = self.groups.get(r.group_id)
+        if group is None:
+            return NONE
+        if r.member_id and r.member_id not in group.members:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if r.generation_id >= 0 and r.generation_id != group.generation_id:
+            return ErrorCode.ILLEGAL_GENERATION
         return NONE
 
     def apply_commit(self, plan: CommitPlan, now_ms: int) -> None:

@@ -11,6 +11,7 @@ Segment lists are copy-on-write, so reads never take the lock.
 Files in the partition directory (layouts in docs/storage.md):
   <base>.log / .index / .timeindex   segments (segment.py)
   <offset>.snapshot                  idempotent producer state as of <offset> (producer_state.py)
+  <base>.txnindex                    aborted transactions whose ABORT marker is in that segment (txn_index.py)
   partition.checkpoint               log start offset, recovery point, clean-shutdown flag
   leader-epoch-checkpoint            leader epoch -> its first offset (leader_epoch.py)
   cleaner.checkpoint                 where the last compaction round ended (compaction.py)
@@ -37,11 +38,13 @@ from kafkalite.log.errors import (
 )
 from kafkalite.log.fs import FileSystem
 from kafkalite.log.leader_epoch import LeaderEpochCache
-from kafkalite.log.producer_state import ProducerStateTable, is_idempotent, snapshot_path
+from kafkalite.log.producer_state import ProducerStateTable, is_idempotent, is_marker, snapshot_path
+from kafkalite.log.txn_index import AbortedTxn, AbortedTxnIndex
 from kafkalite.log.segment import (
     CorruptSegment, Segment, commit_swap, finish_interrupted_swaps, header_of, segment_name,
 )
 from kafkalite.protocol.errors import DecodeError
+from kafkalite.protocol.messages.data.control_record import COMMIT
 from kafkalite.protocol.record_batch import RecordBatch, iter_batches, set_base_offset, stamp_log_append_time
 
 SNAPSHOTS_KEPT = 2
@@ -103,6 +106,7 @@ class PartitionLog:
         self.high_watermark_follows_log_end = True  # single broker: HW == LEO; replication turns this off
         self._cleaner_point = 0  # compaction: offsets below it were compacted by the last round
         self._epochs = LeaderEpochCache(fs, directory)
+        self._aborted = AbortedTxnIndex(fs, directory)
 
     # ================================================================================================ opening
 
@@ -274,6 +278,10 @@ class PartitionLog:
             if snap_offset == offset:
                 self._producers, replay_from, self._snapshot_offset = table, max(offset, self._log_start), offset
                 break
+        # The aborted-transaction index: entries from the replayed range are rebuilt from their markers.
+        bases = [seg.base_offset for seg in self._segments]
+        self._aborted.load(self._log_start)
+        self._aborted.truncate_from(replay_from, bases)
         for seg in self._segments:  # none is left to replay when the snapshot is at the log end
             if seg.next_offset <= replay_from:
                 continue
@@ -284,6 +292,9 @@ class PartitionLog:
                     # may be days behind when old data is replayed into Kafka): count replayed batches as
                     # appended now, so a retry after a crash is always deduplicated. Expiry is only delayed.
                     self._producers.update(header, now)
+                elif header.base_offset >= replay_from and is_marker(header):
+                    self._end_transaction(header, _marker_is_commit(self._records_at(seg, header)), now,
+                                          seg.base_offset)
         self._expire_producers(now)
 
     def _expire_producers(self, now_ms: int) -> None:
@@ -411,6 +422,9 @@ class PartitionLog:
             original = self._producers.check(header)
             if original is not None:
                 return AppendResult(original.base_offset, original.last_offset, duplicate=True)
+        marker = is_marker(header)
+        if marker:  # only the broker appends control batches: the produce path refuses them from clients
+            self._producers.check_marker(header)
 
         append_time = -1
         with self._lock:
@@ -429,6 +443,8 @@ class PartitionLog:
             flush_now = self._unflushed_messages >= config.flush_messages
         if idempotent:
             self._producers.update(header, now)
+        elif marker:
+            self._end_transaction(header, _marker_is_commit(parsed.records()), now, seg.base_offset)
         if flush_now:
             self.flush()
         return AppendResult(base, header.last_offset, False, append_time)
@@ -471,10 +487,33 @@ class PartitionLog:
                 self._write_batch(seg, parsed.buf, header, now)
                 if is_idempotent(header):
                     self._producers.update(header, now)
+                elif is_marker(header):
+                    self._end_transaction(header, _marker_is_commit(parsed.records()), now, seg.base_offset)
             flush_now = self._unflushed_messages >= self.config.flush_messages
         if flush_now:
             self.flush()
         return AppendResult(batches[0].base_offset, batches[-1].last_offset)
+
+    def _end_transaction(self, header, commit: bool, now: int, segment_base: int) -> None:
+        """A marker is in the log: its producer's transaction ends; an aborted one goes into the index."""
+        first = self._producers.end_transaction(header, now)
+        if not commit and first >= 0:
+            unstable = self._producers.first_unstable_offset()
+            lso = header.next_offset if unstable is None else min(unstable, header.next_offset)
+            try:
+                self._aborted.append(AbortedTxn(header.producer_id, first, header.base_offset, lso), segment_base)
+            except OSError as e:  # the marker is written; recovery rebuilds the entry from it
+                raise StorageError(f"cannot write the aborted-transaction index of {self.directory}: {e}") from e
+
+    # ================================================================================================ transactions
+
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the oldest transaction still open here (no marker yet), or None."""
+        return self._producers.first_unstable_offset()
+
+    def aborted_transactions(self, start: int, end: int) -> list[AbortedTxn]:
+        """The aborted transactions that overlap [start, end): what a read_committed fetch of that range needs."""
+        return self._aborted.overlapping(start, end)
 
     def _write_batch(self, seg: Segment, data, header, now: int) -> None:
         """Write one batch at the log end (under the lock); on an I/O error roll back and raise StorageError."""
@@ -748,6 +787,7 @@ class PartitionLog:
             with self._lock:
                 try:
                     self._delete_leading_segments(n)
+                    self._aborted.drop_below(self._log_start, [seg.base_offset for seg in self._segments])
                 except OSError as e:
                     raise StorageError(f"retention in {self.directory} failed: {e}") from e
         self._expire_producers(now_ms)
@@ -919,6 +959,14 @@ class PartitionLog:
 
     def _path(self, name: str) -> str:
         return os.path.join(self.directory, name)
+
+
+def _marker_is_commit(records) -> bool:
+    """A control batch's one record: key int16 version, int16 type (1 COMMIT, 0 ABORT)."""
+    for record in records:
+        key = record.key
+        return key is not None and len(key) >= 4 and int.from_bytes(key[2:4], "big", signed=True) == COMMIT
+    return False
 
 
 def _base_of(seg: Segment) -> int:

@@ -8,6 +8,12 @@ Rules on append (Kafka's), for batches with producerId >= 0 and baseSequence >= 
   - same epoch otherwise: first sequence must be last sequence + 1 (wrapping from 2^31-1 to 0), else
     OutOfOrderSequence.
 
+Transactions: a producer's transactional batches open a transaction at the first one's offset, which stays
+open until the broker appends a marker (a control batch) for that producer; the first offset of every open
+transaction bounds the partition's last stable offset. A marker of an older epoch than the producer's is
+refused (InvalidProducerEpoch); one of a newer epoch (the coordinator fenced the producer) makes it the
+producer's epoch, so the fenced instance's later batches are refused.
+
 Expiry (Kafka's producer.id.expiration.ms): each entry remembers when its last batch was appended; remove_expired
 forgets entries whose last batch is older than a cut-off, after which the producer counts as unknown again.
 
@@ -25,15 +31,16 @@ from dataclasses import dataclass, field
 
 from kafkalite.log.errors import InvalidProducerEpoch, OutOfOrderSequence
 from kafkalite.log.segment import BatchHeader, segment_name
-from kafkalite.protocol.record_batch import crc32c
+from kafkalite.protocol.record_batch import CONTROL_BIT, TRANSACTIONAL_BIT, crc32c
 
 MAX_BATCHES_PER_PRODUCER = 5
 SEQUENCE_WRAP = 2**31
 
 SNAPSHOT_MAGIC = b"KLPS"
-SNAPSHOT_VERSION = 2  # 2 added the last append timestamp per producer; version 1 is still read
+SNAPSHOT_VERSION = 3  # 2 added the last append timestamp per producer, 3 the open transaction's first offset
 _SNAPSHOT_HEADER = struct.Struct(">4sHHqiI")  # magic, version, reserved, offset, producer count, crc32c of body
-_PRODUCER = struct.Struct(">qhHq")  # producer id, epoch, batch count, last append timestamp (ms)
+_PRODUCER = struct.Struct(">qhHqq")  # producer id, epoch, batch count, last append timestamp (ms), txn first offset
+_PRODUCER_V2 = struct.Struct(">qhHq")  # producer id, epoch, batch count, last append timestamp (ms)
 _PRODUCER_V1 = struct.Struct(">qhH")  # producer id, epoch, batch count
 _BATCH = struct.Struct(">iiqq")  # first seq, last seq, base offset, last offset
 
@@ -51,6 +58,7 @@ class ProducerEntry:
     epoch: int
     last_timestamp: int = -1  # ms: when its last batch was appended (on replay: that batch's max timestamp)
     batches: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCHES_PER_PRODUCER))
+    txn_first_offset: int = -1  # the first offset of its open transaction, -1 when none is open
 
 
 def last_sequence(header: BatchHeader) -> int:
@@ -63,6 +71,10 @@ def next_sequence(seq: int) -> int:
 
 def is_idempotent(header: BatchHeader) -> bool:
     return header.producer_id >= 0 and header.base_sequence >= 0
+
+
+def is_marker(header: BatchHeader) -> bool:
+    return header.producer_id >= 0 and bool(header.attributes & CONTROL_BIT)
 
 
 class ProducerStateTable:
@@ -98,14 +110,42 @@ class ProducerStateTable:
         and on replay."""
         entry = self.producers.get(header.producer_id)
         if entry is None or header.producer_epoch != entry.epoch:
-            entry = self.producers[header.producer_id] = ProducerEntry(header.producer_epoch)
+            open_txn = entry.txn_first_offset if entry is not None else -1
+            entry = self.producers[header.producer_id] = ProducerEntry(header.producer_epoch, txn_first_offset=open_txn)
+        if header.attributes & TRANSACTIONAL_BIT and entry.txn_first_offset < 0:
+            entry.txn_first_offset = header.base_offset
         entry.batches.append(
             BatchMetadata(header.base_sequence, last_sequence(header), header.base_offset, header.last_offset))
         entry.last_timestamp = timestamp_ms
 
+    def check_marker(self, header: BatchHeader) -> None:
+        entry = self.producers.get(header.producer_id)
+        if entry is not None and header.producer_epoch < entry.epoch:
+            raise InvalidProducerEpoch(
+                f"marker of producer {header.producer_id} epoch {header.producer_epoch} is older than {entry.epoch}")
+
+    def end_transaction(self, header: BatchHeader, timestamp_ms: int) -> int:
+        """A marker for the producer is in the log: its transaction ends. Returns the transaction's first offset
+        (-1 when it had none open)."""
+        entry = self.producers.get(header.producer_id)
+        if entry is None or header.producer_epoch > entry.epoch:
+            first = entry.txn_first_offset if entry is not None else -1
+            entry = self.producers[header.producer_id] = ProducerEntry(header.producer_epoch)
+        else:
+            first = entry.txn_first_offset
+        entry.txn_first_offset = -1
+        entry.last_timestamp = timestamp_ms
+        return first
+
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the oldest open transaction, or None."""
+        return min((e.txn_first_offset for e in self.producers.values() if e.txn_first_offset >= 0), default=None)
+
     def remove_expired(self, cutoff_ms: int) -> int:
         """Forget producers whose last batch was appended before `cutoff_ms`. Returns how many were removed."""
-        expired = [pid for pid, entry in self.producers.items() if entry.last_timestamp < cutoff_ms]
+        # a producer with a transaction open is kept: its first offset holds the last stable offset back
+        expired = [pid for pid, entry in self.producers.items()
+                   if entry.last_timestamp < cutoff_ms and entry.txn_first_offset < 0]
         for pid in expired:
             del self.producers[pid]
         return len(expired)
@@ -118,7 +158,7 @@ class ProducerStateTable:
     def encode(self, offset: int) -> bytes:
         body = bytearray()
         for pid, entry in self.producers.items():
-            body += _PRODUCER.pack(pid, entry.epoch, len(entry.batches), entry.last_timestamp)
+            body += _PRODUCER.pack(pid, entry.epoch, len(entry.batches), entry.last_timestamp, entry.txn_first_offset)
             for m in entry.batches:
                 body += _BATCH.pack(m.first_seq, m.last_seq, m.base_offset, m.last_offset)
         return _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, offset, len(self.producers),
@@ -132,7 +172,7 @@ class ProducerStateTable:
             raise ValueError("snapshot too short")
         magic, version, _, offset, count, crc = _SNAPSHOT_HEADER.unpack_from(data, 0)
         body = data[_SNAPSHOT_HEADER.size:]
-        if magic != SNAPSHOT_MAGIC or version not in (1, SNAPSHOT_VERSION) or crc32c(body) != crc:
+        if magic != SNAPSHOT_MAGIC or version not in (1, 2, SNAPSHOT_VERSION) or crc32c(body) != crc:
             raise ValueError("snapshot header or checksum mismatch")
         if version == 1 and now_ms is None:
             now_ms = int(time.time() * 1000)
@@ -142,10 +182,14 @@ class ProducerStateTable:
             if version == 1:
                 pid, epoch, n = _PRODUCER_V1.unpack_from(body, pos)
                 last_timestamp, pos = now_ms, pos + _PRODUCER_V1.size
+                txn_first = -1
+            elif version == 2:
+                pid, epoch, n, last_timestamp = _PRODUCER_V2.unpack_from(body, pos)
+                txn_first, pos = -1, pos + _PRODUCER_V2.size
             else:
-                pid, epoch, n, last_timestamp = _PRODUCER.unpack_from(body, pos)
+                pid, epoch, n, last_timestamp, txn_first = _PRODUCER.unpack_from(body, pos)
                 pos += _PRODUCER.size
-            entry = table.producers[pid] = ProducerEntry(epoch, last_timestamp)
+            entry = table.producers[pid] = ProducerEntry(epoch, last_timestamp, txn_first_offset=txn_first)
             for _ in range(n):
                 entry.batches.append(BatchMetadata(*_BATCH.unpack_from(body, pos)))
                 pos += _BATCH.size

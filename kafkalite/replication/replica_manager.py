@@ -23,6 +23,7 @@ from kafkalite.log.manager import LogManager
 from kafkalite.log.partition import AppendResult, PartitionLog
 from kafkalite.metadata.image import MetadataImage, changed_partitions
 from kafkalite.protocol.errors import ErrorCode
+from kafkalite.protocol.record_batch import iter_batches
 from kafkalite.replication.durability import FsyncThreads, Flusher
 from kafkalite.replication.fetcher import FollowerFetcher
 from kafkalite.replication.housekeeping import Housekeeping
@@ -336,6 +337,16 @@ class ReplicaManager:
         """A future done once the log end passes `offset`: a follower's long poll."""
         return replica.log_end.reached(offset + 1)
 
+    async def write_marker(self, topic: str, index: int, batch: bytes) -> None:
+        """Append a transaction marker (a control batch the coordinator built) and wait until it is committed.
+        LookupError when the partition no longer exists."""
+        try:
+            await self.append_internal(topic, index, batch)
+        except NotServed as e:
+            if e.code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+                raise LookupError(e.message) from None
+            raise
+
     async def append_internal(self, topic: str, index: int, batch: bytes | bytearray) -> int:
         """Append a batch the broker built itself (group offsets) and wait until it is committed; returns its
         base offset."""
@@ -349,6 +360,23 @@ class ReplicaManager:
     def read(self, replica: Replica, offset: int, max_bytes: int) -> list:
         """A consumer's read: whole batches from `offset`, none at or beyond the high watermark."""
         return replica.log.read(offset, max_bytes, max_offset=replica.state.high_watermark)
+
+    def last_stable_offset(self, replica: Replica) -> int:
+        """The high watermark, or the first offset of the oldest transaction still open below it: what a
+        read_committed consumer may read up to."""
+        unstable = replica.log.first_unstable_offset()
+        high_watermark = replica.state.high_watermark
+        return high_watermark if unstable is None else min(unstable, high_watermark)
+
+    def read_committed(self, replica: Replica, offset: int, max_bytes: int) -> tuple[list, list]:
+        """A read_committed consumer's read: whole batches from `offset` below the last stable offset, and the
+        aborted transactions (producer id, first offset) that overlap what is returned."""
+        lso = self.last_stable_offset(replica)
+        chunks = replica.log.read(offset, max_bytes, max_offset=lso)
+        if not chunks:
+            return [], []
+        end = _next_offset_after(chunks)
+        return chunks, [(a.producer_id, a.first_offset) for a in replica.log.aborted_transactions(offset, end)]
 
     def data_after(self, replica: Replica, offset: int):
         """A future done once a consumer at `offset` has something to read (the high watermark passed it)."""
@@ -370,6 +398,15 @@ class ReplicaManager:
                 await self.fsync_threads.run(replica.log.flush)
             elif not replica.flusher.busy:
                 replica.flusher.request()
+
+
+def _next_offset_after(chunks: list) -> int:
+    """The offset after the last batch in `chunks` (whole v2 batches)."""
+    last = chunks[-1]
+    end = 0
+    for batch in iter_batches(last):
+        end = batch.next_offset
+    return end
 
 
 def _epoch_start(replica: Replica) -> int:

@@ -499,10 +499,11 @@ async def test_init_producer_id_after_an_error_gives_a_new_id(running):
 
 
 @pytest.mark.parametrize("version", [0, 4])
-async def test_init_producer_id_refuses_transactions(running, version):
-    resp = await running.call("InitProducerId", version, init_pid_request("txn-1"))
-    assert (resp["error_code"], resp["producer_id"], resp["producer_epoch"]) == (
-        ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1, -1)
+async def test_init_producer_id_with_a_transactional_id_bumps_its_epoch(running, version):
+    first = await running.call("InitProducerId", version, init_pid_request("txn-1"))
+    again = await running.call("InitProducerId", version, init_pid_request("txn-1"))
+    assert (first["error_code"], first["producer_epoch"]) == (0, 0) and first["producer_id"] >= 0
+    assert (again["error_code"], again["producer_id"], again["producer_epoch"]) == (0, first["producer_id"], 1)
     resp = await running.call("InitProducerId", version, init_pid_request(""))
     assert resp["error_code"] == ErrorCode.INVALID_REQUEST
 

@@ -152,7 +152,7 @@ def test_expiry_window_comes_from_the_config():
     assert not produce(log, 0, b"a").duplicate
 
 
-def test_snapshot_v2_round_trip_keeps_timestamps():
+def test_snapshot_round_trip_keeps_timestamps():
     fs = FaultyFileSystem()
     clock = Clock(T0)
     log = open_log(fs, clock=clock)
@@ -162,7 +162,7 @@ def test_snapshot_v2_round_trip_keeps_timestamps():
     produce(log, 1, b"c", pid=PID + 1)
     log.checkpoint()
     data = fs.read_file(f"{DIR}/{3:020d}.snapshot")
-    assert struct.unpack_from(">4sH", data) == (b"KLPS", 2)
+    assert struct.unpack_from(">4sH", data) == (b"KLPS", 3)
     offset, table = ProducerStateTable.decode(data)
     assert offset == 3
     assert {pid: e.last_timestamp for pid, e in table.producers.items()} == {PID: T0, PID + 1: T0 + 5}

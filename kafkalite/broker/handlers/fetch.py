@@ -6,6 +6,10 @@ requested partition passes its fetch offset (replication/watermark.py), or max_w
 last_fetched_epoch that the leader's log does not have at that offset gets `diverging_epoch`, where the
 follower truncates. A current_leader_epoch older than the leader's is FENCED_LEADER_EPOCH, a newer one
 UNKNOWN_LEADER_EPOCH, as in Kafka.
+
+isolation_level 1 (read_committed): only batches below the last stable offset (the high watermark, or the first
+offset of the oldest open transaction), with the aborted transactions that overlap them, so the consumer drops
+their records; the long poll then waits for the next append (a marker moves the last stable offset).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def read_partitions(replicas, request, follower: int) -> tuple[list, int, list]:
     total = 0
     topics = []
     served = []
+    committed_only = follower < 0 and request.get("isolation_level", 0) == 1
     for topic in request["topics"]:
         name = topic["topic"]
         partitions = []
@@ -69,15 +74,26 @@ def read_partitions(replicas, request, follower: int) -> tuple[list, int, list]:
                     total += 1  # answer at once: the follower must truncate before it fetches more
                     continue
                 replicas.follower_fetched(replica, follower, part["fetch_offset"])
-            resp["high_watermark"] = resp["last_stable_offset"] = replica.state.high_watermark
+            resp["high_watermark"] = replica.state.high_watermark
+            resp["last_stable_offset"] = lso = replicas.last_stable_offset(replica)
             resp["log_start_offset"] = plog.log_start_offset
-            served.append((replica, part["fetch_offset"]))
+            if committed_only:
+                resp["aborted_transactions"] = []
+                # below the high watermark but not yet stable: wait for the next append, not the fetch offset
+                served.append((replica, max(part["fetch_offset"], replica.state.high_watermark)
+                               if part["fetch_offset"] >= lso else part["fetch_offset"]))
+            else:
+                served.append((replica, part["fetch_offset"]))
             if budget <= 0 and total > 0:
                 continue  # the response is full; the first batch found is always sent
             limit = min(part["partition_max_bytes"], max(budget, 1))
             try:
                 if follower >= 0:
                     chunks = replicas.read_for_follower(replica, part["fetch_offset"], limit)
+                elif committed_only:
+                    chunks, aborted = replicas.read_committed(replica, part["fetch_offset"], limit)
+                    resp["aborted_transactions"] = [{"producer_id": pid, "first_offset": first}
+                                                    for pid, first in aborted]
                 else:
                     chunks = replicas.read(replica, part["fetch_offset"], limit)
             except LogError as e:

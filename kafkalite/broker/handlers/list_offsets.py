@@ -1,4 +1,7 @@
-"""ListOffsets (key 2): versions 1-7. Earliest (-2), latest (-1), max timestamp (-3), or by timestamp."""
+"""ListOffsets (key 2): versions 1-7. Earliest (-2), latest (-1), max timestamp (-3), or by timestamp.
+
+With isolation_level 1 (read_committed, v2+) latest is the last stable offset, and a timestamp search never finds
+a record at or above it, as in Kafka."""
 
 from kafkalite.broker.errors import error_code_for
 from kafkalite.broker.registry import handler
@@ -9,11 +12,12 @@ from kafkalite.replication.replica_manager import NotServed
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 
 
-def lookup(replica, timestamp: int) -> tuple[int, int]:
+def lookup(replica, timestamp: int, limit: int | None = None) -> tuple[int, int]:
     """(timestamp, offset) as ListOffsets reports them; (-1, -1) when no record qualifies. Only committed
-    records count: latest is the high watermark, and a timestamp search never finds a record above it."""
+    records count: latest is the high watermark (or `limit`, the last stable offset for read_committed), and a
+    timestamp search never finds a record above it."""
     plog = replica.log
-    high_watermark = replica.state.high_watermark
+    high_watermark = replica.state.high_watermark if limit is None else limit
     if timestamp == LATEST:
         return -1, high_watermark
     if timestamp == EARLIEST:
@@ -47,7 +51,8 @@ async def handle(ctx, request):
                 resp["error_code"] = ErrorCode.UNSUPPORTED_VERSION
                 continue
             try:
-                resp["timestamp"], resp["offset"] = lookup(replica, part["timestamp"])
+                limit = replicas.last_stable_offset(replica) if request.get("isolation_level", 0) == 1 else None
+                resp["timestamp"], resp["offset"] = lookup(replica, part["timestamp"], limit)
                 if resp["offset"] >= 0:  # as Kafka: -1 when no offset matches
                     resp["leader_epoch"] = replica.leader_epoch
             except (LogError, OSError) as e:

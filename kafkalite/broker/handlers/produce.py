@@ -11,6 +11,7 @@ from kafkalite.log.errors import LogError
 from kafkalite.protocol import record_batch
 from kafkalite.protocol.errors import DecodeError, ErrorCode
 from kafkalite.replication.replica_manager import NotServed
+from kafkalite.txn import TRANSACTION_STATE_TOPIC
 
 
 def validate(records) -> record_batch.RecordBatch:
@@ -67,7 +68,7 @@ async def handle(ctx, request):
             if acks not in (-1, 0, 1):
                 resp["error_code"] = ErrorCode.INVALID_REQUIRED_ACKS
                 continue
-            if name == OFFSETS_TOPIC:
+            if name in (OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC):
                 resp["error_code"] = ErrorCode.INVALID_TOPIC_EXCEPTION
                 resp["error_message"] = "clients may not write to an internal topic"
                 continue

@@ -1,0 +1,21 @@
+"""AddOffsetsToTxn (key 25): versions 0-4, flexible from 3. Layout from Kafka's AddOffsetsToTxnRequest/Response."""
+
+from kafkalite.protocol.schema import ApiSchema, F
+
+API = ApiSchema(
+    key=25,
+    name="AddOffsetsToTxn",
+    min_version=0,
+    max_version=4,
+    flexible=3,
+    request=(
+        F("transactional_id", "string"),
+        F("producer_id", "int64"),
+        F("producer_epoch", "int16"),
+        F("group_id", "string"),
+    ),
+    response=(
+        F("throttle_time_ms", "int32"),
+        F("error_code", "int16"),
+    ),
+)
