@@ -50,8 +50,10 @@ class Cluster:
         return ",".join(b.bootstrap for b in self.brokers.values() if b.proc and b.proc.poll() is None)
 
     def stop(self) -> None:
-        for broker in self.brokers.values():
+        for node, broker in self.brokers.items():
             broker.kill()
+            with open(os.path.join(self.workdir, f"broker-{node}.out"), "w") as f:  # kept for a failure's post-mortem
+                f.write(self.output(node))
         self.etcd.stop()
 
     def output(self, node: int) -> str:

@@ -241,11 +241,13 @@ def test_expired_producers_do_not_come_back_after_a_restart(restart):
 def test_replayed_batches_count_as_appended_at_load_time_whatever_their_timestamps():
     fs = FaultyFileSystem()
     clock = Clock(T0 + DAY)
-    log = open_log(fs, clock=clock)
+    # Any timestamp is accepted (Kafka 4 refuses ones more than an hour ahead by default).
+    config = LogConfig.from_configs({"message.timestamp.after.max.ms": str(2**63 - 1)})
+    log = open_log(fs, config, clock=clock)
     log.append(batch(b"old", pid=PID, epoch=0, seq=0, ts=T0 - 1))  # producer clock more than a window behind
     log.append(batch(b"future", pid=PID + 1, epoch=0, seq=0, ts=T0 + 10 * DAY))
     fs.restart(lose_unsynced="none")  # no snapshot: rebuilt from the batch headers
-    log = open_log(fs, clock=clock)
+    log = open_log(fs, config, clock=clock)
     # A retry after the crash is deduplicated even for the producer whose timestamps are old.
     assert produce(log, 0, b"old").duplicate
     assert produce(log, 0, b"future", pid=PID + 1).duplicate
