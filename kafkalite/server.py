@@ -325,7 +325,10 @@ class Server:
         """Stop accepting, let requests in flight finish and their responses go out (for at most `grace`
         seconds), close the connections, then flush and mark a clean shutdown. In cluster mode leadership moves
         to other replicas first (controlled shutdown), while this broker still serves its followers."""
+        started = time.monotonic()
         await self.broker.controlled_shutdown()
+        if self.broker.member is not None:
+            log.info("controlled shutdown: leadership handed over in %.1f s", time.monotonic() - started)
         if self._server is not None:
             self._server.close()
         if self._idle_task is not None:
@@ -339,6 +342,7 @@ class Server:
                 log.warning("%d connection(s) still busy after %.0f s; closing them anyway", len(busy), grace)
         for conn in list(self.connections):
             conn.close("broker shutting down", flush=True)
+        log.info("connections closed after %.1f s; closing the logs", time.monotonic() - started)
         await self.broker.stop()
         self.data_dir_lock.release()  # only once everything is flushed and closed
         self.stopped.set()

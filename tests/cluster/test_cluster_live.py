@@ -202,7 +202,7 @@ def test_sigterm_moves_leadership_away_before_the_broker_stops(cluster):
     thread.start()
     try:
         wait_until(lambda: len(acked) > 200, 30, "the first acknowledgements")
-        assert cluster.brokers[victim].stop() == 0
+        assert cluster.brokers[victim].stop(timeout=40) == 0  # controlled shutdown, then a clean stop
         leaders = {p.leader for p in partitions_of(cluster, topic).values()}
         assert victim not in leaders
         time.sleep(1)
