@@ -150,7 +150,11 @@ class FollowerFetcher:
             return False
         diverging = part["diverging_epoch"]
         if diverging["epoch"] >= 0 or diverging["end_offset"] >= 0:
-            end = min(diverging["end_offset"], plog.log_end_offset)
+            # As Kafka's follower: cut where the leader's epoch ends, or earlier where our own copy of that epoch
+            # ends (a later epoch of ours that the leader never had starts there, even below the leader's end).
+            own_epoch, own_end = plog.epoch_end_offset(diverging["epoch"])
+            end = diverging["end_offset"] if own_epoch < 0 else min(diverging["end_offset"], own_end)
+            end = min(end, plog.log_end_offset)
             log.info("%s-%d: diverges from the leader at epoch %d; truncating to %d", replica.topic, replica.index,
                      diverging["epoch"], end)
             plog.truncate_to(end)

@@ -129,3 +129,29 @@ async def test_acks_all_below_min_insync_replicas_is_refused_before_anything_is_
     _, result = await manager.append("t", 0, memoryview(bytearray(build_batch([(None, b"a")]))), 1)  # acks=1 goes
     assert result.base_offset == 0
     logs.close()
+
+
+async def test_a_follower_cuts_an_epoch_the_leader_never_had_even_below_the_leaders_end(tmp_path):
+    """The follower led briefly at epoch 2 and wrote records the new leader (epoch 3) never got; the leader's
+    answer says epoch 0 ends at 2, which is not below the follower's log end. The follower must still cut its own
+    epoch-2 records (from where its epoch 0 ends), or it would be told the same thing on every fetch."""
+    import types
+
+    from kafkalite.metadata.image import BrokerInfo
+    from kafkalite.replication.fetcher import FollowerFetcher
+
+    logs = LogManager(str(tmp_path))
+    logs.open()
+    logs.create_topic("t", 1, {"kafkalite.durability": "interval"})
+    plog = logs.partition("t", 0)
+    plog.append(bytearray(build_batch([(None, b"a")])), leader_epoch=0)
+    plog.assign_leader_epoch(2)
+    plog.append(bytearray(build_batch([(None, b"b")])), leader_epoch=2)  # offset 1, at epoch 2
+    assert plog.leader_epochs == ((0, 0), (2, 1)) and plog.log_end_offset == 2
+    manager = types.SimpleNamespace(node_id=1, follower_progressed=lambda replica, hw: None)
+    replica = types.SimpleNamespace(topic="t", index=0, log=plog)
+    fetcher = FollowerFetcher(manager, BrokerInfo(9, "127.0.0.1", 1))
+    answer = {"error_code": 0, "high_watermark": 1, "records": b"", "diverging_epoch": {"epoch": 0, "end_offset": 2}}
+    fetcher._take(replica, answer)
+    assert plog.log_end_offset == 1 and plog.latest_epoch == 0, "kept records of an epoch the leader never had"
+    logs.close()
