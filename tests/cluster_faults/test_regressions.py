@@ -1,0 +1,75 @@
+"""Regression tests for the bugs the cluster fault harness found, each small enough to run in a second."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from kafkalite.log.manager import LogManager
+from kafkalite.metadata.image import BrokerInfo, MetadataDelta, MetadataImage, PartitionInfo, TopicImage
+from kafkalite.protocol.record_batch import build_batch
+from kafkalite.replication.durability import FsyncThreads
+from kafkalite.replication.housekeeping import Housekeeping
+from kafkalite.replication.replica_manager import ReplicaManager
+
+
+class RecordingIsrWriter:
+    def __init__(self):
+        self.proposed: list[tuple[int, ...]] = []
+
+    async def change_isr(self, topic, index, leader_epoch, isr):
+        self.proposed.append(isr)
+        return False
+
+
+def leader_of_t0(tmp_path, live: tuple[int, ...]):
+    logs = LogManager(str(tmp_path))
+    logs.open()
+    logs.create_topic("t", 1, {"kafkalite.durability": "interval"})
+    writer = RecordingIsrWriter()
+    fsync_threads = FsyncThreads(count=1)
+    manager = ReplicaManager(1, logs, Housekeeping(lambda: [], lambda: 0), fsync_threads, lambda: 0,
+                             isr_writer=writer)
+    partition = PartitionInfo(replicas=(1, 2, 3), leader=1, leader_epoch=0, isr=(1, 2))
+    image = MetadataImage().apply(MetadataDelta(
+        topics={"t": TopicImage("t", uuid.uuid4(), (partition,))},
+        brokers={n: BrokerInfo(n, f"127.0.0.{10 + n}", 9092) for n in live}))
+    manager.apply_image(image)
+    return manager, writer, logs, fsync_threads
+
+
+@pytest.mark.timeout(30)
+async def test_a_follower_that_is_not_a_live_broker_is_not_proposed_for_the_isr(tmp_path):
+    """Found by the SIGSTOP fault: a broker that lost its lease (no brokers/<id> key any more) kept fetching, so
+    the leader proposed it for the ISR, the controller took it out again as not live, and round it went: 135 ISR
+    writes per partition in 30 s. Kafka refuses such a replica (KIP-841: only registered, unfenced brokers join
+    the ISR); so does the leader now."""
+    manager, writer, logs, fsync_threads = leader_of_t0(tmp_path, live=(1, 2))
+    try:
+        replica, _ = await manager.append("t", 0, memoryview(bytearray(build_batch([(None, b"v")]))))
+        manager.follower_fetched(replica, 2, replica.log.log_end_offset)
+        manager.follower_fetched(replica, 3, replica.log.log_end_offset)  # caught up, but not a live broker
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert all(3 not in isr for isr in writer.proposed), writer.proposed
+    finally:
+        logs.close()
+        fsync_threads.stop()
+
+
+@pytest.mark.timeout(30)
+async def test_a_caught_up_live_follower_is_proposed_for_the_isr(tmp_path):
+    """The other side of the test above: a live broker that caught up is proposed (so that test can fail)."""
+    manager, writer, logs, fsync_threads = leader_of_t0(tmp_path, live=(1, 2, 3))
+    try:
+        replica, _ = await manager.append("t", 0, memoryview(bytearray(build_batch([(None, b"v")]))))
+        manager.follower_fetched(replica, 2, replica.log.log_end_offset)
+        manager.follower_fetched(replica, 3, replica.log.log_end_offset)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert writer.proposed == [(1, 2, 3)]
+    finally:
+        logs.close()
+        fsync_threads.stop()
