@@ -292,7 +292,9 @@ class ReplicaManager:
         self._update_high_watermark(replica)
         if replica.isr_change_pending or self.isr_writer is None:
             return
-        joining = replica.state.followers_to_add()
+        # Only registered brokers join (Kafka's KIP-841): one that lost its lease may still fetch, and the
+        # controller would take it out again at once, round and round.
+        joining = [r for r in replica.state.followers_to_add() if r in self.image.brokers]
         if joining and fetch_offset >= _epoch_start(replica):
             self._propose_isr(replica, tuple(r for r in replica.state.replicas
                                               if r in set(replica.state.isr) | set(joining)))
