@@ -137,8 +137,8 @@ class Node:
             self.proc.wait(10)
         self.stopped = False
 
-    def terminate(self, timeout: float = 30.0) -> int:
-        """SIGTERM: controlled shutdown."""
+    def terminate(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM: controlled shutdown. None if the broker did not stop within `timeout` (then it is killed)."""
         if not self.alive():
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(signal.SIGTERM)
@@ -146,7 +146,7 @@ class Node:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise CheckFailed(f"broker {self.node_id} did not stop on SIGTERM:\n{self.tail()}")
+            return None
 
     def sigstop(self) -> None:
         self.proc.send_signal(signal.SIGSTOP)
@@ -224,6 +224,18 @@ class FaultCluster:
         for node in self.nodes.values():
             node.kill()
         self.etcd.stop()
+
+    def restore(self) -> None:
+        """After a fault that failed half-way: heal the network, resume, restart what is down."""
+        self.firewall.heal()
+        if self.etcd.proc is None or self.etcd.proc.poll() is not None:
+            self.etcd.start()
+        for node in self.nodes.values():
+            if node.stopped:
+                node.sigcont()
+            if not node.alive():
+                node.start()
+        self.suspect.clear()
 
     @property
     def bootstrap(self) -> str:
@@ -845,7 +857,10 @@ def rolling_restart(cluster: FaultCluster, workload: Workload, rng: random.Rando
     errors_before = len(workload.ledger.errors)
     for node in cluster.nodes.values():
         code = node.terminate()
-        if code != 0:
+        if code is None:
+            result.failures.append(f"broker {node.node_id} did not stop within 30 s of SIGTERM (killed; its log: "
+                                   f"{node.log_path})")
+        elif code != 0:
             result.failures.append(f"broker {node.node_id} exited with {code} on SIGTERM")
         node.start()
         cluster.wait_healthy(topic)
@@ -974,6 +989,7 @@ class RunReport:
     verdict: Verdict
     results: list[FaultResult]
     seconds: float
+    workload: Workload
 
     def figures(self) -> dict:
         recovery = sorted(r for res in self.results for r in res.recovery_s)
@@ -1022,16 +1038,18 @@ def run_fault(cluster: FaultCluster, fault: str, *, repeats: int = 1, partitions
                 f"after {[round(r, 2) for r in result.recovery_s]} s, {result.measured}"
                 + (f", FAILURES {result.failures}" if result.failures else ""))
             workload.wait_acks(100)
-    finally:
-        workload.stop()
-        cluster.firewall.heal()
+    except Exception:
+        workload.stop(flush_timeout=10)
+        cluster.restore()
+        raise
+    workload.stop()
     cluster.wait_healthy(topic)
     windows = [w for r in results for w in r.fenced_windows]
     verdict = check(cluster, workload, fenced_windows=windows, allow_loss=(acks != "all"),
                     allow_duplicates=(acks != "all"))
     if workload.fatal:
         results.append(FaultResult("producer", started, failures=[f"fatal: {f}" for f in workload.fatal[:3]]))
-    report = RunReport(fault, repeats, acks, verdict, results, time.monotonic() - started)
+    report = RunReport(fault, repeats, acks, verdict, results, time.monotonic() - started, workload)
     log(f"{fault} x{repeats} acks={acks}: {verdict.summary()}")
     for example in verdict.examples[:10]:
         log(f"  {example}")
