@@ -77,6 +77,8 @@ def main() -> int:
             fig["ok"] = report.ok
             fig["fault"] = name
             figures.append(fig)
+            for bug in fig["known_bugs"]:
+                failures.append(f"{name}: known bug: {bug}")
             if not report.ok:
                 failures.append(f"{name}: {report.verdict.summary()} {fig['failures']}\n  "
                                 + "\n  ".join(report.verdict.examples[:10]))

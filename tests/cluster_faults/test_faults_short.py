@@ -44,6 +44,14 @@ def passes(report: harness.RunReport) -> harness.RunReport:
     return report
 
 
+def known_bugs(report: harness.RunReport) -> None:
+    """After the safety checks passed: a bug the harness found and the report names, shown as xfail (it passes
+    once fixed: then drop this call)."""
+    bugs = report.figures()["known_bugs"]
+    if bugs:
+        pytest.xfail("; ".join(bugs))
+
+
 def test_kill_minus_nine_of_the_leader_three_times(cluster):
     report = passes(harness.run_fault(cluster, "kill-leader", repeats=3, seed=1))
     recovery = [r for res in report.results for r in res.recovery_s]
@@ -58,6 +66,7 @@ def test_sigstop_of_a_leader_past_its_lease(cluster):
     report = passes(harness.run_fault(cluster, "sigstop-leader", seed=2))
     answers = report.results[0].measured["produce_after_resume"]
     assert answers and all(code == harness.NOT_LEADER_OR_FOLLOWER for code in answers.values()), answers
+    known_bugs(report)
 
 
 def test_kill_minus_nine_of_the_group_coordinator(cluster):
@@ -69,12 +78,13 @@ def test_rolling_sigterm_restart_of_every_broker(cluster):
 
 
 def test_etcd_stopped_and_restarted(cluster):
-    passes(harness.run_fault(cluster, "etcd-restart"))
+    known_bugs(passes(harness.run_fault(cluster, "etcd-restart")))
 
 
 def test_leader_isolated_from_brokers_and_etcd(cluster, root_with_nft):
     report = passes(harness.run_fault(cluster, "isolate-leader", seed=3))
     assert all(code != 0 for code in report.results[0].measured["produce_to_cut_broker"].values())
+    known_bugs(report)
 
 
 def test_follower_isolated(cluster, root_with_nft):
@@ -82,7 +92,9 @@ def test_follower_isolated(cluster, root_with_nft):
 
 
 def test_leader_cut_from_etcd_only(cluster, root_with_nft):
-    passes(harness.run_fault(cluster, "cut-from-etcd", seed=5))
+    report = passes(harness.run_fault(cluster, "cut-from-etcd", seed=5))
+    assert all(code != 0 for code in report.results[0].measured["produce_to_cut_broker"].values())
+    known_bugs(report)
 
 
 def test_acks_1_losses_are_counted_not_hidden(cluster):
