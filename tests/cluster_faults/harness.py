@@ -257,7 +257,15 @@ class FaultCluster:
         return self._admins[node]
 
     def metadata(self, topic: str | None = None, timeout: float = 5):
-        return self.admin().list_topics(topic, timeout=timeout)
+        """The cluster's metadata, asked again for up to `timeout` while a restarted broker's connection breaks."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.admin().list_topics(topic, timeout=max(0.5, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - the transport broke under the client (a restart); again
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
 
     def partitions(self, topic: str) -> dict:
         """{partition: (leader, replicas, isr)} as the cluster's metadata says."""
@@ -903,7 +911,17 @@ def etcd_restart(cluster: FaultCluster, workload: Workload, rng: random.Random, 
     lost, and everything resumes."""
     topic = workload.topic
     result = FaultResult("etcd stopped and restarted", time.monotonic(), affected=list(range(workload.partitions)))
+    led = {n: _led_by(cluster, topic, n) for n in cluster.nodes}
     cluster.etcd.stop()
+    # CLUSTER.md: a broker cut off from etcd fences itself within one TTL, so no acks=all write completes then.
+    wait_until(lambda: time.monotonic() > result.started + TTL_MS / 1000 + 1, hold + 5, "a lease TTL and a second")
+    answers = {n: {p: _probe_produce(cluster.nodes[n], topic, p, f"no-etcd-{n}-{p}".encode()) for p in parts}
+               for n, parts in led.items()}
+    result.measured["produce_without_etcd"] = answers
+    accepted = [(n, p) for n, parts in answers.items() for p, code in parts.items() if code == 0]
+    if accepted:
+        result.failures.append(f"(broker, partition) {accepted} acknowledged acks=all writes more than a lease TTL "
+                               f"after etcd stopped")
     wait_until(lambda: time.monotonic() > result.started + hold, hold + 5, "the etcd outage")
     result.measured["acks_during_outage"] = len(workload.acks_between(result.started, time.monotonic()))
     restarted = time.monotonic()

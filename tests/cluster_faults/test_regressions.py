@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import uuid
 
 import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402,F401 - puts tests/ and tests/cluster on the path
+
+
 
 from kafkalite.log.manager import LogManager
 from kafkalite.metadata.image import BrokerInfo, MetadataDelta, MetadataImage, PartitionInfo, TopicImage
@@ -73,3 +80,34 @@ async def test_a_caught_up_live_follower_is_proposed_for_the_isr(tmp_path):
     finally:
         logs.close()
         fsync_threads.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_revoking_a_lease_that_is_gone_is_lease_expired_not_a_client_error(tmp_path):
+    """Found by the etcd restart fault: a broker whose registration was refused (its old lease still held its key
+    after a kill -9) revoked its new lease, then revoked it again on the way out; etcd's "requested lease not
+    found" escaped the adapter as aetcd's ClientError, past BrokerSession.leave, and the broker died with a
+    traceback instead of its one-line RegistrationError."""
+    import shutil
+
+    from brokerproc import missing
+
+    if shutil.which("etcd") is None:
+        missing("etcd is not installed (Debian package etcd-server)")
+    from etcdproc import EtcdProcess
+
+    from kafkalite.cluster.etcd import EtcdStore
+    from kafkalite.cluster.store import LeaseExpired
+
+    etcd = EtcdProcess(str(tmp_path / "etcd")).start()
+    try:
+        store = EtcdStore([("127.0.0.1", etcd.client_port)])
+        lease = await store.grant_lease(3000)
+        await store.revoke_lease(lease)
+        with pytest.raises(LeaseExpired):
+            await store.revoke_lease(lease)
+        with pytest.raises(LeaseExpired):
+            await store.keep_alive(lease)
+        await store.close()
+    finally:
+        etcd.stop()
