@@ -125,8 +125,7 @@ class EtcdStore:
         try:
             return await self._call(run, idempotent=False)  # never blindly: it may have been applied
         except aetcd.ClientError as e:
-            if "lease not found" in str(e):
-                raise LeaseExpired(str(e)) from None
+            _raise_if_lease_gone(e)
             raise
 
     # ------------------------------------------------------------------ leases
@@ -136,12 +135,20 @@ class EtcdStore:
         return lease.id
 
     async def keep_alive(self, lease: int) -> None:
-        reply = await self._call(lambda c: c.refresh_lease(lease))
+        try:
+            reply = await self._call(lambda c: c.refresh_lease(lease))
+        except aetcd.ClientError as e:
+            _raise_if_lease_gone(e)
+            raise
         if reply is None or reply.TTL <= 0:
             raise LeaseExpired(f"lease {lease:x} is gone")
 
     async def revoke_lease(self, lease: int) -> None:
-        await self._call(lambda c: c.revoke_lease(lease))
+        try:
+            await self._call(lambda c: c.revoke_lease(lease))
+        except aetcd.ClientError as e:
+            _raise_if_lease_gone(e)
+            raise
 
     # ------------------------------------------------------------------ watches
 
@@ -162,6 +169,12 @@ class EtcdStore:
                 log.warning("etcd watch of %s broke at revision %d: %s; resuming", prefix, next_revision, e)
                 await self._rotate()
                 await asyncio.sleep(0.2)  # back off before the next member (a retry pace, not a wait for an event)
+
+
+def _raise_if_lease_gone(error: aetcd.ClientError) -> None:
+    """etcd's "requested lease not found" is the store's LeaseExpired, whichever call met it."""
+    if "lease not found" in str(error):
+        raise LeaseExpired(str(error)) from None
 
 
 def _kv(kv) -> KeyValue:
