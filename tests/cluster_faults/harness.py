@@ -129,6 +129,18 @@ class Node:
         wait_until(listening, timeout, f"broker {self.node_id} to listen", interval=0.05)
         return self
 
+    def start_when_registration_expired(self) -> "Node":
+        """Start; while the lease of the previous incarnation still holds brokers/<id> (up to a TTL after a kill
+        -9) the broker refuses to start, so try again until it is gone."""
+        deadline = time.monotonic() + 3 * TTL_MS / 1000
+        while True:
+            try:
+                return self.start()
+            except CheckFailed as e:
+                if "already registered" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
     def kill(self) -> None:
         """kill -9 (a stopped process too)."""
         if self.alive():
@@ -236,8 +248,9 @@ class FaultCluster:
                 node.sigcont()
             if hard:
                 node.kill()
+        for node in self.nodes.values():
             if not node.alive():
-                node.start()
+                node.start_when_registration_expired()
         self.suspect.clear()
 
     @property
@@ -784,7 +797,7 @@ def kill_leader(cluster: FaultCluster, workload: Workload, rng: random.Random) -
     cluster.nodes[victim].kill()
     result.measured["new_leader_s"] = _new_leaders(cluster, topic, affected, victim)
     _measure_recovery(result, workload)
-    cluster.nodes[victim].start()
+    cluster.nodes[victim].start_when_registration_expired()
     result.measured["back_in_isr_s"] = cluster.wait_healthy(topic)
     result.ended = time.monotonic()
     return result
@@ -809,7 +822,7 @@ def kill_controller(cluster: FaultCluster, workload: Workload, rng: random.Rando
         result.failures.append(f"a new controller took {result.measured['new_controller_s']:.1f} s (goal 4 s)")
     _new_leaders(cluster, topic, affected, victim)
     _measure_recovery(result, workload)
-    cluster.nodes[victim].start()
+    cluster.nodes[victim].start_when_registration_expired()
     cluster.wait_healthy(topic)
     result.ended = time.monotonic()
     return result
@@ -857,7 +870,7 @@ def sigstop_leader(cluster: FaultCluster, workload: Workload, rng: random.Random
         result.known_bugs.append(f"broker {victim} did not rejoin the cluster within {REJOIN_S} s of SIGCONT "
                                  f"(its lease was lost and it never registers again); restarted it")
         node.kill()
-        node.start()
+        node.start_when_registration_expired()
         cluster.wait_healthy(topic)
     cluster.suspect.discard(victim)
     result.ended = time.monotonic()
@@ -878,7 +891,7 @@ def kill_coordinator(cluster: FaultCluster, workload: Workload, rng: random.Rand
     _new_leaders(cluster, topic, affected, victim)
     _measure_recovery(result, workload)
     wait_until(lambda: workload.consumed > consumed + 100, 60, "the group to consume again")
-    cluster.nodes[victim].start()
+    cluster.nodes[victim].start_when_registration_expired()
     cluster.wait_healthy(topic)
     result.ended = time.monotonic()
     return result
@@ -896,7 +909,7 @@ def rolling_restart(cluster: FaultCluster, workload: Workload, rng: random.Rando
                                    f"{node.log_path})")
         elif code != 0:
             result.failures.append(f"broker {node.node_id} exited with {code} on SIGTERM")
-        node.start()
+        node.start_when_registration_expired()
         cluster.wait_healthy(topic)
         workload.wait_acks(100)
     errors = workload.ledger.errors[errors_before:]
@@ -995,7 +1008,7 @@ def _partition_fault(name: str, cluster: FaultCluster, workload: Workload, victi
         result.known_bugs.append(f"broker {victim} did not rejoin the cluster within {REJOIN_S} s of healing "
                                  f"(its lease was lost and it never registers again); restarted it")
         cluster.nodes[victim].kill()
-        cluster.nodes[victim].start()
+        cluster.nodes[victim].start_when_registration_expired()
         result.measured["back_in_isr_s"] = cluster.wait_healthy(topic)
     if result.measured["back_in_isr_s"] > 5 and not result.known_bugs:
         result.failures.append(f"broker {victim} took {result.measured['back_in_isr_s']:.1f} s after healing to "
