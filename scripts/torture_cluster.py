@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "cluster_faults"))
 
 import harness  # noqa: E402
 
-ALL = list(harness.FAULTS) + ["acks1"]
+# etcd-restart last: when it goes wrong (see the report of issue 16) every broker has to be restarted.
+ALL = [f for f in harness.FAULTS if f != "etcd-restart"] + ["acks1", "etcd-restart"]
 
 
 def row(fig: dict) -> str:
@@ -43,6 +44,7 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
     parser.add_argument("--kills", type=int, default=3, help="leader kills in the kill-leader run")
     parser.add_argument("--repeat", type=int, default=1, help="repeats of every other fault")
+    parser.add_argument("--acks1-kills", type=int, default=3, help="leader kills in the acks=1 run")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (broker logs, data)")
@@ -65,7 +67,7 @@ def main() -> int:
     try:
         for i, name in enumerate(chosen):
             fault, acks = ("kill-leader", "1") if name == "acks1" else (name, "all")
-            repeats = args.kills if fault == "kill-leader" else args.repeat
+            repeats = args.acks1_kills if name == "acks1" else args.kills if fault == "kill-leader" else args.repeat
             try:
                 report = harness.run_fault(cluster, fault, repeats=repeats, acks=acks, seed=seed + i)
             except Exception as e:  # noqa: BLE001 - a failed fault is reported, the others still run
