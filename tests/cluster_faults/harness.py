@@ -116,7 +116,9 @@ class Node:
             out.write(f"==== start at {time.time():.3f}\n")
             out.flush()
             offset = out.tell()
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, group=self.gid)
+            # PYTHONFAULTHANDLER: a broker that hangs is sent SIGABRT, which writes every thread's stack to its log.
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, group=self.gid,
+                                         env={**os.environ, "PYTHONFAULTHANDLER": "1"})
         self.stopped = False
 
         def listening() -> bool:
@@ -157,7 +159,11 @@ class Node:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
+            self.proc.send_signal(signal.SIGABRT)  # its threads' stacks into the log, then it dies
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
             return None
 
     def sigstop(self) -> None:
