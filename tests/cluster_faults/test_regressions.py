@@ -111,3 +111,58 @@ async def test_revoking_a_lease_that_is_gone_is_lease_expired_not_a_client_error
         await store.close()
     finally:
         etcd.stop()
+
+
+class _FakeWatch:
+    def __init__(self, events):
+        self.events = events
+
+    def __aiter__(self):
+        return self._iterate()
+
+    async def _iterate(self):
+        for event in self.events:
+            yield event
+
+    async def cancel(self):
+        pass
+
+
+class _FakeEtcdClient:
+    """Creating a watch times out once (etcd restarting), then works."""
+
+    def __init__(self, aetcd):
+        self.aetcd, self.attempts = aetcd, 0
+
+    async def watch_prefix(self, prefix, start_revision):
+        self.attempts += 1
+        if self.attempts == 1:
+            raise self.aetcd.WatchTimeoutError()
+        from types import SimpleNamespace
+
+        kv = SimpleNamespace(key=prefix + b"k", value=b"v", mod_revision=start_revision, create_revision=start_revision)
+        return _FakeWatch([SimpleNamespace(kind="PUT", kv=kv)])
+
+    async def close(self):
+        pass
+
+
+@pytest.mark.timeout(30)
+async def test_a_watch_whose_creation_times_out_is_resumed_not_ended():
+    """Found by the etcd restart fault: while etcd restarts, creating the watch can time out (aetcd's
+    WatchTimeoutError). It escaped EtcdStore.watch_prefix, the metadata-watch task of every broker that met it
+    died silently, and their metadata froze for good: no controller was elected again, no topic could be made."""
+    aetcd = pytest.importorskip("aetcd")
+    from kafkalite.cluster.etcd import EtcdStore
+
+    store = EtcdStore([("127.0.0.1", 1)])
+    fake = _FakeEtcdClient(aetcd)
+
+    async def connected():
+        return fake
+
+    store._connected = connected
+    events = store.watch_prefix("p/", 7)
+    event = await asyncio.wait_for(events.__anext__(), 10)
+    await events.aclose()
+    assert (event.kind, event.key, event.revision) == ("put", "p/k", 7) and fake.attempts == 2
