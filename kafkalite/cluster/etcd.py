@@ -165,8 +165,10 @@ class EtcdStore:
                         next_revision = kv.mod_revision + 1
                 finally:
                     await watch.cancel()
-            except (StoreUnavailable, *_UNREACHABLE) as e:
-                log.warning("etcd watch of %s broke at revision %d: %s; resuming", prefix, next_revision, e)
+            except (StoreUnavailable, aetcd.WatchTimeoutError, *_UNREACHABLE) as e:
+                # (WatchTimeoutError: etcd took the connection but did not create the watch in time, as while it
+                # restarts; the watch task must never end, or this broker's metadata freezes.)
+                log.warning("etcd watch of %s broke at revision %d: %r; resuming", prefix, next_revision, e)
                 await self._rotate()
                 await asyncio.sleep(0.2)  # back off before the next member (a retry pace, not a wait for an event)
 
