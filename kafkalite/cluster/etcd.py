@@ -86,7 +86,9 @@ class EtcdStore:
         last: BaseException | None = None
         for _ in range(len(self.endpoints)):
             try:
-                return await fn(await self._connected())
+                # A local deadline on the whole attempt, connecting included: a call that hangs (seen on a channel
+                # to an etcd that just restarted) would stall the lease keep-alive until the lease is gone.
+                return await asyncio.wait_for(self._attempt(fn), self.timeout_s * 2)
             except _UNREACHABLE as e:
                 last = e
                 log.warning("etcd %s:%d unreachable: %s", *self.endpoints[self._current], e)
@@ -94,6 +96,9 @@ class EtcdStore:
                 if not idempotent and not _never_sent(e):
                     break
         raise StoreUnavailable(f"no etcd member answered: {last}")
+
+    async def _attempt(self, fn):
+        return await fn(await self._connected())
 
     async def close(self) -> None:
         if self._client is not None:
