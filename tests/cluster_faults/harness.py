@@ -300,9 +300,19 @@ class FaultCluster:
     def create_topic(self, name: str, partitions: int, replication: int = 3, configs: dict | None = None) -> None:
         from confluent_kafka.admin import NewTopic
 
-        admin = self.admin()
-        for f in admin.create_topics([NewTopic(name, partitions, replication, config=configs or {})]).values():
-            f.result(30)
+        deadline = time.monotonic() + 30
+        while True:
+            admin = self.admin()  # held until the futures resolve: a collected client cancels them
+            try:
+                for f in admin.create_topics([NewTopic(name, partitions, replication, config=configs or {})]).values():
+                    f.result(30)
+                break
+            except Exception as e:  # noqa: BLE001 - a transport broken by a restart is asked again
+                if "TOPIC_ALREADY_EXISTS" in str(e):
+                    break
+                if "_TRANSPORT" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         wait_until(lambda: self.healthy(name), 30, f"topic {name} to have a leader and a full ISR everywhere")
 
     def healthy(self, topic: str) -> bool:
