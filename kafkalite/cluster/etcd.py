@@ -86,7 +86,9 @@ class EtcdStore:
         last: BaseException | None = None
         for _ in range(len(self.endpoints)):
             try:
-                return await fn(await self._connected())
+                # A local deadline on the whole attempt, connecting included: a call that hangs (seen on a channel
+                # to an etcd that just restarted) would stall the lease keep-alive until the lease is gone.
+                return await asyncio.wait_for(self._attempt(fn), self.timeout_s * 2)
             except _UNREACHABLE as e:
                 last = e
                 log.warning("etcd %s:%d unreachable: %s", *self.endpoints[self._current], e)
@@ -94,6 +96,9 @@ class EtcdStore:
                 if not idempotent and not _never_sent(e):
                     break
         raise StoreUnavailable(f"no etcd member answered: {last}")
+
+    async def _attempt(self, fn):
+        return await fn(await self._connected())
 
     async def close(self) -> None:
         if self._client is not None:
@@ -125,8 +130,7 @@ class EtcdStore:
         try:
             return await self._call(run, idempotent=False)  # never blindly: it may have been applied
         except aetcd.ClientError as e:
-            if "lease not found" in str(e):
-                raise LeaseExpired(str(e)) from None
+            _raise_if_lease_gone(e)
             raise
 
     # ------------------------------------------------------------------ leases
@@ -136,12 +140,20 @@ class EtcdStore:
         return lease.id
 
     async def keep_alive(self, lease: int) -> None:
-        reply = await self._call(lambda c: c.refresh_lease(lease))
+        try:
+            reply = await self._call(lambda c: c.refresh_lease(lease))
+        except aetcd.ClientError as e:
+            _raise_if_lease_gone(e)
+            raise
         if reply is None or reply.TTL <= 0:
             raise LeaseExpired(f"lease {lease:x} is gone")
 
     async def revoke_lease(self, lease: int) -> None:
-        await self._call(lambda c: c.revoke_lease(lease))
+        try:
+            await self._call(lambda c: c.revoke_lease(lease))
+        except aetcd.ClientError as e:
+            _raise_if_lease_gone(e)
+            raise
 
     # ------------------------------------------------------------------ watches
 
@@ -158,10 +170,18 @@ class EtcdStore:
                         next_revision = kv.mod_revision + 1
                 finally:
                     await watch.cancel()
-            except (StoreUnavailable, *_UNREACHABLE) as e:
-                log.warning("etcd watch of %s broke at revision %d: %s; resuming", prefix, next_revision, e)
+            except (StoreUnavailable, aetcd.WatchTimeoutError, *_UNREACHABLE) as e:
+                # (WatchTimeoutError: etcd took the connection but did not create the watch in time, as while it
+                # restarts; the watch task must never end, or this broker's metadata freezes.)
+                log.warning("etcd watch of %s broke at revision %d: %r; resuming", prefix, next_revision, e)
                 await self._rotate()
                 await asyncio.sleep(0.2)  # back off before the next member (a retry pace, not a wait for an event)
+
+
+def _raise_if_lease_gone(error: aetcd.ClientError) -> None:
+    """etcd's "requested lease not found" is the store's LeaseExpired, whichever call met it."""
+    if "lease not found" in str(error):
+        raise LeaseExpired(str(error)) from None
 
 
 def _kv(kv) -> KeyValue:

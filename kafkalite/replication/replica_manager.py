@@ -295,9 +295,11 @@ class ReplicaManager:
         self._update_high_watermark(replica)
         if replica.isr_change_pending or self.isr_writer is None:
             return
-        # Only the follower fetching now may rejoin: one that stopped fetching (dead) is not caught up, whatever
-        # its last fetch said.
-        if follower in replica.state.followers_to_add() and fetch_offset >= _epoch_start(replica):
+        # Only the follower fetching now may rejoin (one that stopped fetching is not caught up, whatever its last
+        # fetch said), and only a registered broker (Kafka's KIP-841): one that lost its lease may still fetch, and
+        # the controller would take it out again at once, round and round.
+        if (follower in replica.state.followers_to_add() and follower in self.image.brokers
+                and fetch_offset >= _epoch_start(replica)):
             self._propose_isr(replica, tuple(r for r in replica.state.replicas
                                               if r in replica.state.isr or r == follower))
 
