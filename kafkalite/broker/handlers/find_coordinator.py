@@ -67,8 +67,10 @@ async def _create_offsets_topic(ctx) -> None:
             OFFSETS_TOPIC, ctx.config["offsets.topic.num.partitions"],
             {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)}, factor)
         log.info("created %s with %d replica(s) per partition", OFFSETS_TOPIC, factor)
-    except (LogError, TimeoutError) as e:  # another broker created it first, or it is not visible yet
+    except LogError as e:  # another broker created it first
         log.debug("creating %s: %s", OFFSETS_TOPIC, e)
+    except Exception as e:  # not visible yet, or the metadata store is unreachable: the client retries anyway
+        log.warning("cannot create %s yet: %s", OFFSETS_TOPIC, e)
 
 
 @handler("FindCoordinator")
