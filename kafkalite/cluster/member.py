@@ -87,10 +87,13 @@ class ClusterMember:
     async def _keep_alive(self) -> None:
         while True:
             await asyncio.sleep(self.session.keep_alive_interval_ms / 1000)
+            epoch = self.session.epoch
             try:
                 await self.session.tick()
             except Exception:  # noqa: BLE001 - the task must outlive any one failure, or the broker stays fenced
                 log.exception("keep-alive of broker %d failed", self.session.broker.node_id)
+            if self.session.epoch != epoch:  # registered again: catch up on a fresh watch, not a stalled one
+                self.metadata.restart_watch()
 
     async def _control(self) -> None:
         """Campaign whenever there is no controller; as controller, reconcile after every change."""

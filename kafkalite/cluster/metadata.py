@@ -62,6 +62,14 @@ class ClusterMetadataStore:
         self._publish()
         self._watch = asyncio.create_task(self._follow(revision + 1), name="metadata-watch")
 
+    def restart_watch(self) -> None:
+        """Follow the store again from the next revision not yet seen: after a network cut a watch stream can stay
+        silent long after the network is back (TCP retransmission backs off), while the broker needs to see the
+        changes up to its new registration before it may lead again."""
+        if self._watch is not None:
+            self._watch.cancel()
+        self._watch = asyncio.create_task(self._follow(self.state.revision + 1), name="metadata-watch")
+
     async def stop(self) -> None:
         if self._watch is not None:
             self._watch.cancel()

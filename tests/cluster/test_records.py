@@ -1,5 +1,6 @@
 """The cluster's records in the store, and the metadata image they make (cluster/records.py)."""
 
+import asyncio
 import uuid
 
 from kafkalite.clock import ManualClock
@@ -36,3 +37,23 @@ async def test_the_image_follows_the_store_through_a_load_and_then_watch_events(
     record, mod_revision = state.partition("t", 1)
     assert record == P1 and mod_revision == (await store.get(KEYS.partition(TID, 1))).mod_revision
     await events.aclose()
+
+
+async def test_a_restarted_watch_resumes_after_the_last_revision_seen():
+    from kafkalite.cluster.metadata import ClusterMetadataStore
+    from kafkalite.log.manager import LogManager
+
+    store = MemoryStore(ManualClock(0))
+    await store.txn([], [Put(KEYS.broker(1), encode_broker(BrokerInfo(1, "h", 1)))])
+    metadata = ClusterMetadataStore(store, KEYS, LogManager("/never-opened"), BrokerInfo(1, "h", 1),
+                                    default_replication_factor=lambda: 1)
+    await metadata.start()
+    seen = metadata.state.revision
+    metadata.restart_watch()
+    changed = await store.txn([], [Put(KEYS.broker(2), encode_broker(BrokerInfo(2, "h", 2)))])
+    for _ in range(100):
+        if metadata.state.revision >= changed.revision:
+            break
+        await asyncio.sleep(0)
+    assert metadata.state.revision == changed.revision > seen and 2 in metadata.image.brokers
+    await metadata.stop()
