@@ -25,7 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "cluster_faults"))
 
-import harness  # noqa: E402
+import fault_harness as harness  # noqa: E402
 
 # etcd-restart last: when it goes wrong (see the report of issue 16) every broker has to be restarted.
 ALL = [f for f in harness.FAULTS if f != "etcd-restart"] + ["acks1", "etcd-restart"]

@@ -60,31 +60,38 @@ class EtcdStore:
         self.timeout_s = timeout_s
         self._current = 0
         self._client: aetcd.Client | None = None
+        self._connecting = asyncio.Lock()
 
     # ------------------------------------------------------------------ connections
 
     async def _connected(self) -> aetcd.Client:
         if self._client is None:
-            host, port = self.endpoints[self._current]
-            client = aetcd.Client(host=host, port=port, timeout=self.timeout_s, connect_wait_timeout=1)
-            await client.connect()
-            self._client = client
+            async with self._connecting:  # the keep-alive, the watch and writes share one client
+                if self._client is None:
+                    host, port = self.endpoints[self._current]
+                    client = aetcd.Client(host=host, port=port, timeout=self.timeout_s, connect_wait_timeout=1)
+                    await client.connect()
+                    self._client = client
         return self._client
 
-    async def _rotate(self) -> None:
-        client, self._client = self._client, None
+    async def _rotate(self, failed: aetcd.Client | None) -> None:
+        """Drop the client that failed (if another call has not already) and move to the next member."""
+        if failed is None or failed is not self._client:
+            return
+        self._client = None
         self._current = (self._current + 1) % len(self.endpoints)
-        if client is not None:
-            try:
-                await client.close()
-            except Exception:  # a broken channel may not close cleanly; it is dropped either way
-                pass
+        try:
+            # Bounded: closing a channel whose packets are being dropped can hang, and the keep-alive waits here.
+            await asyncio.wait_for(failed.close(), self.timeout_s)
+        except Exception:  # noqa: BLE001 - a broken channel may not close cleanly; it is dropped either way
+            pass
 
     async def _call(self, fn, *, idempotent: bool = True):
         """Run `fn(client)`; on an unreachable member rotate to the next, trying each member once. A call that
         is not idempotent (a transaction) goes to the next member only if it cannot have been sent."""
         last: BaseException | None = None
         for _ in range(len(self.endpoints)):
+            used = self._client
             try:
                 # A local deadline on the whole attempt, connecting included: a call that hangs (seen on a channel
                 # to an etcd that just restarted) would stall the lease keep-alive until the lease is gone.
@@ -92,7 +99,7 @@ class EtcdStore:
             except _UNREACHABLE as e:
                 last = e
                 log.warning("etcd %s:%d unreachable: %s", *self.endpoints[self._current], e)
-                await self._rotate()
+                await self._rotate(used or self._client)
                 if not idempotent and not _never_sent(e):
                     break
         raise StoreUnavailable(f"no etcd member answered: {last}")
@@ -169,12 +176,15 @@ class EtcdStore:
                                     kv.value if event.kind == "PUT" else b"", kv.mod_revision, kv.create_revision)
                         next_revision = kv.mod_revision + 1
                 finally:
-                    await watch.cancel()
+                    try:
+                        await asyncio.wait_for(watch.cancel(), self.timeout_s)
+                    except Exception:  # noqa: BLE001 - a stream on a broken channel may not cancel cleanly
+                        pass
             except (StoreUnavailable, aetcd.WatchTimeoutError, *_UNREACHABLE) as e:
                 # (WatchTimeoutError: etcd took the connection but did not create the watch in time, as while it
                 # restarts; the watch task must never end, or this broker's metadata freezes.)
                 log.warning("etcd watch of %s broke at revision %d: %r; resuming", prefix, next_revision, e)
-                await self._rotate()
+                await self._rotate(self._client)
                 await asyncio.sleep(0.2)  # back off before the next member (a retry pace, not a wait for an event)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import harness  # noqa: E402
+import fault_harness as harness  # noqa: E402
 from brokerproc import missing  # noqa: E402
 
 pytest.importorskip("confluent_kafka")

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402,F401 - puts tests/ and tests/cluster on the path
+import fault_harness  # noqa: E402,F401 - puts tests/ and tests/cluster on the path
 
 
 
