@@ -45,7 +45,7 @@ class ClusterMember:
     async def join(self, local_cluster_id: str | None) -> str:
         """Check the cluster id, register, load the metadata; then keep the session and campaign."""
         cluster_id = await self.session.join_cluster_id(local_cluster_id)
-        await self.session.register()
+        await self.session.register(wait_for_old=True)  # a restart right after a crash finds its old key
         self.metadata.state_listeners.append(lambda _state: self._reconcile_wanted.set())
         await self.metadata.start()
         self._tasks.append(asyncio.create_task(self._keep_alive(), name="lease-keep-alive"))

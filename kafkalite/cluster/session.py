@@ -9,11 +9,12 @@ clock; the keep-alive loop is driven by `tick()` so tests drive it too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
 from kafkalite.clock import Clock
-from kafkalite.cluster.records import BROKER_RUNNING, BROKER_SHUTTING_DOWN, Keys, encode_broker
+from kafkalite.cluster.records import BROKER_RUNNING, BROKER_SHUTTING_DOWN, Keys, decode_broker, encode_broker
 from kafkalite.cluster.store import Compare, Delete, LeaseExpired, MetadataStore, Put, StoreUnavailable
 from kafkalite.metadata.image import BrokerInfo
 
@@ -48,17 +49,32 @@ class BrokerSession:
                                     f"{cluster_id}: point --data-dir at this cluster's data or at an empty dir")
         return cluster_id
 
-    async def register(self) -> int:
-        """Take a lease and create brokers/<id> on it; returns the broker epoch."""
+    async def register(self, wait_for_old: bool = False) -> int:
+        """Take a lease and create brokers/<id> on it; returns the broker epoch. With `wait_for_old`, a key still
+        there is given one lease TTL to expire first: this broker holds its data dir's lock, so a registration of
+        its id from the same place is its own previous run (killed just now), whose lease etcd has not expired yet."""
         sent = self.clock.now_ms()
         self.lease = await self.store.grant_lease(self.ttl_ms)
         key = self.keys.broker(self.broker.node_id)
-        result = await self.store.txn([Compare(key, "create", "==", 0)],
-                                      [Put(key, encode_broker(self.broker), lease=self.lease)])
-        if not result.succeeded:
-            await self.store.revoke_lease(self.lease)
-            raise RegistrationError(f"broker id {self.broker.node_id} is already registered in the cluster: give "
-                                    f"each broker its own --node-id")
+        deadline = self.clock.now_ms() + (self.ttl_ms + 1000 if wait_for_old else 0)
+        while True:
+            try:
+                result = await self.store.txn([Compare(key, "create", "==", 0)],
+                                              [Put(key, encode_broker(self.broker), lease=self.lease)])
+            except LeaseExpired:  # our own new lease ran out while we waited: take another
+                self.lease = await self.store.grant_lease(self.ttl_ms)
+                sent = self.clock.now_ms()
+                continue
+            if result.succeeded:
+                break
+            old = await self.store.get(key)
+            same_place = old is not None and decode_broker(self.broker.node_id, old.value, 0).info == self.broker
+            if not same_place or self.clock.now_ms() >= deadline:
+                await self.store.revoke_lease(self.lease)
+                raise RegistrationError(f"broker id {self.broker.node_id} is already registered in the cluster: "
+                                        f"give each broker its own --node-id")
+            await asyncio.sleep(0.2)  # a retry pace while the previous run's lease runs out
+            sent = self.clock.now_ms()
         self._confirmed_sent_ms = sent
         self.epoch = result.revision
         log.info("registered as broker %d (epoch %d) on lease %x", self.broker.node_id, self.epoch, self.lease)

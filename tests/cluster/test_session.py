@@ -132,3 +132,23 @@ async def test_after_registering_again_the_broker_leads_nothing_until_its_metada
     assert member.fenced(), "led on an image older than its new registration"
     metadata.state.revision = member.session.epoch
     assert not member.fenced()
+
+
+async def test_a_restart_right_after_a_crash_waits_for_its_old_registration_to_expire():
+    """kill -9, then a restart at once: etcd still holds the dead run's key (same id, same address) until its
+    lease runs out. The new run waits for that instead of refusing; another broker with the same id is refused."""
+    import asyncio
+
+    clock = ManualClock(0)
+    store = MemoryStore(clock)
+    await session(store, clock, 1).register()  # the run that was killed: nobody keeps its lease alive
+    clock.advance(1_000)
+    restarted = asyncio.create_task(session(store, clock, 1).register(wait_for_old=True))
+    await asyncio.sleep(0.05)
+    assert not restarted.done()
+    clock.advance(TTL)  # the old lease expires
+    epoch = await asyncio.wait_for(restarted, 5)
+    assert (await store.get(KEYS.broker(1))).create_revision == epoch
+    elsewhere = BrokerSession(store, KEYS, BrokerInfo(1, "10.0.0.9", 9001), clock, TTL)
+    with pytest.raises(RegistrationError, match="already registered"):
+        await elsewhere.register(wait_for_old=True)
