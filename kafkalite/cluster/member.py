@@ -39,6 +39,7 @@ class ClusterMember:
         self.controller: Controller | None = None
         self._reconcile_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._leaving = False
         self._next_pid = self._pid_limit = 0
         self._pids = asyncio.Lock()
 
@@ -53,6 +54,8 @@ class ClusterMember:
         return cluster_id
 
     async def leave(self) -> None:
+        self._leaving = True  # the loops end by this too: asyncio.wait_for in 3.11 can swallow a cancellation
+        self._reconcile_wanted.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -85,7 +88,7 @@ class ClusterMember:
         return self.session.fenced() or self.metadata.state.revision < self.session.epoch
 
     async def _keep_alive(self) -> None:
-        while True:
+        while not self._leaving:
             await asyncio.sleep(self.session.keep_alive_interval_ms / 1000)
             epoch = self.session.epoch
             try:
@@ -99,7 +102,7 @@ class ClusterMember:
         """Campaign whenever there is no controller; as controller, reconcile after every change."""
         loop = asyncio.get_running_loop()
         last_rebalance = loop.time()
-        while True:
+        while not self._leaving:
             try:
                 state = self.metadata.state
                 if self.controller is None or self.controller.deposed:

@@ -73,6 +73,7 @@ class FollowerFetcher:
         self._connection = PeerConnection(leader, f"kafkalite-follower-{manager.node_id}")
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def add(self, replica: "Replica") -> None:
         self.partitions[(replica.topic, replica.index)] = replica
@@ -84,14 +85,16 @@ class FollowerFetcher:
         self.partitions.pop((topic, index), None)
 
     async def stop(self) -> None:
-        if self._task is not None:
+        self._stopping = True  # also ends the loop where a cancellation is lost (asyncio.wait_for in 3.11 can
+        if self._task is not None:  # swallow one that arrives as its inner call completes)
             self._task.cancel()
+            self._wake.set()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         self._connection.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             if not self.partitions:
                 self._wake.clear()
                 await self._wake.wait()
