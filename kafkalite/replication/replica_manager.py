@@ -61,9 +61,7 @@ class Replica:
 
     def local_end(self) -> int:
         """The leader's own end as the high watermark counts it: durable when acks=all waits for fsync."""
-        if self.log.config.acks_all_waits_for_fsync:
-            return self.log.flushed_offset
-        return self.log.log_end_offset
+        return _counted_end(self.log)
 
 
 class IsrWriter(Protocol):
@@ -129,7 +127,7 @@ class ReplicaManager:
         plog.high_watermark_follows_log_end = False  # the replication layer moves it
         if info.leader_epoch > 0 or plog.log_end_offset > 0:  # (a new, empty log records epoch 0 on its first append)
             plog.assign_leader_epoch(info.leader_epoch)
-        start_hw = max(plog.log_start_offset, min(plog.high_watermark, self._durable_end(plog)))
+        start_hw = max(plog.log_start_offset, min(plog.high_watermark, _counted_end(plog)))
         state = PartitionState.leader(self.node_id, info.replicas, info.isr, info.leader_epoch, start_hw,
                                       self.now_ms())
         replica = Replica(topic, index, plog, state, Watermark(start_hw), Watermark(plog.log_end_offset))
@@ -189,10 +187,6 @@ class ReplicaManager:
         self._fetchers.clear()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-
-    @staticmethod
-    def _durable_end(plog: PartitionLog) -> int:
-        return plog.flushed_offset if plog.config.acks_all_waits_for_fsync else plog.log_end_offset
 
     def _drop(self, replica: Replica) -> None:
         replica.high_watermark.close()
@@ -409,6 +403,11 @@ def _next_offset_after(chunks: list) -> int:
     for batch in iter_batches(last):
         end = batch.next_offset
     return end
+
+
+def _counted_end(plog: PartitionLog) -> int:
+    """A log's end as the high watermark counts it: the fsynced end under durability=always, else the log end."""
+    return plog.flushed_offset if plog.config.acks_all_waits_for_fsync else plog.log_end_offset
 
 
 def _epoch_start(replica: Replica) -> int:
