@@ -6,7 +6,7 @@
     housekeeping                 retention, compaction, checkpoints in a worker thread
     groups (GroupService)        consumer groups over __consumer_offsets
     producer_ids                 idempotent producers' ids
-    transactions                 the transaction coordinator over __transaction_state (standalone)
+    transactions                 the transaction coordinator over __transaction_state
 
 Nothing else builds services; handlers reach them through the RequestContext (broker/context.py).
 """
@@ -24,7 +24,7 @@ import uuid
 from kafkalite.broker.context import Services
 from kafkalite.broker.groups import GroupService, LocalOffsetsLog, group_settings
 from kafkalite.broker.producer_ids import ProducerIdBlocks
-from kafkalite.broker.transactions import LocalMarkers, TransactionService
+from kafkalite.broker.transactions import LocalMarkers, RemoteVerification, RoutedMarkers, TransactionService
 from kafkalite.clock import Clock, LoopClock
 from kafkalite.config import BrokerConfig, DynamicSettings
 from kafkalite.group import OFFSETS_TOPIC
@@ -74,17 +74,23 @@ class App:
         self.producer_ids = ProducerIdBlocks(config.data_dir) if self.member is None else self.member
         self.groups = GroupService(group_settings(config), LocalOffsetsLog(self.logs, self.replicas.append_internal),
                                    self.clock)
-        self.transactions = None
-        if self.member is None:
-            self.transactions = TransactionService(
-                TxnConfig.from_mapping(config),
-                LocalOffsetsLog(self.logs, self.replicas.append_internal, TRANSACTION_STATE_TOPIC),
-                LocalMarkers(self.replicas, self.groups), self.producer_ids.allocate, self.clock,
-                config["transaction.abort.timed.out.transaction.cleanup.interval.ms"])
+        # Transaction log appends hold to the topic's min.insync.replicas (transaction.state.log.min.isr), as Kafka's.
+        txn_log = LocalOffsetsLog(self.logs, lambda topic, index, batch: self.replicas.append_internal(
+            topic, index, batch, acks=-1), TRANSACTION_STATE_TOPIC)
+        self.markers = LocalMarkers(self.replicas, self.groups)
+        if self.member is not None:  # markers to partitions other brokers lead go there as WriteTxnMarkers
+            self.markers = RoutedMarkers(self.metadata, self.markers, config.node_id)
+        self.transactions = TransactionService(
+            TxnConfig.from_mapping(config), txn_log, self.markers, self.producer_ids.allocate, self.clock,
+            config["transaction.abort.timed.out.transaction.cleanup.interval.ms"], fenced=fenced,
+            expiry_interval_ms=config["transaction.remove.expired.transaction.cleanup.interval.ms"],
+            remote=RemoteVerification(self.metadata, config.node_id) if self.member is not None else None)
         self._coordinating: set[int] = set()  # cluster mode: the __consumer_offsets partitions whose groups we serve
+        self._txn_epochs: dict[int, int] = {}  # cluster mode: __transaction_state partitions we lead -> leader epoch
         self._loading: set[asyncio.Task] = set()
         if self.member is not None:
             self.metadata.listeners.append(self._follow_offsets_leadership)
+            self.metadata.listeners.append(self._follow_transaction_leadership)
             self.groups.fenced = self.member.fenced
         self.services = Services(config, self.dynamic_settings, self.metadata, self.replicas, self.groups,
                                  self.producer_ids, self.transactions)
@@ -117,6 +123,7 @@ class App:
                 )
             await self.transactions.load_all()
         else:
+            self.transactions.start()
             lag_ms = self.config["replica.lag.time.max.ms"]
             self._tasks.append(asyncio.create_task(self._every(lag_ms / 2000, self._check_isr)))
         self.started_ms = self.now_ms()
@@ -151,6 +158,29 @@ class App:
                 self._coordinating.discard(index)
                 self.groups.unload_partition(index)
 
+    def _follow_transaction_leadership(self, image) -> None:
+        """Cluster mode: coordinate the transactional ids of exactly the __transaction_state partitions this broker
+        leads, at their leader epoch (the coordinator epoch); a new epoch (leadership went and came back) loads the
+        partition again, as another coordinator may have written to it meanwhile."""
+        topic = image.topic(TRANSACTION_STATE_TOPIC)
+        partitions = topic.partitions if topic is not None else ()
+        for index in [i for i in self._txn_epochs if i >= len(partitions)]:  # the topic is gone
+            del self._txn_epochs[index]
+            self.transactions.unload_partition(index)
+        if partitions:
+            self.transactions.start(len(partitions))
+        for index, info in enumerate(partitions):
+            led_at = self._txn_epochs.get(index)
+            if info.leader == self.node_id and led_at != info.leader_epoch:
+                self._txn_epochs[index] = info.leader_epoch
+                task = asyncio.get_running_loop().create_task(
+                    self.transactions.load_partition(index, info.leader_epoch))
+                self._loading.add(task)
+                task.add_done_callback(self._loading.discard)
+            elif info.leader != self.node_id and led_at is not None:
+                del self._txn_epochs[index]
+                self.transactions.unload_partition(index)
+
     async def controlled_shutdown(self) -> None:
         """Before stopping (SIGTERM): in cluster mode, hand leadership to other replicas first."""
         if self.member is not None:
@@ -170,8 +200,11 @@ class App:
         # A cancelled housekeeping task returns only after its worker thread is done with the log.
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.groups.stop()
-        if self.transactions is not None:
-            await self.transactions.stop()
+        await self.transactions.stop()
+        if isinstance(self.markers, RoutedMarkers):
+            self.markers.close()
+        if self.transactions.remote is not None:
+            self.transactions.remote.close()
         await asyncio.to_thread(self.logs.close)
         self.fsync_threads.stop()
 
@@ -193,7 +226,8 @@ def _cluster_member(config: BrokerConfig, logs: LogManager, broker: BrokerInfo, 
 
     endpoints, name = parse_endpoints(config.cluster)
     store = EtcdStore(endpoints)
-    metadata = ClusterMetadataStore(store, Keys(name), logs, broker, frozenset([OFFSETS_TOPIC]),
+    internal = frozenset([OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC])
+    metadata = ClusterMetadataStore(store, Keys(name), logs, broker, internal,
                                     default_replication_factor=lambda: config["default.replication.factor"],
                                     auto_create=auto_create)
     member = ClusterMember(store, name, broker, metadata, clock,

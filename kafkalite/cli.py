@@ -131,6 +131,10 @@ def _add_consume(sub) -> None:
                         help="text: the value (and key) as raw bytes; json: one object per record with every "
                              "field, bytes that are not printable UTF-8 as {\"hex\": \"...\"}")
     parser.add_argument("--format-string", "-f", metavar="FMT", help=_FORMAT_HELP)
+    parser.add_argument("--isolation-level", choices=["read_uncommitted", "read_committed"],
+                        default="read_uncommitted",
+                        help="read_committed: only records of committed transactions (and those written outside "
+                             "transactions), up to the first open transaction; default read_uncommitted: every record")
 
 
 def _add_groups(sub) -> None:

@@ -40,13 +40,24 @@ BROKER_SETTINGS: dict[str, tuple[type, Any, str]] = {
     # on log.flush.interval.* only, "never" leaves it to the OS.
     "kafkalite.durability": (str, "always", "when data is fsynced: always | interval | never (topics may override)"),
     "offsets.topic.num.partitions": (int, 50, "partitions of __consumer_offsets"),
-    "offsets.topic.replication.factor": (int, 3, "replicas of __consumer_offsets in a cluster (at most the live "
-                                         "broker count when it is created)"),
+    "offsets.topic.replication.factor": (int, 3, "replicas of __consumer_offsets in a cluster (created once that "
+                                         "many brokers are live)"),
     "offsets.retention.minutes": (int, 10080, "how long an empty group's committed offsets are kept"),
     "transaction.state.log.num.partitions": (int, 50, "partitions of __transaction_state"),
+    "transaction.state.log.replication.factor": (int, 3, "replicas of __transaction_state in a cluster (created "
+                                                 "once that many brokers are live)"),
+    "transaction.state.log.min.isr": (int, 2, "min.insync.replicas of __transaction_state (at most its "
+                                      "replication factor)"),
     "transaction.max.timeout.ms": (int, 900000, "largest transaction.timeout.ms a producer may ask for"),
+    "transactional.id.expiration.ms": (int, 604800000, "a transactional id whose transaction ended (or never "
+                                       "began) this long ago is forgotten, with a tombstone in __transaction_state"),
+    "transaction.remove.expired.transaction.cleanup.interval.ms": (
+        int, 3600000, "how often transactional ids past transactional.id.expiration.ms are looked for"),
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": (
         int, 10000, "how often transactions that outlived their timeout are looked for and aborted"),
+    "transaction.partition.verification.enable": (bool, True, "a partition leader asks the transaction coordinator "
+                                                  "whether a producer's first transactional batch belongs to its "
+                                                  "ongoing transaction before appending it (KIP-890)"),
     # Kafka waits 3 s; 100 ms still lets consumers started together share the first rebalance, and gets
     # a lone new consumer its first message well within a second.
     "group.initial.rebalance.delay.ms": (int, 100, "wait for more members before the first rebalance"),

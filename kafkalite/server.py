@@ -115,6 +115,7 @@ class Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections.discard(self)
+        self.broker.services.connection_closed(self.id)
         for fut in self.pending:
             fut.cancel()
         self.pending.clear()

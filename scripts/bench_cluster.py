@@ -10,6 +10,9 @@ the ISR between kills). Prints each figure and kafkalite-cluster's ratio to the 
     python scripts/bench_cluster.py --mb 20 --kills 5 --only kafkalite-cluster,kafkalite
 
 Absolute figures on a shared 2-core machine are noise (three brokers share its two cores); read the ratios.
+"server CPU ms/msg" (the CPU time the brokers, and etcd, used per message during the fixed-rate run) is the
+figure least moved by other load: at a fixed rate the latency is mostly queueing for a core, so it tells how
+much of the machine a message costs, and so how close a rate comes to saturating it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,24 +31,22 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import bench
+from cluster import broker_command, etcd_command, wait_for_port
 from bench import consume_throughput, free_port, median, percentile, produce_latency, produce_throughput
 
 SIZE = 1024
 PARTITIONS = bench.PARTITIONS
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on {port}")
-            time.sleep(0.1)
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
 
 
 class LiteCluster:
@@ -68,25 +68,24 @@ class LiteCluster:
         return ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     def start(self) -> None:
-        client, peer = f"http://127.0.0.1:{self.etcd_port}", f"http://127.0.0.1:{self.peer_port}"
-        self.etcd = subprocess.Popen(
-            [shutil.which("etcd"), "--name", "e", "--data-dir", os.path.join(self.dir, "etcd"),
-             "--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
-             "--initial-advertise-peer-urls", peer, "--initial-cluster", f"e={peer}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.etcd_port, self.etcd)
+        self.etcd = subprocess.Popen(etcd_command(os.path.join(self.dir, "etcd"), "127.0.0.1", self.etcd_port,
+                                                  self.peer_port, name="e"),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port("127.0.0.1", self.etcd_port, self.etcd, "etcd")
         for node in range(1, self.n + 1):
             self.start_broker(node)
 
     def start_broker(self, node: int) -> None:
         port = self.ports[node - 1]
         self.procs[node] = subprocess.Popen(
-            [sys.executable, "-m", "kafkalite", "--node-id", str(node), "--listen", f"127.0.0.1:{port}",
-             "--data-dir", os.path.join(self.dir, f"b{node}"), "--log-level", "WARNING",
-             "--cluster", f"etcd://127.0.0.1:{self.etcd_port}/bench",
-             "--set", "broker.session.timeout.ms=3000", "--set", "min.insync.replicas=2",
-             "--set", "replica.lag.time.max.ms=10000"])
-        wait_for_port(port, self.procs[node])
+            broker_command(node, "127.0.0.1", port, os.path.join(self.dir, f"b{node}"),
+                           f"etcd://127.0.0.1:{self.etcd_port}/bench",
+                           {"broker.session.timeout.ms": 3000, "min.insync.replicas": 2,
+                            "replica.lag.time.max.ms": 10000}) + ["--log-level", "WARNING"])
+        wait_for_port("127.0.0.1", port, self.procs[node], f"broker {node}", timeout=60)
+
+    def server_pids(self) -> list[int]:
+        return [p.pid for p in self.procs.values() if p.poll() is None] + [self.etcd.pid]
 
     def kill(self, node: int) -> None:
         self.procs[node].kill()
@@ -127,6 +126,9 @@ class LiteSingle:
     def start(self) -> None:
         self.broker.start()
 
+    def server_pids(self) -> list[int]:
+        return [self.broker.proc.pid]
+
     def stop(self) -> None:
         self.broker.stop()
 
@@ -148,6 +150,9 @@ class KafkaThree:
 
     def start(self) -> None:
         self.cluster.start()
+
+    def server_pids(self) -> list[int]:
+        return [b.pid for b in self.cluster.brokers if b.pid is not None]
 
     def node_of(self, broker_id: int) -> int:
         return broker_id + 1  # Kafka's nodes are 0..n-1; ours are numbered from 1 below
@@ -258,7 +263,11 @@ def main() -> int:
                     clients, topic, count))
                 latency_topic = topic + "-latency"
                 create_topic(target, latency_topic)
+                cpu_before = cpu_seconds(target.server_pids())
                 p50, p99, e2e = produce_latency(clients, latency_topic, SIZE, args.rate, args.latency_seconds)
+                sent = args.rate * args.latency_seconds
+                f.setdefault("server CPU ms/msg", []).append(
+                    1000 * (cpu_seconds(target.server_pids()) - cpu_before) / sent)
                 f.setdefault("produce p50 ms", []).append(p50)
                 f.setdefault("produce p99 ms", []).append(p99)
                 f.setdefault("end-to-end p99 ms", []).append(e2e)
@@ -274,7 +283,7 @@ def main() -> int:
         for target in targets:
             target.stop()
     columns = ["produce MB/s", "consume MB/s", "produce p50 ms", "produce p99 ms", "end-to-end p99 ms",
-               "failover p50 s", "failover p99 s"]
+               "server CPU ms/msg", "failover p50 s", "failover p99 s"]
     print(f"\nacks=all, {SIZE} B, {PARTITIONS} partitions; medians of {args.rounds} rounds; failover over "
           f"{args.kills} kill(s) of a leader\n")
     print("| broker | " + " | ".join(columns) + " |")

@@ -20,17 +20,39 @@ import time
 
 
 def wait_for_port(host: str, port: int, proc: subprocess.Popen, what: str, timeout: float = 30) -> None:
+    """Return once something accepts connections on host:port; RuntimeError if proc exits first or time runs out."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with {proc.returncode}; see its log")
+            raise RuntimeError(f"{what} exited with {proc.returncode}; see its log")
         try:
             socket.create_connection((host, port), timeout=0.2).close()
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise SystemExit(f"{what} did not start listening on {host}:{port}")
+                raise RuntimeError(f"{what} did not start listening on {host}:{port}")
             time.sleep(0.1)
+
+
+def etcd_command(data_dir: str, host: str, client_port: int, peer_port: int, name: str = "etcd0") -> list[str]:
+    """A one-member etcd on loopback, its data in data_dir."""
+    etcd = shutil.which("etcd")
+    if etcd is None:
+        raise SystemExit("etcd is not installed: apt-get install etcd-server (make test installs it)")
+    client, peer = f"http://{host}:{client_port}", f"http://{host}:{peer_port}"
+    return [etcd, "--name", name, "--data-dir", data_dir, "--listen-client-urls", client,
+            "--advertise-client-urls", client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"{name}={peer}"]
+
+
+def broker_command(node: int, host: str, port: int, data_dir: str, cluster: str, settings: dict | None = None,
+                   python: str = sys.executable) -> list[str]:
+    """A kafkalite broker in cluster mode (`cluster` = etcd://HOST:PORT/NAME), with `--set` settings."""
+    command = [python, "-m", "kafkalite", "--node-id", str(node), "--listen", f"{host}:{port}",
+               "--data-dir", data_dir, "--cluster", cluster]
+    for key, value in (settings or {}).items():
+        command += ["--set", f"{key}={value}"]
+    return command
 
 
 def main() -> int:
@@ -41,28 +63,21 @@ def main() -> int:
     parser.add_argument("--data-dir", default="./kafkalite-cluster")
     parser.add_argument("--name", default="local", help="the cluster's name in etcd")
     args = parser.parse_args()
-    etcd = shutil.which("etcd")
-    if etcd is None:
-        raise SystemExit("etcd is not installed: apt-get install etcd-server (make test installs it)")
+    etcd = etcd_command(os.path.join(args.data_dir, "etcd"), "127.0.0.1", args.etcd_port, args.etcd_port + 1)
     os.makedirs(args.data_dir, exist_ok=True)
     host = "127.0.0.1"
     procs: list[tuple[str, subprocess.Popen]] = []
     try:
-        client, peer = f"http://{host}:{args.etcd_port}", f"http://{host}:{args.etcd_port + 1}"
         with open(os.path.join(args.data_dir, "etcd.log"), "ab") as out:
-            proc = subprocess.Popen([etcd, "--name", "etcd0", "--data-dir", os.path.join(args.data_dir, "etcd"),
-                                     "--listen-client-urls", client, "--advertise-client-urls", client,
-                                     "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                                     "--initial-cluster", f"etcd0={peer}"], stdout=out, stderr=out)
+            proc = subprocess.Popen(etcd, stdout=out, stderr=out)
         procs.append(("etcd", proc))
         wait_for_port(host, args.etcd_port, proc, "etcd")
         for node in range(1, args.brokers + 1):
             port = args.first_port + node - 1
             with open(os.path.join(args.data_dir, f"broker-{node}.log"), "ab") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "kafkalite", "--node-id", str(node), "--listen", f"{host}:{port}",
-                     "--data-dir", os.path.join(args.data_dir, f"broker-{node}"),
-                     "--cluster", f"etcd://{host}:{args.etcd_port}/{args.name}"], stdout=out, stderr=out)
+                    broker_command(node, host, port, os.path.join(args.data_dir, f"broker-{node}"),
+                                   f"etcd://{host}:{args.etcd_port}/{args.name}"), stdout=out, stderr=out)
             procs.append((f"broker {node}", proc))
             wait_for_port(host, port, proc, f"broker {node}")
         ports = ",".join(f"{host}:{args.first_port + i}" for i in range(args.brokers))
@@ -80,6 +95,9 @@ def main() -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    except RuntimeError as e:  # a process that did not start
+        print(e, file=sys.stderr)
+        return 1
     finally:
         for name, proc in reversed(procs):  # brokers first (controlled shutdown), etcd last
             if proc.poll() is None:

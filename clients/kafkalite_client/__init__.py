@@ -26,7 +26,11 @@ from kafkalite_client.errors import (
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    ProducerFencedError,
     RecordDeserializationError,
+    TransactionAbortableError,
+    TransactionAbortedError,
+    TransactionStateError,
     UnsupportedVersionByBroker,
     error_class,
 )
@@ -34,12 +38,15 @@ from kafkalite_client.partitioner import murmur2, partition_for_key
 from kafkalite_client.producer import Producer
 from kafkalite_client.records import ConsumerRecord, OffsetAndMetadata, RecordMetadata, TopicPartition
 from kafkalite_client.retry import RetryPolicy
+from kafkalite_client.transaction import ConsumerGroupMetadata
 
 __all__ = [
-    "Admin", "Assignor", "ClientClosedError", "Consumer", "ConsumerRecord", "CooperativeStickyAssignor",
+    "Admin", "Assignor", "ClientClosedError", "Consumer", "ConsumerGroupMetadata", "ConsumerRecord",
+    "CooperativeStickyAssignor",
     "GroupDescription", "GroupListing", "KafkaConnectionError", "KafkaError", "KafkaTimeoutError",
     "MemberDescription", "NewTopic", "OffsetAndMetadata", "PartitionDescription", "PartitionLag", "Producer",
-    "RangeAssignor", "RecordDeserializationError", "RecordMetadata", "RetryPolicy", "RoundRobinAssignor",
-    "TopicDescription", "TopicPartition",
+    "ProducerFencedError", "RangeAssignor", "RecordDeserializationError", "RecordMetadata", "RetryPolicy",
+    "RoundRobinAssignor", "TopicDescription", "TopicPartition", "TransactionAbortableError",
+    "TransactionAbortedError", "TransactionStateError",
     "UnsupportedVersionByBroker", "error_class", "murmur2", "partition_for_key",
 ]

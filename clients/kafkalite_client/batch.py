@@ -11,7 +11,7 @@ import asyncio
 
 from kafkalite.protocol import compression
 from kafkalite.protocol.primitives import uvarint_bytes
-from kafkalite.protocol.record_batch import HEADER_SIZE, NO_PRODUCER_ID, NO_SEQUENCE, encode_header
+from kafkalite.protocol.record_batch import HEADER_SIZE, NO_PRODUCER_ID, NO_SEQUENCE, TRANSACTIONAL_BIT, encode_header
 
 # Zig-zag varints of small non-negative numbers, the common case for lengths and deltas.
 _SMALL = 1 << 14
@@ -82,12 +82,13 @@ class ProducerBatch:
         return index
 
     def encode(self, codec: int, producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1,
-               base_sequence: int = NO_SEQUENCE) -> bytes:
+               base_sequence: int = NO_SEQUENCE, transactional: bool = False) -> bytes:
         """The finished batch (baseOffset 0; the broker assigns offsets). Built once; later calls return it."""
         if self.encoded is None:
             payload = compression.compress(codec, bytes(self.body)) if codec else self.body
+            attributes = codec | (TRANSACTIONAL_BIT if transactional else 0)
             self.encoded = encode_header(
-                payload, attributes=codec, last_offset_delta=self.count - 1, base_timestamp=self.base_timestamp,
+                payload, attributes=attributes, last_offset_delta=self.count - 1, base_timestamp=self.base_timestamp,
                 max_timestamp=self.max_timestamp, records_count=self.count, producer_id=producer_id,
                 producer_epoch=producer_epoch, base_sequence=base_sequence,
             ) + payload

@@ -21,6 +21,7 @@ from kafkalite_client.errors import (
 
 METADATA, FIND_COORDINATOR = ApiKey.METADATA, ApiKey.FIND_COORDINATOR
 BOOTSTRAP = -1  # the connection key of the bootstrap connection, before node ids are known
+GROUP_KEY, TRANSACTION_KEY = 0, 1  # FindCoordinator's key types
 
 
 def parse_bootstrap(servers: str | list[str] | tuple[str, ...]) -> list[tuple[str, int]]:
@@ -81,7 +82,7 @@ class Cluster:
         self.controller_id: int = -1
         self._connections: dict[int, Connection] = {}
         self._connecting: dict[int, asyncio.Lock] = {}
-        self._coordinators: dict[str, int] = {}
+        self._coordinators: dict[tuple[int, str], int] = {}
         self._refreshing: asyncio.Future | None = None
         self.metadata_updated = asyncio.Event()
         self.closed = False
@@ -235,26 +236,27 @@ class Cluster:
 
     # Coordinators --------------------------------------------------------------------------
 
-    async def coordinator(self, group_id: str, key_type: int = 0) -> int:
-        """The node id of the group's coordinator (key_type 0 = group)."""
-        node = self._coordinators.get(group_id)
+    async def coordinator(self, key: str, key_type: int = GROUP_KEY) -> int:
+        """The node id of the coordinator of a group (key_type 0) or a transactional id (key_type 1)."""
+        node = self._coordinators.get((key_type, key))
         if node is not None:
             return node
         conn = await self.any_connection()
         version = conn.version(FIND_COORDINATOR)
+        what = "group" if key_type == GROUP_KEY else "transactional id"
         if version >= 4:
-            response = await conn.request(FIND_COORDINATOR, {"key_type": key_type, "coordinator_keys": [group_id]})
+            response = await conn.request(FIND_COORDINATOR, {"key_type": key_type, "coordinator_keys": [key]})
             answer = response["coordinators"][0]
         else:
-            answer = await conn.request(FIND_COORDINATOR, {"key": group_id, "key_type": key_type})
-        raise_for_code(answer["error_code"], f"no coordinator for group {group_id!r}")
+            answer = await conn.request(FIND_COORDINATOR, {"key": key, "key_type": key_type})
+        raise_for_code(answer["error_code"], f"no coordinator for {what} {key!r}")
         node = answer["node_id"]
         self.brokers.setdefault(node, (answer["host"], answer["port"]))
-        self._coordinators[group_id] = node
+        self._coordinators[(key_type, key)] = node
         return node
 
-    def forget_coordinator(self, group_id: str) -> None:
-        self._coordinators.pop(group_id, None)
+    def forget_coordinator(self, key: str, key_type: int = GROUP_KEY) -> None:
+        self._coordinators.pop((key_type, key), None)
 
     def close(self) -> None:
         self.closed = True

@@ -46,14 +46,19 @@ def describe_os_error(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
+# Versions of the shared schemas a client never sends: AddPartitionsToTxn v4+ is the batched form partition
+# leaders send the transaction coordinator (KIP-890), as Kafka's own client stops at 3.
+CLIENT_MAX_VERSION = {ApiKey.ADD_PARTITIONS_TO_TXN: 3}
+
+
 def choose_versions(broker_ranges: dict[int, tuple[int, int]]) -> dict[int, int]:
-    """For each API both sides speak, the highest version in both ranges."""
+    """For each API both sides speak, the highest version in both ranges (and in a client's)."""
     chosen = {}
     for key, (low, high) in broker_ranges.items():
         api = APIS.get(key)
         if api is None:
             continue
-        top = min(high, api.max_version)
+        top = min(high, api.max_version, CLIENT_MAX_VERSION.get(key, api.max_version))
         if top >= max(low, api.min_version):
             chosen[key] = top
     return chosen

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol.errors import DecodeError, ErrorCode
-from kafkalite.protocol.record_batch import iter_batches_lenient
+from kafkalite.protocol.record_batch import RecordBatch, iter_batches_lenient
 
 from kafkalite_client._aio import wait_event
 from kafkalite_client.assignors import make_assignors
@@ -35,9 +35,10 @@ from kafkalite_client.errors import (
 )
 from kafkalite_client.fetched import decode_batch
 from kafkalite_client.group import GroupCoordinatorClient, fetch_committed
-from kafkalite_client.offsets import EARLIEST, LATEST, list_offsets
+from kafkalite_client.offsets import EARLIEST, ISOLATION_LEVELS, LATEST, READ_COMMITTED, list_offsets
 from kafkalite_client.records import ConsumerRecord, OffsetAndMetadata, TopicPartition, to_offset_and_metadata
 from kafkalite_client.retry import RetryPolicy, RetryRouter
+from kafkalite_client.transaction import ConsumerGroupMetadata
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class _PartitionState:
     consumed: int | None = None  # handled up to here (exclusive): what auto-commit commits
     committed: int | None = None  # last offset committed by this consumer
     high_watermark: int | None = None
+    last_stable_offset: int | None = None
     log_start_offset: int | None = None
     paused: bool = False
     records: collections.deque = field(default_factory=collections.deque)
@@ -99,6 +101,9 @@ class Consumer:
       value_deserializer=None: the same for values; one that raises makes getmany raise
         RecordDeserializationError (the record stays next; seek past it), and run() treat it as a failure.
       exclude_internal_topics=True: a pattern never matches internal topics such as __consumer_offsets.
+      isolation_level='read_uncommitted': 'read_committed' reads only committed transactions' records (and
+        records written outside transactions), up to the first open transaction; 'latest' and lag count to
+        there too. 'read_uncommitted' reads every record, aborted ones included.
     """
 
     def __init__(
@@ -129,7 +134,12 @@ class Consumer:
         key_deserializer: Callable[[bytes | None], Any] | None = None,
         value_deserializer: Callable[[bytes | None], Any] | None = None,
         exclude_internal_topics: bool = True,
+        isolation_level: str = "read_uncommitted",
     ):
+        if isolation_level not in ISOLATION_LEVELS:
+            raise ValueError(f"isolation_level must be read_uncommitted or read_committed, not {isolation_level!r}")
+        self.isolation_level = isolation_level
+        self._isolation = ISOLATION_LEVELS[isolation_level]
         if auto_offset_reset not in _RESET:
             raise ValueError(f"auto_offset_reset must be earliest, latest or none, not {auto_offset_reset!r}")
         self.auto_offset_reset = auto_offset_reset
@@ -396,7 +406,7 @@ class Consumer:
                         f"{tp.topic}-{tp.partition} has no committed offset and auto_offset_reset is 'none'")
             self._records_ready.set()
             return
-        found = await list_offsets(self.cluster, {tp: target for tp in tokens})
+        found = await list_offsets(self.cluster, {tp: target for tp in tokens}, isolation_level=self._isolation)
         for tp, answer in found.items():
             if answer is not None and self._still_unresolved(tp, tokens[tp]):
                 self._set_position(tp, answer[0])
@@ -442,7 +452,7 @@ class Consumer:
         await self.start()
         tps = self._partitions(partitions)
         tokens = {tp: self._seek_token(tp) for tp in tps}
-        found = await list_offsets(self.cluster, {tp: target for tp in tps})
+        found = await list_offsets(self.cluster, {tp: target for tp in tps}, isolation_level=self._isolation)
         for tp, answer in found.items():
             if answer is not None and self._no_seek_since(tp, tokens[tp]):
                 self._seek(tp, answer[0])
@@ -468,16 +478,19 @@ class Consumer:
     async def offsets_for_times(self, timestamps: dict) -> dict[TopicPartition, tuple[int, int] | None]:
         """{partition: ms timestamp} -> {partition: (offset, timestamp) of the first record at or after it, or None}."""
         await self.start()
-        return await list_offsets(self.cluster, {TopicPartition(*tp): ts for tp, ts in timestamps.items()})
+        return await list_offsets(self.cluster, {TopicPartition(*tp): ts for tp, ts in timestamps.items()},
+                                  isolation_level=self._isolation)
 
     async def beginning_offsets(self, partitions) -> dict[TopicPartition, int]:
         await self.start()
-        found = await list_offsets(self.cluster, {TopicPartition(*tp): EARLIEST for tp in partitions})
+        found = await list_offsets(self.cluster, {TopicPartition(*tp): EARLIEST for tp in partitions},
+                                   isolation_level=self._isolation)
         return {tp: a[0] if a else 0 for tp, a in found.items()}
 
     async def end_offsets(self, partitions) -> dict[TopicPartition, int]:
         await self.start()
-        found = await list_offsets(self.cluster, {TopicPartition(*tp): LATEST for tp in partitions})
+        found = await list_offsets(self.cluster, {TopicPartition(*tp): LATEST for tp in partitions},
+                                   isolation_level=self._isolation)
         return {tp: a[0] if a else 0 for tp, a in found.items()}
 
     async def position(self, tp) -> int:
@@ -503,12 +516,18 @@ class Consumer:
         """The partition's high watermark as of the last fetch."""
         return self._state(tp).high_watermark
 
+    def last_stable_offset(self, tp) -> int | None:
+        """The partition's last stable offset (below it no transaction is open) as of the last fetch."""
+        return self._state(tp).last_stable_offset
+
     def lag(self, tp) -> int | None:
-        """Records between the position and the high watermark (as of the last fetch), or None if unknown."""
+        """Records between the position and the high watermark (with read_committed, the last stable
+        offset) as of the last fetch, or None if unknown."""
         st = self._state(tp)
-        if st.high_watermark is None or st.position is None:
+        end = st.last_stable_offset if self._isolation == READ_COMMITTED else st.high_watermark
+        if end is None or end < 0 or st.position is None:
             return None
-        return max(0, st.high_watermark - st.position)
+        return max(0, end - st.position)
 
     def lags(self) -> dict[TopicPartition, int | None]:
         return {tp: self.lag(tp) for tp in self._states}
@@ -525,6 +544,15 @@ class Consumer:
 
     def paused(self) -> set[TopicPartition]:
         return {tp for tp, st in self._states.items() if st.paused}
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        """The group, generation and member id, for Producer.send_offsets_to_transaction."""
+        if self.group_id is None:
+            raise ValueError("group_metadata() needs a group_id")
+        if self.group is None or self._manual:
+            return ConsumerGroupMetadata(self.group_id)
+        return ConsumerGroupMetadata(self.group_id, self.group.generation, self.group.member_id,
+                                     self.group.group_instance_id)
 
     # Commits ---------------------------------------------------------------------------------
 
@@ -635,7 +663,8 @@ class Consumer:
                 "last_fetched_epoch": -1, "log_start_offset": -1,
                 "partition_max_bytes": self.max_partition_fetch_bytes})
         body = {"replica_id": -1, "max_wait_ms": self.fetch_max_wait_ms, "min_bytes": self.fetch_min_bytes,
-                "max_bytes": self.fetch_max_bytes, "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+                "max_bytes": self.fetch_max_bytes, "isolation_level": self._isolation,
+                "session_id": 0, "session_epoch": -1,
                 "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()],
                 "forgotten_topics_data": [], "rack_id": ""}
         refresh = False
@@ -662,9 +691,11 @@ class Consumer:
                                  if code in ErrorCode._value2member_map_ else code)
                         continue
                     st.high_watermark = p["high_watermark"]
+                    st.last_stable_offset = p["last_stable_offset"]
                     st.log_start_offset = p["log_start_offset"]
                     if p["records"]:
-                        got_records |= self._take_records(tp, st, p["records"])
+                        aborted = p["aborted_transactions"] if self._isolation == READ_COMMITTED else None
+                        got_records |= self._take_records(tp, st, p["records"], aborted)
             if reset:
                 log.info("offsets out of range for %s: resetting (%s)", reset, self.auto_offset_reset)
                 for tp in reset:
@@ -687,16 +718,26 @@ class Consumer:
         if refresh:
             await self._refresh_soon()
 
-    def _take_records(self, tp: TopicPartition, st: _PartitionState, data) -> bool:
+    def _take_records(self, tp: TopicPartition, st: _PartitionState, data, aborted: list[dict] | None) -> bool:
+        """Buffer the fetched records; with read_committed, drop those of the aborted transactions listed."""
         offset = st.fetch_offset
         out = st.records
         buffered_before = len(out)
         topic, partition = tp
+        # As Kafka's consumer: a transactional batch is dropped when its producer has an aborted transaction that
+        # began at or before it, until that producer's ABORT marker is passed.
+        upcoming = sorted((a["first_offset"], a["producer_id"]) for a in aborted or ())
+        aborting: set[int] = set()
         for batch in iter_batches_lenient(data):
             next_offset = batch.next_offset
             if next_offset <= offset:
                 continue
-            if not batch.is_control:
+            while upcoming and upcoming[0][0] <= batch.last_offset:
+                aborting.add(upcoming.pop(0)[1])
+            if batch.is_control:
+                if batch.producer_id in aborting and _is_abort_marker(batch):
+                    aborting.discard(batch.producer_id)
+            elif not (batch.is_transactional and batch.producer_id in aborting):
                 decode_batch(batch, topic, partition, offset, out)
             offset = next_offset
         if not out and st.position == st.fetch_offset:
@@ -799,6 +840,8 @@ class Consumer:
             limit -= len(taken)
             out[tp] = taken
             st.position = taken[-1].offset + 1
+            if not records:  # past control batches (transaction markers) and aborted records after the last one
+                st.position = max(st.position, st.fetch_offset)
             if len(records) < self.max_poll_records:
                 self._fetch_wakeup.set()
         return out
@@ -903,3 +946,11 @@ class Consumer:
                 self.resume(tp)
 
         asyncio.get_running_loop().call_later(delay, wake)
+
+
+def _is_abort_marker(batch: RecordBatch) -> bool:
+    """A control batch's record key is (version int16, type int16): type 0 is ABORT, 1 is COMMIT."""
+    for record in batch.records():
+        key = record.key or b""
+        return len(key) >= 4 and int.from_bytes(key[2:4], "big", signed=True) == 0
+    return False

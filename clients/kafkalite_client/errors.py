@@ -83,6 +83,25 @@ class RecordDeserializationError(ValueError):
                          f"{type(error).__name__}: {error}; seek to offset {offset + 1} to skip it")
 
 
+class TransactionStateError(RuntimeError):
+    """A transactional method was called when the producer's transaction state does not allow it (begin twice,
+    send or commit outside a transaction, anything on a producer without transactional_id)."""
+
+
+class TransactionAbortableError(KafkaError):
+    """The transaction hit an error that only aborting it clears: call abort_transaction(), then begin again.
+    `.cause` is the error that made it so; `.code` is the cause's code."""
+
+    def __init__(self, message: str, cause: BaseException):
+        self.cause = cause
+        self.code = getattr(cause, "code", ErrorCode.UNKNOWN_SERVER_ERROR)
+        super().__init__(f"{message}: {cause}; abort the transaction")
+
+
+class TransactionAbortedError(RuntimeError):
+    """A record of a transaction that was aborted before the record was sent."""
+
+
 class UnsupportedVersionByBroker(RuntimeError):
     """The broker speaks no version of an API that this client also speaks."""
 
@@ -96,3 +115,6 @@ OffsetOutOfRangeError = ERROR_CLASSES[ErrorCode.OFFSET_OUT_OF_RANGE]
 RebalanceInProgressError = ERROR_CLASSES[ErrorCode.REBALANCE_IN_PROGRESS]
 MessageTooLargeError = ERROR_CLASSES[ErrorCode.MESSAGE_TOO_LARGE]
 InvalidTopicError = ERROR_CLASSES[ErrorCode.INVALID_TOPIC_EXCEPTION]
+# A newer producer with the same transactional_id took over (Kafka's clients raise it for INVALID_PRODUCER_EPOCH
+# too): fatal, only close() is left.
+ProducerFencedError = ERROR_CLASSES[ErrorCode.PRODUCER_FENCED]

@@ -14,14 +14,17 @@ from kafkalite_client.records import TopicPartition
 
 LIST_OFFSETS = ApiKey.LIST_OFFSETS
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
+READ_UNCOMMITTED, READ_COMMITTED = 0, 1  # isolation levels, as Fetch and ListOffsets take them
+ISOLATION_LEVELS = {"read_uncommitted": READ_UNCOMMITTED, "read_committed": READ_COMMITTED}
 _RETRY = {ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.LEADER_NOT_AVAILABLE,
           ErrorCode.OFFSET_NOT_AVAILABLE, ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.UNKNOWN_LEADER_EPOCH}
 
 
 async def list_offsets(cluster: Cluster, timestamps: dict[TopicPartition, int], *, attempts: int = 5,
-                       ) -> dict[TopicPartition, tuple[int, int] | None]:
+                       isolation_level: int = READ_UNCOMMITTED) -> dict[TopicPartition, tuple[int, int] | None]:
     """For each partition, (offset, timestamp) of the first record at or after the timestamp (or EARLIEST,
-    LATEST); None when no record is that late."""
+    LATEST); None when no record is that late. With READ_COMMITTED, LATEST is the last stable offset (the
+    first offset of the oldest open transaction, or the high watermark) and later records are not found."""
     result: dict[TopicPartition, tuple[int, int] | None] = {}
     todo = dict(timestamps)
     for attempt in range(attempts):
@@ -42,7 +45,7 @@ async def list_offsets(cluster: Cluster, timestamps: dict[TopicPartition, int], 
                 topics.setdefault(tp.topic, []).append({"partition_index": tp.partition, "timestamp": ts})
             try:
                 response = await cluster.request(leader, LIST_OFFSETS, {
-                    "replica_id": -1, "isolation_level": 0,
+                    "replica_id": -1, "isolation_level": isolation_level,
                     "topics": [{"name": t, "partitions": ps} for t, ps in topics.items()]})
             except KafkaConnectionError as e:
                 last_error = e

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol import compression
@@ -27,12 +28,15 @@ from kafkalite_client.errors import (
     KafkaError,
     KafkaTimeoutError,
     MessageTooLargeError,
+    TransactionAbortedError,
+    TransactionStateError,
     UnknownTopicOrPartitionError,
     UnsupportedVersionByBroker,
     error_class,
 )
 from kafkalite_client.partitioner import StickyPartitioner
 from kafkalite_client.records import RecordMetadata, to_bytes, to_headers
+from kafkalite_client.transaction import FENCED, ConsumerGroupMetadata, Transaction, TxnState, kafka_error
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,11 @@ class Producer:
       key_serializer=None: a callable turning each key into bytes (or str or None), as aiokafka's; it is
         called for every record, None keys included.
       value_serializer=None: the same for values (a tombstone stays one only if it returns None for None).
+      transactional_id=None: makes the producer transactional (and idempotent, with acks='all'): start()
+        takes this id's producer id and epoch, fencing any older producer with the same id; records are then
+        sent only between begin_transaction() and commit_transaction() or abort_transaction() (or inside
+        `async with producer.transaction():`).
+      transaction_timeout_ms=60000: the coordinator aborts a transaction left open this long.
     """
 
     def __init__(
@@ -92,10 +101,17 @@ class Producer:
         partitioner: StickyPartitioner | None = None,
         key_serializer: Callable[[Any], bytes | str | None] | None = None,
         value_serializer: Callable[[Any], bytes | str | None] | None = None,
+        transactional_id: str | None = None,
+        transaction_timeout_ms: int = 60000,
     ):
         if acks not in ACKS:
             raise ValueError(f"acks must be 'all', -1, 0 or 1, not {acks!r}")
         self.acks = ACKS[acks]
+        if transactional_id is not None:
+            if enable_idempotence is False or self.acks != -1:
+                raise ValueError("a transactional producer is idempotent: it needs acks='all' and "
+                                 "enable_idempotence left on")
+            enable_idempotence = True
         if enable_idempotence and self.acks != -1:
             raise ValueError("enable_idempotence needs acks='all'")
         # As in the Java client: on by default, unless acks was lowered.
@@ -119,6 +135,11 @@ class Producer:
         self.key_serializer = key_serializer
         self.value_serializer = value_serializer
         self.cluster = Cluster(bootstrap_servers, client_id=client_id, request_timeout=self.request_timeout)
+        self.transactional_id = transactional_id
+        self._txn: Transaction | None = None
+        if transactional_id is not None:
+            self._txn = Transaction(self.cluster, transactional_id, transaction_timeout_ms,
+                                    retry_backoff=self.retry_backoff, request_timeout=self.request_timeout)
 
         self.producer_id = -1
         self.producer_epoch = -1
@@ -148,7 +169,10 @@ class Producer:
             if self._closed:
                 raise ClientClosedError("the producer is closed")
             await self.cluster.refresh()
-            if self.idempotent:
+            if self._txn is not None:
+                await self._txn.init()
+                self._take_producer_id()
+            elif self.idempotent:
                 await self._init_producer_id()
             self._sender = asyncio.get_running_loop().create_task(self._send_loop())
             self._sender.add_done_callback(self._sender_stopped)
@@ -177,6 +201,12 @@ class Producer:
             await asyncio.sleep(delay)
             delay *= 2
         raise error_class(code)("InitProducerId failed; cannot start an idempotent producer")
+
+    def _take_producer_id(self) -> None:
+        """The transaction's producer id and epoch (a new epoch starts every partition's sequence again)."""
+        if (self._txn.producer_id, self._txn.producer_epoch) != (self.producer_id, self.producer_epoch):
+            self.producer_id, self.producer_epoch = self._txn.producer_id, self._txn.producer_epoch
+            self._next_sequence.clear()
 
     async def __aenter__(self) -> "Producer":
         return await self.start()
@@ -213,6 +243,72 @@ class Producer:
             for batch in list(self._unfinished):
                 self._finish(batch, ClientClosedError("the producer closed before the record was sent"))
             self.cluster.close()
+
+    # Transactions ---------------------------------------------------------------------------
+
+    def _transaction(self) -> Transaction:
+        if self._txn is None:
+            raise TransactionStateError("this producer has no transactional_id")
+        if self._closed:
+            raise ClientClosedError("the producer is closed")
+        return self._txn
+
+    async def init_transactions(self) -> None:
+        """Take the transactional id's producer id and epoch (fencing older producers with the same id, and
+        aborting what they left open). start() does it; this is the Java and confluent-kafka name."""
+        self._transaction()
+        await self.start()
+
+    def begin_transaction(self) -> None:
+        """Start a transaction: what is sent from now until commit_transaction() is visible to read_committed
+        consumers only once committed, and never if aborted."""
+        txn = self._transaction()
+        if not self._started:
+            raise TransactionStateError("start the producer (or use `async with`) before begin_transaction()")
+        txn.begin()
+
+    async def send_offsets_to_transaction(self, offsets: dict, group: ConsumerGroupMetadata | str) -> None:
+        """Commit a consumer group's offsets ({partition: next offset to read}, as Consumer.commit takes them)
+        as part of the transaction: they count only if it commits. `group` is Consumer.group_metadata() (the
+        coordinator then refuses offsets from a member the group has moved on from) or a group id."""
+        await self._transaction().send_offsets(offsets, group)
+
+    async def commit_transaction(self) -> None:
+        """Send every buffered record, then commit. If a record of the transaction failed this raises
+        TransactionAbortableError and only abort_transaction() is left; ProducerFencedError is fatal. After a
+        KafkaTimeoutError the commit may be called again."""
+        txn = self._transaction()
+        txn.start_commit()
+        await self.flush()
+        await txn.end(commit=True)
+
+    async def abort_transaction(self) -> None:
+        """Drop the records not sent yet, wait for those in flight, and abort: read_committed consumers never
+        see the transaction's records, and its offsets are not committed."""
+        txn = self._transaction()
+        txn.start_abort()
+        for queue in self._queues.values():
+            for batch in list(queue):
+                self._finish(batch, TransactionAbortedError("the transaction was aborted before the record was sent"))
+        if txn.adding is not None:
+            await asyncio.gather(asyncio.shield(txn.adding), return_exceptions=True)
+        await self.flush()  # what is left is in flight
+        await txn.end(commit=False)
+        self._take_producer_id()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator["Producer"]:
+        """`async with producer.transaction():` begins a transaction, commits it when the block ends, and
+        aborts it (then re-raises) when the block or the commit raises."""
+        self.begin_transaction()
+        try:
+            yield self
+            await self.commit_transaction()
+        except BaseException:
+            # not after a fatal error, nor after a commit that timed out (its outcome is unknown)
+            if self._txn.state in (TxnState.IN_TRANSACTION, TxnState.ABORTABLE_ERROR):
+                await self.abort_transaction()
+            raise
 
     # Sending --------------------------------------------------------------------------------
 
@@ -251,6 +347,8 @@ class Producer:
             raise self._sender_error
         if not self._started:
             await self.start()
+        if self._txn is not None:
+            self._txn.check_can_send()
         # As aiokafka's: a serializer is called for every record, None included (a tombstone stays one only if
         # the serializer returns None for it).
         if self.key_serializer is not None:
@@ -285,6 +383,9 @@ class Producer:
             self._wakeup.set()
             await self._space.wait()
         tp = (topic, partition)
+        if self._txn is not None and tp not in self._txn.partitions and tp not in self._txn.pending:
+            self._txn.pending.add(tp)  # the sender adds it to the transaction before its first batch goes
+            self._wakeup.set()
         queue = self._queues.get(tp)
         if queue is None:
             queue = self._queues[tp] = collections.deque()
@@ -337,9 +438,17 @@ class Producer:
         by_node: dict[int, list[ProducerBatch]] = {}
         urgent = self._flushing or self._closed
         need_metadata = False
+        txn = self._txn
+        if txn is not None and txn.pending:
+            if txn.error is not None:  # failed: what waits for AddPartitionsToTxn will never be sent
+                self._drop_unadded(txn.error)
+            elif txn.adding is None and not txn.aborting:
+                txn.adding = self._spawn(self._add_partitions(set(txn.pending)))
         for tp, queue in self._queues.items():
             if not queue or tp in self._in_flight_partitions:
                 continue
+            if txn is not None and tp not in txn.partitions:
+                continue  # waits for AddPartitionsToTxn, which wakes the loop
             batch = queue[0]
             if batch.retry_at > now:
                 next_wake = batch.retry_at if next_wake is None else min(next_wake, batch.retry_at)
@@ -377,10 +486,31 @@ class Producer:
             self._spawn(self._produce(node, chosen))
         return next_wake
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._request_tasks.add(task)
         task.add_done_callback(self._request_tasks.discard)
+        return task
+
+    def _drop_unadded(self, error: BaseException) -> None:
+        """Fail the records waiting for partitions the failed transaction never added."""
+        for tp, queue in self._queues.items():
+            if tp not in self._txn.partitions:
+                for batch in list(queue):
+                    self._finish(batch, error)
+        self._txn.pending.clear()
+
+    async def _add_partitions(self, tps: set[tuple[str, int]]) -> None:
+        """AddPartitionsToTxn; if it fails, the records waiting for these partitions fail with its error."""
+        try:
+            await self._txn.add_partitions(tps)
+        except (KafkaError, KafkaTimeoutError) as e:
+            for tp in tps:
+                for batch in list(self._queues.get(tp, ())):
+                    self._finish(batch, e)
+        finally:
+            self._txn.adding = None
+            self._wakeup.set()
 
     async def _refresh_metadata(self) -> None:
         try:
@@ -396,7 +526,8 @@ class Producer:
                 tp = (batch.topic, batch.partition)
                 sequence = self._next_sequence[tp]
                 self._next_sequence[tp] = (sequence + batch.count) & 0x7FFFFFFF
-            batch.encode(self.codec, self.producer_id, self.producer_epoch, sequence)
+            batch.encode(self.codec, self.producer_id, self.producer_epoch, sequence,
+                         transactional=self._txn is not None)
         return batch.encoded
 
     async def _produce(self, node: int, batches: list[ProducerBatch]) -> None:
@@ -404,7 +535,8 @@ class Producer:
         for batch in batches:
             batch.attempts += 1
             topics.setdefault(batch.topic, []).append({"index": batch.partition, "records": self._encode(batch)})
-        body = {"transactional_id": None, "acks": self.acks, "timeout_ms": int(self.request_timeout * 1000),
+        body = {"transactional_id": self.transactional_id, "acks": self.acks,
+                "timeout_ms": int(self.request_timeout * 1000),
                 "topic_data": [{"name": t, "partition_data": parts} for t, parts in topics.items()]}
         try:
             try:
@@ -432,8 +564,8 @@ class Producer:
                 if code == 0 or code == ErrorCode.DUPLICATE_SEQUENCE_NUMBER:
                     self._finish(batch, (result["base_offset"], result["log_append_time_ms"]))
                     continue
-                error = error_class(code)(
-                    f"producing to {batch.topic}-{batch.partition}: {result.get('error_message') or 'refused'}")
+                what = f"producing to {batch.topic}-{batch.partition}: {result.get('error_message') or 'refused'}"
+                error = kafka_error(code, what) if self._txn is not None and code in FENCED else error_class(code)(what)
                 refresh |= code in _REFRESH_ON
                 self._retry_or_fail(batch, error)
             if refresh:
@@ -447,7 +579,8 @@ class Producer:
     def _retry_or_fail(self, batch: ProducerBatch, error: Exception, refresh: bool = False) -> None:
         retriable = getattr(error, "retriable", False)
         expired = time.monotonic() - batch.created > self.delivery_timeout
-        if retriable and batch.attempts <= self.retries and not expired and not self._closed:
+        aborting = self._txn is not None and self._txn.aborting
+        if retriable and batch.attempts <= self.retries and not expired and not self._closed and not aborting:
             log.info("retrying a batch for %s-%d after: %s", batch.topic, batch.partition, error)
             batch.retry_at = time.monotonic() + min(self.retry_backoff * 2 ** (batch.attempts - 1), 1.0)
             self._queues[(batch.topic, batch.partition)].appendleft(batch)
@@ -467,6 +600,10 @@ class Producer:
         if queue and batch in queue:
             queue.remove(batch)
         if isinstance(result, BaseException):
+            if self._txn is not None:
+                self._txn.fail(result)  # a transaction with a lost record cannot commit
+                if batch.encoded is not None:
+                    self._txn.sequences_broken = True  # its sequence numbers were used, maybe not written
             batch.done.set_exception(result)
             batch.done.exception()  # mark retrieved: a caller may have used only enqueue() or nothing
         else:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,7 +25,14 @@ class Services:
     replicas: "ReplicaManager"  # local replicas: append, read, wait on watermarks
     groups: "GroupService"
     producer_ids: "ProducerIdBlocks"
-    transactions: "TransactionService | None" = None  # standalone only, for now
+    transactions: "TransactionService | None" = None
+    # per connection: done once its latest Produce request has made its appends (produce.py keeps them in order)
+    appends_done: dict[int, asyncio.Future] = field(default_factory=dict)
+    # per connection: partitions whose last batch was refused before its append, and the error (produce.py)
+    refused_before_append: dict[int, dict[tuple[str, int], object]] = field(default_factory=dict)  # Refusal
+
+    def connection_closed(self, connection_id: int) -> None:
+        self.refused_before_append.pop(connection_id, None)
 
     @property
     def node_id(self) -> int:

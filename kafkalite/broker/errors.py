@@ -5,28 +5,12 @@ from __future__ import annotations
 from kafkalite.log import errors as log_errors
 from kafkalite.protocol.errors import ErrorCode
 
-_CODES: list[tuple[type[Exception], ErrorCode]] = [
-    (log_errors.StorageError, ErrorCode.KAFKA_STORAGE_ERROR),
-    (log_errors.OffsetOutOfRange, ErrorCode.OFFSET_OUT_OF_RANGE),
-    (log_errors.CorruptRecord, ErrorCode.CORRUPT_MESSAGE),
-    (log_errors.RecordTooLarge, ErrorCode.MESSAGE_TOO_LARGE),
-    (log_errors.InvalidTimestamp, ErrorCode.INVALID_TIMESTAMP),
-    (log_errors.OutOfOrderSequence, ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER),
-    (log_errors.InvalidProducerEpoch, ErrorCode.INVALID_PRODUCER_EPOCH),
-    (log_errors.InvalidTopicName, ErrorCode.INVALID_TOPIC_EXCEPTION),
-    (log_errors.TopicExists, ErrorCode.TOPIC_ALREADY_EXISTS),
-    (log_errors.UnknownTopic, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
-    (log_errors.InvalidPartitions, ErrorCode.INVALID_PARTITIONS),
-    (log_errors.InvalidReplicationFactor, ErrorCode.INVALID_REPLICATION_FACTOR),
-    (log_errors.InvalidConfig, ErrorCode.INVALID_CONFIG),
-    (OSError, ErrorCode.KAFKA_STORAGE_ERROR),
-]
-
-
 def error_code_for(exc: Exception) -> ErrorCode:
-    for kind, code in _CODES:
-        if isinstance(exc, kind):
-            return code
+    """Each log error carries its Kafka code; any other OSError is the storage failing."""
+    if isinstance(exc, log_errors.LogError):
+        return ErrorCode(exc.error_code)
+    if isinstance(exc, OSError):
+        return ErrorCode.KAFKA_STORAGE_ERROR
     return ErrorCode.UNKNOWN_SERVER_ERROR
 
 

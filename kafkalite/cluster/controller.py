@@ -20,6 +20,10 @@ from kafkalite.metadata.image import PartitionInfo
 
 log = logging.getLogger("kafkalite.controller")
 
+# Partitions written in one store transaction: etcd refuses a transaction of more than 128 operations (its
+# --max-txn-ops default), and each partition adds a compare and a put.
+PARTITIONS_PER_TXN = 100
+
 
 class Controller:
     def __init__(self, store: MetadataStore, keys: Keys, epoch: int, *, unclean_election: bool = False):
@@ -41,7 +45,9 @@ class Controller:
                 if found is None:
                     continue
                 old, mod_revision = found
-                new = decisions.elect_leader(old, live, self.unclean_election, excluded=leaving)
+                elect = decisions.elect_after_restart if state.leader_restarted(old, mod_revision) \
+                    else decisions.elect_leader
+                new = elect(old, live, self.unclean_election, excluded=leaving)
                 new = decisions.step_reassignment(new, live - leaving)
                 if preferred and new.leader != -1:
                     new = decisions.preferred_leader(new, live - leaving)
@@ -50,23 +56,39 @@ class Controller:
         return changes
 
     async def reconcile(self, state: ClusterState, preferred: bool = False) -> int:
-        """Write the planned changes; returns how many were applied. Stops (deposed) once a write shows that
-        another broker holds the controller key."""
+        """Write the planned changes; returns how many were applied. Many partitions move at once when a broker
+        dies, so they are written a batch to a transaction. A batch that fails because a partition changed
+        meanwhile is written again one partition at a time; one that fails because another broker holds the
+        controller key stops everything (deposed)."""
+        changes = self.plan(state, preferred)
         applied = 0
-        for key, old, new, mod_revision in self.plan(state, preferred):
-            result = await self.store.txn(
-                [Compare(self.keys.controller, "create", "==", self.epoch), Compare(key, "mod", "==", mod_revision)],
-                [Put(key, encode_partition(new))],
-            )
-            if result.succeeded:
-                applied += 1
-                if new.leader != old.leader:
+        for start in range(0, len(changes), PARTITIONS_PER_TXN):
+            batch = changes[start:start + PARTITIONS_PER_TXN]
+            if await self._write(batch):
+                applied += len(batch)
+                continue
+            if await self._deposed():
+                return applied
+            # A partition changed meanwhile: the others one at a time (that one waits for the next reconcile).
+            for change in batch if len(batch) > 1 else ():
+                applied += await self._write([change])
+        return applied
+
+    async def _write(self, changes: list[tuple[str, PartitionInfo, PartitionInfo, int]]) -> bool:
+        """One transaction, fenced on this controller's epoch and on each partition's mod_revision."""
+        compares = [Compare(self.keys.controller, "create", "==", self.epoch)]
+        compares += [Compare(key, "mod", "==", mod_revision) for key, _, _, mod_revision in changes]
+        result = await self.store.txn(compares, [Put(key, encode_partition(new)) for key, _, new, _ in changes])
+        if result.succeeded:
+            for key, old, new, _ in changes:
+                if new.leader != old.leader or new.leader_epoch != old.leader_epoch:
                     log.info("%s: leader %d -> %d at leader epoch %d, ISR %s", key, old.leader, new.leader,
                              new.leader_epoch, list(new.isr))
-                continue
-            current = await self.store.get(self.keys.controller)
-            if current is None or current.create_revision != self.epoch:
-                self.deposed = True
-                log.warning("no longer the controller (epoch %d): stopping", self.epoch)
-                return applied
-        return applied
+        return result.succeeded
+
+    async def _deposed(self) -> bool:
+        current = await self.store.get(self.keys.controller)
+        if current is None or current.create_revision != self.epoch:
+            self.deposed = True
+            log.warning("no longer the controller (epoch %d): stopping", self.epoch)
+        return self.deposed

@@ -46,6 +46,19 @@ def elect_leader(partition: PartitionInfo, live: set[int], unclean: bool = False
     return _changed(partition, leader=leader, isr=tuple(isr))
 
 
+def elect_after_restart(partition: PartitionInfo, live: set[int], unclean: bool = False,
+                        excluded: frozenset[int] = frozenset()) -> PartitionInfo:
+    """The partition whose leader is live but registered after this record was written: the leadership belongs
+    to an earlier life of that broker (it died and came back unseen by any controller, as when every broker goes
+    down at once) and its log may have lost what it had not fsynced. Elected afresh, as Kafka does after fencing
+    a restarted broker: another live in-sync replica if there is one, else the same broker at a new leader epoch
+    (so followers truncate by epoch against its log as it is now)."""
+    new = elect_leader(partition, live, unclean, excluded | {partition.leader})
+    if new.leader != partition.leader:
+        return new
+    return replace(new, leader_epoch=partition.leader_epoch + 1, partition_epoch=partition.partition_epoch + 1)
+
+
 def shrink_isr(partition: PartitionInfo, remove: Iterable[int]) -> PartitionInfo:
     """The ISR without `remove` (the leader asked: followers too far behind), never emptied, never without the
     leader."""

@@ -76,11 +76,26 @@ class ClusterMember:
             return any(p.leader == me and any(r != me and r in live for r in p.isr)
                        for t in self.metadata.image.topics.values() for p in t.partitions)
 
-        while handing_over():
-            if asyncio.get_running_loop().time() > deadline:
-                log.warning("controlled shutdown: still leading partitions after %.0f s; stopping anyway", timeout_s)
-                return
-            await asyncio.sleep(0.05)  # polls the image, which the watch updates
+        changed = asyncio.Event()  # the watch brought a new image: the controller may have moved a leader
+
+        def listener(_image) -> None:
+            changed.set()
+
+        self.metadata.listeners.append(listener)
+        try:
+            while handing_over():
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    log.warning("controlled shutdown: still leading partitions after %.0f s; stopping anyway",
+                                timeout_s)
+                    return
+                changed.clear()
+                try:
+                    await asyncio.wait_for(changed.wait(), remaining)
+                except TimeoutError:
+                    pass
+        finally:
+            self.metadata.listeners.remove(listener)
 
     def fenced(self) -> bool:
         """Leading nothing: the lease may be gone, or (after registering again) the metadata this broker acts on is

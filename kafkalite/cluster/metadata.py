@@ -63,12 +63,13 @@ class ClusterMetadataStore:
         self._watch = asyncio.create_task(self._follow(revision + 1), name="metadata-watch")
 
     def restart_watch(self) -> None:
-        """Follow the store again from the next revision not yet seen: after a network cut a watch stream can stay
-        silent long after the network is back (TCP retransmission backs off), while the broker needs to see the
-        changes up to its new registration before it may lead again."""
+        """Follow the store again from the last revision seen (the rest of its transaction may not have been, and
+        what was is skipped): after a network cut a watch stream can stay silent long after the network is back
+        (TCP retransmission backs off), while the broker needs to see the changes up to its new registration
+        before it may lead again."""
         if self._watch is not None:
             self._watch.cancel()
-        self._watch = asyncio.create_task(self._follow(self.state.revision + 1), name="metadata-watch")
+        self._watch = asyncio.create_task(self._follow(self.state.revision), name="metadata-watch")
 
     async def stop(self) -> None:
         if self._watch is not None:
@@ -79,8 +80,8 @@ class ClusterMetadataStore:
 
     async def _follow(self, start_revision: int) -> None:
         async for event in self.store.watch_prefix(self.keys.root, start_revision):
-            self.state.apply(event)
-            self._publish()
+            if self.state.apply(event):
+                self._publish()
 
     def _publish(self) -> None:
         image = self.state.image(self.internal_topics)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kafkalite.cluster.store import Event, KeyValue
 from kafkalite.metadata.image import (
@@ -109,18 +109,29 @@ class ClusterState:
         self.topics: dict[str, TopicRecord] = {}
         self.partitions: dict[tuple[uuid.UUID, int], tuple[PartitionInfo, int]] = {}  # -> (record, mod_revision)
         self.revision = 0
+        # The keys applied so far at `revision` while its changes may still be coming (one transaction's changes
+        # share a revision); None once all of them are known (after a load).
+        self._applied_at_revision: set[str] | None = None
 
     def load(self, kvs: list[KeyValue], revision: int) -> None:
         for kv in kvs:
             self._put(kv.key, kv.value, kv.create_revision, kv.mod_revision)
-        self.revision = revision
+        self.revision, self._applied_at_revision = revision, None
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: Event) -> bool:
+        """Apply a watched change; False for one already applied (skipped), so a watch may resume at the revision
+        it was in the middle of."""
+        if event.revision < self.revision or (event.revision == self.revision and (
+                self._applied_at_revision is None or event.key in self._applied_at_revision)):
+            return False
+        if event.revision > self.revision:
+            self.revision, self._applied_at_revision = event.revision, set()
+        self._applied_at_revision.add(event.key)
         if event.kind == "put":
             self._put(event.key, event.value, event.create_revision, event.revision)
         else:
             self._delete(event.key)
-        self.revision = max(self.revision, event.revision)
+        return True
 
     def _put(self, key: str, value: bytes, create_revision: int, mod_revision: int) -> None:
         k = self.keys
@@ -161,12 +172,20 @@ class ClusterState:
             parts = [self.partitions.get((record.topic_id, i)) for i in range(record.partitions)]
             if any(p is None for p in parts):
                 continue  # created in one transaction: only seen half-way while catching up; wait for the rest
-            topics[name] = TopicImage(name, record.topic_id, tuple(p[0] for p in parts), dict(record.configs),
+            # A leadership from a broker's earlier life is nobody's until the controller elects again.
+            led = tuple(replace(p, leader=NO_LEADER) if self.leader_restarted(p, mod) else p for p, mod in parts)
+            topics[name] = TopicImage(name, record.topic_id, led, dict(record.configs),
                                       internal=name in internal_topics)
         return MetadataImage().apply(MetadataDelta(
             topics=topics, brokers={n: b.info for n, b in self.brokers.items()},
             controller_id=self.controller[0] if self.controller else NO_LEADER, cluster_id=self.cluster_id,
         ))
+
+    def leader_restarted(self, partition: PartitionInfo, mod_revision: int) -> bool:
+        """The partition's leader registered after its record was last written (a broker epoch is a revision):
+        the record was decided in an earlier life of that broker."""
+        broker = self.brokers.get(partition.leader)
+        return broker is not None and broker.epoch > mod_revision
 
     def live_brokers(self) -> set[int]:
         return set(self.brokers)

@@ -74,7 +74,13 @@ class BrokerSession:
                 raise RegistrationError(f"broker id {self.broker.node_id} is already registered in the cluster: "
                                         f"give each broker its own --node-id")
             await asyncio.sleep(0.2)  # a retry pace while the previous run's lease runs out
+            # Keep our new lease alive meanwhile: the wait can take most of a TTL, and a lease granted at its
+            # start would expire soon after the key is created on it.
             sent = self.clock.now_ms()
+            try:
+                await self.store.keep_alive(self.lease)
+            except LeaseExpired:
+                self.lease = await self.store.grant_lease(self.ttl_ms)
         self._confirmed_sent_ms = sent
         self.epoch = result.revision
         log.info("registered as broker %d (epoch %d) on lease %x", self.broker.node_id, self.epoch, self.lease)

@@ -68,14 +68,23 @@ class OffsetStore(CoordinatorBase):
         return NONE
 
     def _txn_commit_check(self, r: OffsetCommitRequest) -> int:
+        """As Kafka: without a generation (-1, as v0-2 send) the commit needs no group, or one with no members;
+        a member or generation given (v3+) must be the group's, so a group that does not exist is
+        ILLEGAL_GENERATION, as for OffsetCommit. Unlike OffsetCommit, no member is needed in a non-empty group."""
         if (code := self.coordinator_error(r.group_id)) != NONE:
             return code
         group = self.groups.get(r.group_id)
         if group is None:
+            return NONE if r.generation_id < 0 else ErrorCode.ILLEGAL_GENERATION
+        if r.generation_id < 0 and group.state == GroupState.EMPTY:
             return NONE
-        if r.member_id and r.member_id not in group.members:
+        if r.generation_id < 0 and not r.member_id and r.group_instance_id is None:
+            return NONE
+        if group.is_fenced(r.member_id, r.group_instance_id):
+            return FENCED_INSTANCE_ID
+        if r.member_id not in group.members:
             return ErrorCode.UNKNOWN_MEMBER_ID
-        if r.generation_id >= 0 and r.generation_id != group.generation_id:
+        if r.generation_id != group.generation_id:
             return ErrorCode.ILLEGAL_GENERATION
         return NONE
 

@@ -53,6 +53,20 @@ class InvalidProducerEpoch(LogError):
     error_code = 47
 
 
+class InvalidTxnState(LogError):
+    """A transactional batch whose transaction ended while its partition was being verified with the transaction
+    coordinator (INVALID_TXN_STATE, KIP-890): appending it would open a transaction nobody ends."""
+
+    error_code = 48
+
+
+class TransactionCoordinatorFenced(LogError):
+    """A transaction marker from a coordinator older than the one that wrote the producer's last marker
+    (TRANSACTION_COORDINATOR_FENCED): a deposed coordinator's late marker."""
+
+    error_code = 52
+
+
 class InvalidTopicName(LogError):
     """Empty, longer than 249 characters, characters outside [a-zA-Z0-9._-], "." or ".." (INVALID_TOPIC_EXCEPTION)."""
 
@@ -75,6 +89,8 @@ class InvalidPartitions(LogError):
 
 class InvalidReplicationFactor(LogError):
     """More replicas asked for than there are brokers to hold them (INVALID_REPLICATION_FACTOR)."""
+
+    error_code = 38
 
 
 class InvalidConfig(LogError, ValueError):

@@ -34,11 +34,13 @@ from kafkalite.log.checkpoint import (
 )
 from kafkalite.log.config import LogConfig, INT_MAX
 from kafkalite.log.errors import (
-    CorruptRecord, InvalidTimestamp, LogError, OffsetOutOfRange, RecordTooLarge, StorageError, UnexpectedAppendOffset,
+    CorruptRecord, InvalidTimestamp, InvalidTxnState, LogError, OffsetOutOfRange, RecordTooLarge, StorageError,
+    UnexpectedAppendOffset,
 )
 from kafkalite.log.fs import FileSystem
 from kafkalite.log.leader_epoch import LeaderEpochCache
-from kafkalite.log.producer_state import ProducerStateTable, is_idempotent, is_marker, snapshot_path
+from kafkalite.log.producer_state import (ActiveProducer, ProducerStateTable, is_idempotent, is_marker,
+                                          snapshot_path)
 from kafkalite.log.txn_index import AbortedTxn, AbortedTxnIndex
 from kafkalite.log.segment import (
     CorruptSegment, Segment, commit_swap, finish_interrupted_swaps, header_of, segment_name,
@@ -98,6 +100,9 @@ class PartitionLog:
         self._unflushed_messages = 0
         self._first_unflushed_ms: int | None = None
         self._producers = ProducerStateTable()
+        # producer id -> the guard of a verification under way with its transaction coordinator (KIP-890); a
+        # marker for the producer removes it, so a batch verified before its transaction ended is refused
+        self._verifications: dict[int, object] = {}
         self._snapshot_offset = -1
         self._retired: list[Segment] = []  # removed from the log; closed by close_retired() on the owning thread
         self._failed: StorageError | None = None
@@ -293,7 +298,7 @@ class PartitionLog:
                     # appended now, so a retry after a crash is always deduplicated. Expiry is only delayed.
                     self._producers.update(header, now)
                 elif header.base_offset >= replay_from and is_marker(header):
-                    self._end_transaction(header, _marker_is_commit(self._records_at(seg, header)), now,
+                    self._end_transaction(header, *_marker_of(self._records_at(seg, header)), now,
                                           seg.base_offset)
         self._expire_producers(now)
 
@@ -389,7 +394,8 @@ class PartitionLog:
 
     # ================================================================================================ append
 
-    def append(self, batch, leader_epoch: int = 0, now_ms: int | None = None) -> AppendResult:
+    def append(self, batch, leader_epoch: int = 0, now_ms: int | None = None,
+               verification_guard: object | None = None) -> AppendResult:
         """Append ONE validated v2 batch (a writable buffer; the caller checked magic, CRC, length and
         baseOffset == 0). Assigns offsets by rewriting baseOffset and partitionLeaderEpoch in place, and for
         LogAppendTime also maxTimestamp + attributes (recomputing the CRC). Writes through to the OS, no fsync
@@ -397,8 +403,12 @@ class PartitionLog:
         first recorded in the leader-epoch checkpoint (durably: its one write costs two fsyncs; the leader normally
         records it on taking over, with assign_leader_epoch, so appends do not pay it).
 
-        Raises RecordTooLarge, InvalidTimestamp, CorruptRecord, InvalidProducerEpoch, OutOfOrderSequence, or
-        StorageError (nothing was stored). An idempotent retry returns AppendResult(duplicate=True)."""
+        A transactional batch verified with its coordinator passes the `verification_guard` begin_verification
+        gave; InvalidTxnState if a marker for its producer was appended since (its transaction ended meanwhile).
+
+        Raises RecordTooLarge, InvalidTimestamp, CorruptRecord, InvalidProducerEpoch, OutOfOrderSequence,
+        InvalidTxnState or StorageError (nothing was stored). An idempotent retry returns
+        AppendResult(duplicate=True)."""
         self._check_writable()
         view = memoryview(batch)
         if view.readonly:
@@ -422,9 +432,13 @@ class PartitionLog:
             original = self._producers.check(header)
             if original is not None:
                 return AppendResult(original.base_offset, original.last_offset, duplicate=True)
+        if verification_guard is not None and self._verifications.get(header.producer_id) is not verification_guard:
+            raise InvalidTxnState(f"the transaction of producer {header.producer_id} ended while its partition "
+                                  "was being verified")
         marker = is_marker(header)
         if marker:  # only the broker appends control batches: the produce path refuses them from clients
-            self._producers.check_marker(header)
+            commit, coordinator_epoch = _marker_of(parsed.records())
+            self._producers.check_marker(header, coordinator_epoch)
 
         append_time = -1
         with self._lock:
@@ -441,10 +455,12 @@ class PartitionLog:
                              position=seg.size)
             self._write_batch(seg, view, header, now)
             flush_now = self._unflushed_messages >= config.flush_messages
+        if verification_guard is not None:
+            self._verifications.pop(header.producer_id, None)  # its transaction is open here now
         if idempotent:
             self._producers.update(header, now)
         elif marker:
-            self._end_transaction(header, _marker_is_commit(parsed.records()), now, seg.base_offset)
+            self._end_transaction(header, commit, coordinator_epoch, now, seg.base_offset)
         if flush_now:
             self.flush()
         return AppendResult(base, header.last_offset, False, append_time)
@@ -452,9 +468,11 @@ class PartitionLog:
     def append_as_follower(self, records) -> AppendResult:
         """Append batches fetched from the leader exactly as the leader stored them: its offsets, leader epochs
         and timestamps; nothing is rewritten. `records` holds one or more whole v2 batches, each intact (magic 2,
-        batchLength, CRC-32C; else CorruptRecord) and no larger than max.message.bytes (RecordTooLarge), the
-        first starting at the log end and each next where the previous ended (else UnexpectedAppendOffset: the
-        fetcher truncates or fetches from the log end). Nothing is written unless all of them pass.
+        batchLength, CRC-32C; else CorruptRecord) and no larger than max.message.bytes (RecordTooLarge), none
+        starting below the log end or below where the previous one ended (else UnexpectedAppendOffset: the
+        fetcher truncates or fetches from the log end). A batch may start past that: a compacted leader's log
+        has gaps, and a follower fetching from inside one gets the next batch after it (Kafka refuses only an
+        offset below the log end). Nothing is written unless all of them pass.
 
         A batch of a newer leader epoch is recorded in the leader-epoch checkpoint before it is written, and
         producer state follows the batches, so a producer's retry after a failover is still deduplicated.
@@ -468,9 +486,9 @@ class PartitionLog:
             raise CorruptRecord("no record batch to append")
         expected = self._log_end
         for parsed in batches:
-            if parsed.base_offset != expected:
+            if parsed.base_offset < expected:
                 raise UnexpectedAppendOffset(
-                    f"batch at offset {parsed.base_offset} does not start where {self.directory} ends ({expected})")
+                    f"batch at offset {parsed.base_offset} starts below where {self.directory} ends ({expected})")
             if parsed.last_offset_delta < 0 or not parsed.crc_ok():
                 raise CorruptRecord(f"batch at offset {parsed.base_offset} is damaged (CRC or lastOffsetDelta)")
             if parsed.size > self.config.max_message_bytes:
@@ -482,21 +500,23 @@ class PartitionLog:
             self._check_writable()
             for parsed in batches:
                 self._assign_epoch(parsed.partition_leader_epoch, parsed.base_offset)
-                seg = self._roll_if_needed(parsed.size, parsed.last_offset_delta, now)
+                # The offsets the segment must cover reach from the log end to the batch's last (past a gap).
+                seg = self._roll_if_needed(parsed.size, parsed.next_offset - 1 - self._log_end, now)
                 header = header_of(parsed, seg.size)
                 self._write_batch(seg, parsed.buf, header, now)
                 if is_idempotent(header):
                     self._producers.update(header, now)
                 elif is_marker(header):
-                    self._end_transaction(header, _marker_is_commit(parsed.records()), now, seg.base_offset)
+                    self._end_transaction(header, *_marker_of(parsed.records()), now, seg.base_offset)
             flush_now = self._unflushed_messages >= self.config.flush_messages
         if flush_now:
             self.flush()
         return AppendResult(batches[0].base_offset, batches[-1].last_offset)
 
-    def _end_transaction(self, header, commit: bool, now: int, segment_base: int) -> None:
+    def _end_transaction(self, header, commit: bool, coordinator_epoch: int, now: int, segment_base: int) -> None:
         """A marker is in the log: its producer's transaction ends; an aborted one goes into the index."""
-        first = self._producers.end_transaction(header, now)
+        first = self._producers.end_transaction(header, now, coordinator_epoch)
+        self._verifications.pop(header.producer_id, None)
         if not commit and first >= 0:
             unstable = self._producers.first_unstable_offset()
             lso = header.next_offset if unstable is None else min(unstable, header.next_offset)
@@ -507,13 +527,43 @@ class PartitionLog:
 
     # ================================================================================================ transactions
 
+    def begin_verification(self, producer_id: int) -> object:
+        """Before asking the coordinator whether this partition is in the producer's transaction: the guard to
+        append its batch with once the answer is yes (KIP-890's VerificationGuard)."""
+        guard = self._verifications[producer_id] = object()
+        return guard
+
+    def end_verification(self, producer_id: int, guard: object) -> None:
+        """The verification failed: its guard is dropped (nothing will be appended with it)."""
+        if self._verifications.get(producer_id) is guard:
+            del self._verifications[producer_id]
+
+    def has_open_transaction(self, producer_id: int, producer_epoch: int) -> bool:
+        """Whether the producer, at this epoch, has a transaction open here (a batch and no marker yet)."""
+        entry = self._producers.producers.get(producer_id)
+        return entry is not None and entry.epoch == producer_epoch and entry.txn_first_offset >= 0
+
     def first_unstable_offset(self) -> int | None:
         """The first offset of the oldest transaction still open here (no marker yet), or None."""
         return self._producers.first_unstable_offset()
 
+    def active_producers(self) -> list[ActiveProducer]:
+        """The producers whose state this partition keeps (DescribeProducers)."""
+        return self._producers.active()
+
     def aborted_transactions(self, start: int, end: int) -> list[AbortedTxn]:
         """The aborted transactions that overlap [start, end): what a read_committed fetch of that range needs."""
         return self._aborted.overlapping(start, end)
+
+    def producer_last_offsets(self) -> dict[int, tuple[int, int]]:
+        """Producer id -> (epoch, last offset of its last data batch or -1), for the producers this log still
+        knows: compaction keeps those batches (compaction.py)."""
+        return self._producers.last_offsets()
+
+    def replace_aborted_transactions(self, below: int, entries: list[AbortedTxn]) -> None:
+        """Compaction's update of the aborted-transaction index: the entries whose marker is below `below`."""
+        with self._lock:
+            self._aborted.replace_below(below, entries, [seg.base_offset for seg in self._segments])
 
     def _write_batch(self, seg: Segment, data, header, now: int) -> None:
         """Write one batch at the log end (under the lock); on an I/O error roll back and raise StorageError."""
@@ -961,12 +1011,15 @@ class PartitionLog:
         return os.path.join(self.directory, name)
 
 
-def _marker_is_commit(records) -> bool:
-    """A control batch's one record: key int16 version, int16 type (1 COMMIT, 0 ABORT)."""
+def _marker_of(records) -> tuple[bool, int]:
+    """(commit, coordinator epoch) of a control batch's one record: key int16 version, int16 type (1 COMMIT,
+    0 ABORT); value int16 version, int32 coordinator epoch (-1 when the value is missing or short)."""
     for record in records:
-        key = record.key
-        return key is not None and len(key) >= 4 and int.from_bytes(key[2:4], "big", signed=True) == COMMIT
-    return False
+        key, value = record.key, record.value
+        commit = key is not None and len(key) >= 4 and int.from_bytes(key[2:4], "big", signed=True) == COMMIT
+        epoch = int.from_bytes(value[2:6], "big", signed=True) if value is not None and len(value) >= 6 else -1
+        return commit, epoch
+    return False, -1
 
 
 def _base_of(seg: Segment) -> int:

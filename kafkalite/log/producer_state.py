@@ -12,7 +12,9 @@ Transactions: a producer's transactional batches open a transaction at the first
 open until the broker appends a marker (a control batch) for that producer; the first offset of every open
 transaction bounds the partition's last stable offset. A marker of an older epoch than the producer's is
 refused (InvalidProducerEpoch); one of a newer epoch (the coordinator fenced the producer) makes it the
-producer's epoch, so the fenced instance's later batches are refused.
+producer's epoch, so the fenced instance's later batches are refused. A marker from a transaction coordinator
+older (by coordinator epoch, the leader epoch of its __transaction_state partition) than the one that wrote the
+producer's last marker is refused too (TransactionCoordinatorFenced): a deposed coordinator's late marker.
 
 Expiry (Kafka's producer.id.expiration.ms): each entry remembers when its last batch was appended; remove_expired
 forgets entries whose last batch is older than a cut-off, after which the producer counts as unknown again.
@@ -29,7 +31,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from kafkalite.log.errors import InvalidProducerEpoch, OutOfOrderSequence
+from kafkalite.log.errors import InvalidProducerEpoch, OutOfOrderSequence, TransactionCoordinatorFenced
 from kafkalite.log.segment import BatchHeader, segment_name
 from kafkalite.protocol.record_batch import CONTROL_BIT, TRANSACTIONAL_BIT, crc32c
 
@@ -37,9 +39,11 @@ MAX_BATCHES_PER_PRODUCER = 5
 SEQUENCE_WRAP = 2**31
 
 SNAPSHOT_MAGIC = b"KLPS"
-SNAPSHOT_VERSION = 3  # 2 added the last append timestamp per producer, 3 the open transaction's first offset
+SNAPSHOT_VERSION = 4  # 2 added the last append timestamp per producer, 3 the open transaction's first offset,
+# 4 the coordinator epoch of its last transaction marker
 _SNAPSHOT_HEADER = struct.Struct(">4sHHqiI")  # magic, version, reserved, offset, producer count, crc32c of body
-_PRODUCER = struct.Struct(">qhHqq")  # producer id, epoch, batch count, last append timestamp (ms), txn first offset
+_PRODUCER = struct.Struct(">qhHqqi")  # + the coordinator epoch of its last marker
+_PRODUCER_V3 = struct.Struct(">qhHqq")  # producer id, epoch, batch count, last append timestamp (ms), txn first offset
 _PRODUCER_V2 = struct.Struct(">qhHq")  # producer id, epoch, batch count, last append timestamp (ms)
 _PRODUCER_V1 = struct.Struct(">qhH")  # producer id, epoch, batch count
 _BATCH = struct.Struct(">iiqq")  # first seq, last seq, base offset, last offset
@@ -59,6 +63,19 @@ class ProducerEntry:
     last_timestamp: int = -1  # ms: when its last batch was appended (on replay: that batch's max timestamp)
     batches: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCHES_PER_PRODUCER))
     txn_first_offset: int = -1  # the first offset of its open transaction, -1 when none is open
+    coordinator_epoch: int = -1  # of the transaction coordinator that wrote its last marker
+
+
+@dataclass(slots=True, frozen=True)
+class ActiveProducer:
+    """One producer as DescribeProducers reports it."""
+
+    producer_id: int
+    epoch: int
+    last_sequence: int  # -1 before its first batch (a marker alone made the entry)
+    last_timestamp: int
+    txn_first_offset: int
+    coordinator_epoch: int  # -1 before its first marker
 
 
 def last_sequence(header: BatchHeader) -> int:
@@ -111,20 +128,31 @@ class ProducerStateTable:
         entry = self.producers.get(header.producer_id)
         if entry is None or header.producer_epoch != entry.epoch:
             open_txn = entry.txn_first_offset if entry is not None else -1
-            entry = self.producers[header.producer_id] = ProducerEntry(header.producer_epoch, txn_first_offset=open_txn)
+            coordinator = entry.coordinator_epoch if entry is not None else -1
+            entry = self.producers[header.producer_id] = ProducerEntry(header.producer_epoch, txn_first_offset=open_txn,
+                                                                       coordinator_epoch=coordinator)
         if header.attributes & TRANSACTIONAL_BIT and entry.txn_first_offset < 0:
             entry.txn_first_offset = header.base_offset
         entry.batches.append(
             BatchMetadata(header.base_sequence, last_sequence(header), header.base_offset, header.last_offset))
         entry.last_timestamp = timestamp_ms
 
-    def check_marker(self, header: BatchHeader) -> None:
+    def check_marker(self, header: BatchHeader, coordinator_epoch: int) -> None:
+        """A marker may be appended: its producer epoch is not older than the producer's, and it comes from a
+        coordinator at least as new as the one that wrote the producer's last marker (a deposed coordinator's late
+        marker is refused, as Kafka does)."""
         entry = self.producers.get(header.producer_id)
-        if entry is not None and header.producer_epoch < entry.epoch:
+        if entry is None:
+            return
+        if header.producer_epoch < entry.epoch:
             raise InvalidProducerEpoch(
                 f"marker of producer {header.producer_id} epoch {header.producer_epoch} is older than {entry.epoch}")
+        if coordinator_epoch < entry.coordinator_epoch:
+            raise TransactionCoordinatorFenced(
+                f"marker of producer {header.producer_id} from coordinator epoch {coordinator_epoch}; its last "
+                f"marker came from epoch {entry.coordinator_epoch}")
 
-    def end_transaction(self, header: BatchHeader, timestamp_ms: int) -> int:
+    def end_transaction(self, header: BatchHeader, timestamp_ms: int, coordinator_epoch: int = -1) -> int:
         """A marker for the producer is in the log: its transaction ends. Returns the transaction's first offset
         (-1 when it had none open)."""
         entry = self.producers.get(header.producer_id)
@@ -135,11 +163,23 @@ class ProducerStateTable:
             first = entry.txn_first_offset
         entry.txn_first_offset = -1
         entry.last_timestamp = timestamp_ms
+        entry.coordinator_epoch = max(entry.coordinator_epoch, coordinator_epoch)
         return first
 
     def first_unstable_offset(self) -> int | None:
         """The first offset of the oldest open transaction, or None."""
         return min((e.txn_first_offset for e in self.producers.values() if e.txn_first_offset >= 0), default=None)
+
+    def active(self) -> list[ActiveProducer]:
+        """Every producer the table holds, by id (a copy: list() takes the entries in one step)."""
+        return [ActiveProducer(pid, e.epoch, e.batches[-1].last_seq if e.batches else -1, e.last_timestamp,
+                               e.txn_first_offset, e.coordinator_epoch)
+                for pid, e in sorted(list(self.producers.items()))]
+
+    def last_offsets(self) -> dict[int, tuple[int, int]]:
+        """Producer id -> (epoch, last offset of its last data batch, or -1 when it has none of this epoch):
+        the batches compaction keeps for each producer."""
+        return {pid: (e.epoch, e.batches[-1].last_offset if e.batches else -1) for pid, e in self.producers.items()}
 
     def remove_expired(self, cutoff_ms: int) -> int:
         """Forget producers whose last batch was appended before `cutoff_ms`. Returns how many were removed."""
@@ -158,7 +198,8 @@ class ProducerStateTable:
     def encode(self, offset: int) -> bytes:
         body = bytearray()
         for pid, entry in self.producers.items():
-            body += _PRODUCER.pack(pid, entry.epoch, len(entry.batches), entry.last_timestamp, entry.txn_first_offset)
+            body += _PRODUCER.pack(pid, entry.epoch, len(entry.batches), entry.last_timestamp, entry.txn_first_offset,
+                                   entry.coordinator_epoch)
             for m in entry.batches:
                 body += _BATCH.pack(m.first_seq, m.last_seq, m.base_offset, m.last_offset)
         return _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, 0, offset, len(self.producers),
@@ -172,13 +213,14 @@ class ProducerStateTable:
             raise ValueError("snapshot too short")
         magic, version, _, offset, count, crc = _SNAPSHOT_HEADER.unpack_from(data, 0)
         body = data[_SNAPSHOT_HEADER.size:]
-        if magic != SNAPSHOT_MAGIC or version not in (1, 2, SNAPSHOT_VERSION) or crc32c(body) != crc:
+        if magic != SNAPSHOT_MAGIC or version not in (1, 2, 3, SNAPSHOT_VERSION) or crc32c(body) != crc:
             raise ValueError("snapshot header or checksum mismatch")
         if version == 1 and now_ms is None:
             now_ms = int(time.time() * 1000)
         table = cls()
         pos = 0
         for _ in range(count):
+            coordinator = -1
             if version == 1:
                 pid, epoch, n = _PRODUCER_V1.unpack_from(body, pos)
                 last_timestamp, pos = now_ms, pos + _PRODUCER_V1.size
@@ -186,10 +228,14 @@ class ProducerStateTable:
             elif version == 2:
                 pid, epoch, n, last_timestamp = _PRODUCER_V2.unpack_from(body, pos)
                 txn_first, pos = -1, pos + _PRODUCER_V2.size
+            elif version == 3:
+                pid, epoch, n, last_timestamp, txn_first = _PRODUCER_V3.unpack_from(body, pos)
+                pos += _PRODUCER_V3.size
             else:
-                pid, epoch, n, last_timestamp, txn_first = _PRODUCER.unpack_from(body, pos)
+                pid, epoch, n, last_timestamp, txn_first, coordinator = _PRODUCER.unpack_from(body, pos)
                 pos += _PRODUCER.size
-            entry = table.producers[pid] = ProducerEntry(epoch, last_timestamp, txn_first_offset=txn_first)
+            entry = table.producers[pid] = ProducerEntry(epoch, last_timestamp, txn_first_offset=txn_first,
+                                                         coordinator_epoch=coordinator)
             for _ in range(n):
                 entry.batches.append(BatchMetadata(*_BATCH.unpack_from(body, pos)))
                 pos += _BATCH.size

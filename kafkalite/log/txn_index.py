@@ -10,7 +10,8 @@ A read_committed Fetch answers with the entries whose transactions overlap the r
 consumer drops those producers' records from the first offset until the marker. The index is kept in memory
 (aborts are rare); on open every `.txnindex` file is read, entries below the log start are dropped, and
 recovery cuts the entries at or after the offset it replays from, then re-adds them from the ABORT markers it
-replays (so a torn tail or a lost file after the last producer snapshot is rebuilt).
+replays (so a torn tail or a lost file after the last producer snapshot is rebuilt). Compaction drops the entries
+of transactions it has removed every batch of (compaction.py).
 """
 
 from __future__ import annotations
@@ -90,6 +91,12 @@ class AbortedTxnIndex:
         if self.entries and self.entries[0].last_offset < log_start:
             self.entries = [e for e in self.entries if e.last_offset >= log_start]
             self._rewrite(segment_bases)
+
+    def replace_below(self, offset: int, entries: list[AbortedTxn], segment_bases: list[int]) -> None:
+        """Compaction: the entries whose marker is below `offset` become `entries` (in marker order), on disk too.
+        A crash part way leaves some files old: harmless, as no aborted record is left below `offset`."""
+        self.entries = list(entries) + [e for e in self.entries if e.last_offset >= offset]
+        self._rewrite(segment_bases)
 
     def _rewrite(self, segment_bases: list[int]) -> None:
         """Each entry in the file of the segment that holds its marker; files with none are removed."""

@@ -74,6 +74,18 @@ def default_value(f: Field) -> Any:
     raise ValueError(f"unknown type {t!r}")
 
 
+def _is_literal(value: Any) -> bool:
+    """True when repr(value) is Python source that rebuilds an equal value: numbers, strings, bytes, booleans
+    and None in lists and dicts."""
+    if isinstance(value, list):
+        return all(_is_literal(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_literal(v) for k, v in value.items())
+    if isinstance(value, float):
+        return value == value and abs(value) != float("inf")  # nan and inf have no literal
+    return value is None or isinstance(value, (int, str, bytes, bool))
+
+
 def _min_size(fields: tuple[Field, ...], version: int, flexible: bool) -> int:
     """The fewest bytes one struct can take on the wire: bounds array counts before allocating."""
     size = 1 if flexible else 0  # the tag section count
@@ -151,8 +163,11 @@ class _Generator:
     def _default_expr(self, f: Field) -> str:
         value = default_value(f)
         if isinstance(value, (list, dict)):
-            # A fresh object each time: decoded messages are mutable and must not share defaults.
-            return f"__import__('copy').deepcopy({self._constant(value)})" if value else repr(value)
+            # A fresh object each time: decoded messages are mutable and must not share defaults. A literal
+            # (the usual case: a struct of numbers) builds one per evaluation, several times faster than deepcopy.
+            if _is_literal(value):
+                return repr(value)
+            return f"__import__('copy').deepcopy({self._constant(value)})"
         if isinstance(value, (int, float, str, bytes, bool)) or value is None:
             return repr(value)
         return self._constant(value)

@@ -134,3 +134,5 @@ class ErrorCode(enum.IntEnum):
     MISMATCHED_ENDPOINT_TYPE = (114, False)
     UNSUPPORTED_ENDPOINT_TYPE = (115, False)
     UNKNOWN_CONTROLLER_ID = (116, False)
+    TRANSACTION_ABORTABLE = (120, False)  # KIP-890: the transaction must be aborted (not in it, verification)
+    INVALID_REGULAR_EXPRESSION = (128, False)

@@ -27,7 +27,7 @@ HEADER = struct.Struct(
     "i"     # 12 partitionLeaderEpoch  outside the CRC: the log assigns it
     "b"     # 16 magic                 2
     "I"     # 17 crc                   CRC-32C of bytes 21..end
-    "h"     # 21 attributes            bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control
+    "h"     # 21 attributes            bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control, 6 delete horizon
     "i"     # 23 lastOffsetDelta
     "q"     # 27 baseTimestamp
     "q"     # 35 maxTimestamp          with LogAppendTime: the broker's append time
@@ -54,6 +54,7 @@ CODEC_MASK = 0x07
 TIMESTAMP_TYPE_BIT = 0x08  # set: LogAppendTime
 TRANSACTIONAL_BIT = 0x10
 CONTROL_BIT = 0x20
+DELETE_HORIZON_BIT = 0x40  # set by compaction (KIP-534): baseTimestamp holds when the batch may be removed
 
 NO_PRODUCER_ID = -1
 NO_SEQUENCE = -1
@@ -264,13 +265,15 @@ def build_batch(
     base_sequence: int = NO_SEQUENCE,
     partition_leader_epoch: int = -1,
     attributes: int = 0,
+    base_timestamp: int | None = None,
 ) -> bytes:
-    """Build one v2 batch from (key, value, headers) tuples. `timestamps` is one per record, or one for all."""
+    """Build one v2 batch from (key, value, headers) tuples. `timestamps` is one per record, or one for all.
+    base_timestamp defaults to the smallest timestamp (compaction sets a delete horizon there instead)."""
     if not records:
         raise ValueError("a record batch needs at least one record")
     if isinstance(timestamps, int):
         timestamps = [timestamps] * len(records)
-    base_ts = min(timestamps)
+    base_ts = min(timestamps) if base_timestamp is None else base_timestamp
     body = bytearray()
     for delta, (key, value, *rest) in enumerate(records):
         headers = rest[0] if rest else ()

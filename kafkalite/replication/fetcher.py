@@ -28,6 +28,11 @@ log = logging.getLogger("kafkalite.fetcher")
 
 FETCH_VERSION = 12
 _SIZE = struct.Struct(">i")
+# How long past max_wait a fetch answer may take before the connection is dropped and made again. Short, unlike
+# Kafka's replica.socket.timeout.ms (30 s): after a network cut heals, a follower otherwise waits out TCP's
+# retransmission backoff on the old connection (seconds) before it fetches again and rejoins the ISR; a leader
+# too slow for this costs one reconnect, not the follower's place in the ISR (replica.lag.time.max.ms decides).
+_ANSWER_GRACE_S = 2.0
 
 
 class PeerConnection:
@@ -124,7 +129,7 @@ class FollowerFetcher:
             "rack_id": "",
         }
         response = await self._connection.request(ApiKey.FETCH, FETCH_VERSION, request,
-                                                  timeout_s=self.max_wait_ms / 1000 + 10)
+                                                  timeout_s=self.max_wait_ms / 1000 + _ANSWER_GRACE_S)
         fetched = []
         for topic in response["responses"]:
             for part in topic["partitions"]:

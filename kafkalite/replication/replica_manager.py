@@ -251,7 +251,8 @@ class ReplicaManager:
         else:
             self._update_high_watermark(replica)
 
-    async def append(self, topic: str, index: int, batch, acks: int = 1) -> tuple[Replica, AppendResult]:
+    async def append(self, topic: str, index: int, batch, acks: int = 1,
+                     verification_guard: object | None = None) -> tuple[Replica, AppendResult]:
         """Append one validated batch to the partition this broker leads (raises NotServed, LogError). acks=all
         is refused before anything is written when the ISR is smaller than min.insync.replicas."""
         replica = await self.writable_leader(topic, index)
@@ -259,7 +260,7 @@ class ReplicaManager:
             raise NotServed(ErrorCode.NOT_ENOUGH_REPLICAS,
                             f"{topic}-{index} has {len(replica.state.isr)} in-sync replica(s), fewer than its "
                             f"min.insync.replicas {replica.log.config.min_insync_replicas}")
-        result = replica.log.append(batch, leader_epoch=replica.leader_epoch)
+        result = replica.log.append(batch, leader_epoch=replica.leader_epoch, verification_guard=verification_guard)
         self.appended(replica, result)
         return replica, result
 
@@ -293,7 +294,7 @@ class ReplicaManager:
         # fetch said), and only a registered broker (Kafka's KIP-841): one that lost its lease may still fetch, and
         # the controller would take it out again at once, round and round.
         if (follower in replica.state.followers_to_add() and follower in self.image.brokers
-                and fetch_offset >= _epoch_start(replica)):
+                and fetch_offset >= epoch_start_offset(replica)):
             self._propose_isr(replica, tuple(r for r in replica.state.replicas
                                               if r in replica.state.isr or r == follower))
 
@@ -343,12 +344,14 @@ class ReplicaManager:
                 raise LookupError(e.message) from None
             raise
 
-    async def append_internal(self, topic: str, index: int, batch: bytes | bytearray) -> int:
+    async def append_internal(self, topic: str, index: int, batch: bytes | bytearray, acks: int = 1) -> int:
         """Append a batch the broker built itself (group offsets) and wait until it is committed; returns its
-        base offset."""
-        replica, result = await self.append(topic, index, memoryview(bytearray(batch)))
+        base offset. acks=-1 (the transaction log) also holds to min.insync.replicas, as a produce request's."""
+        replica, result = await self.append(topic, index, memoryview(bytearray(batch)), acks)
         if not await self.replicated(replica, result.last_offset + 1):
             raise StorageError(f"{topic}-{index} went away before the append was committed")
+        if acks == -1 and (error := self.acknowledgement_error(replica)) is not None:
+            raise error
         return result.base_offset
 
     # ------------------------------------------------------------------ reads
@@ -410,8 +413,9 @@ def _counted_end(plog: PartitionLog) -> int:
     return plog.flushed_offset if plog.config.acks_all_waits_for_fsync else plog.log_end_offset
 
 
-def _epoch_start(replica: Replica) -> int:
-    """Where the leader's current epoch starts: a follower rejoins the ISR only once it has reached it."""
+def epoch_start_offset(replica: Replica) -> int:
+    """Where the leader's current epoch starts: a follower rejoins the ISR only once it has reached it, and
+    ListOffsets answers a consumer only once the high watermark has."""
     for epoch, start in reversed(replica.log.leader_epochs):
         if epoch == replica.leader_epoch:
             return start

@@ -9,7 +9,7 @@ import re
 import sys
 
 from kafkalite_client import Consumer
-from kafkalite_client.offsets import EARLIEST, LATEST, list_offsets
+from kafkalite_client.offsets import EARLIEST, ISOLATION_LEVELS, LATEST, list_offsets
 from kafkalite_client.records import TopicPartition
 
 from kafkalite.tools.common import Exit, Progress, ToolError, graceful_stop, unescape
@@ -94,10 +94,13 @@ def parse_offset(text: str) -> int | str:
         raise ToolError(f"--offset {text!r} is not N, -N, beginning or end", Exit.USAGE) from None
 
 
-async def start_offsets(cluster, tps: list[TopicPartition], offset: int | str) -> dict[TopicPartition, int]:
-    """Where --offset starts each partition, kept within the partition's offsets."""
-    starts = await list_offsets(cluster, dict.fromkeys(tps, EARLIEST))
-    ends = await list_offsets(cluster, dict.fromkeys(tps, LATEST))
+async def start_offsets(cluster, tps: list[TopicPartition], offset: int | str,
+                        isolation_level: str = "read_uncommitted") -> dict[TopicPartition, int]:
+    """Where --offset starts each partition, kept within the partition's offsets (with read_committed, the end
+    is the last stable offset)."""
+    isolation = ISOLATION_LEVELS[isolation_level]
+    starts = await list_offsets(cluster, dict.fromkeys(tps, EARLIEST), isolation_level=isolation)
+    ends = await list_offsets(cluster, dict.fromkeys(tps, LATEST), isolation_level=isolation)
     out = {}
     for tp in tps:
         start, end = (starts[tp] or (0, 0))[0], (ends[tp] or (0, 0))[0]
@@ -135,7 +138,7 @@ async def follow_pattern(consumer, args, topics: list[str], offset: int | str | 
         return
     tps = [TopicPartition(t, p) for t in new for p in sorted(consumer.cluster.topics[t].partitions)
            if not args.partition or p in args.partition]
-    seeks = await start_offsets(consumer.cluster, tps, offset) if offset is not None else {}
+    seeks = await start_offsets(consumer.cluster, tps, offset, args.isolation_level) if offset is not None else {}
     consumer.assign(consumer.assignment() | set(tps))
     for tp, position in seeks.items():
         consumer.seek(tp, position)  # at once, before the fetcher would reset them itself
@@ -176,9 +179,9 @@ async def consume(args) -> int:
                 if p not in existing:
                     raise ToolError(f"topic {topic!r} has no partition {p} (it has {len(existing)})", Exit.NOT_FOUND)
             tps += [TopicPartition(topic, p) for p in args.partition or existing]
-        seeks = await start_offsets(admin.cluster, tps, offset) if offset is not None else {}
+        seeks = await start_offsets(admin.cluster, tps, offset, args.isolation_level) if offset is not None else {}
     consumer = Consumer(bootstrap_servers=args.bootstrap, group_id=args.group, client_id="kafkalite-cli",
-                        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+                        fetch_max_wait_ms=FETCH_MAX_WAIT_MS, isolation_level=args.isolation_level,
                         auto_offset_reset="earliest" if args.from_beginning else "latest")
     if args.group is None:
         consumer.assign(tps)

@@ -12,6 +12,7 @@ producer's later writes, and its EndTxn, are refused.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from kafkalite.protocol.errors import ErrorCode
@@ -23,10 +24,12 @@ from kafkalite.txn.state import MAX_PRODUCER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUC
 class TxnConfig:
     num_partitions: int = 50  # transaction.state.log.num.partitions
     max_timeout_ms: int = 900_000  # transaction.max.timeout.ms
+    id_expiration_ms: int = 604_800_000  # transactional.id.expiration.ms (7 days)
 
     @classmethod
     def from_mapping(cls, settings) -> "TxnConfig":
-        return cls(settings["transaction.state.log.num.partitions"], settings["transaction.max.timeout.ms"])
+        return cls(settings["transaction.state.log.num.partitions"], settings["transaction.max.timeout.ms"],
+                   settings["transactional.id.expiration.ms"])
 
 
 @dataclass
@@ -40,7 +43,7 @@ class Plan:
     new: TxnMetadata | None = None
     partition: int = -1  # of __transaction_state
     key: bytes = b""
-    value: bytes = b""
+    value: bytes | None = b""  # None: a tombstone (the id expired)
     producer_id: int = NO_PRODUCER_ID
     producer_epoch: int = NO_PRODUCER_EPOCH
     markers: TxnMetadata | None = None
@@ -92,13 +95,24 @@ class TransactionCoordinator:
         return [m for m in self.transactions.values() if self.partition_for(m.transactional_id) == partition
                 and m.state.preparing]
 
+    def unload_partition(self, partition: int) -> int:
+        """Forget one partition's transactional ids (another broker coordinates them now); returns how many."""
+        gone = [txn_id for txn_id in self.transactions if self.partition_for(txn_id) == partition]
+        for txn_id in gone:
+            del self.transactions[txn_id]
+        self.loaded_partitions.discard(partition)
+        return len(gone)
+
     # ------------------------------------------------------------ applying plans
 
     def apply(self, plan: Plan) -> None:
         """The plan's record is durable: its state holds."""
         if plan.new is not None:
             plan.new.pending = False
-            self.transactions[plan.transactional_id] = plan.new
+            if plan.new.state == TxnState.DEAD:  # its tombstone is written: the id is unknown from now on
+                self.transactions.pop(plan.transactional_id, None)
+            else:
+                self.transactions[plan.transactional_id] = plan.new
 
     def abandon(self, plan: Plan) -> None:
         """The plan's record could not be written: the old state holds, and may change again."""
@@ -198,6 +212,23 @@ class TransactionCoordinator:
             return ErrorCode.INVALID_TXN_STATE
         return code
 
+    def verify_partitions(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                          partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """AddPartitionsToTxn v4+ VerifyOnly (KIP-890): whether each partition is already in the producer's
+        transaction, nothing added. Not in it is TRANSACTION_ABORTABLE. A transition being written is not waited
+        for, as in Kafka: a partition counts once the record adding it is durable."""
+        meta = self.transactions.get(transactional_id)
+        if meta is None or meta.producer_id != producer_id:
+            code = ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        elif meta.producer_epoch != producer_epoch:
+            code = ErrorCode.PRODUCER_FENCED
+        elif meta.state.preparing:
+            code = ErrorCode.CONCURRENT_TRANSACTIONS
+        else:
+            return {tp: ErrorCode.NONE if tp in meta.partitions else ErrorCode.TRANSACTION_ABORTABLE
+                    for tp in partitions}
+        return dict.fromkeys(partitions, code)
+
     # ------------------------------------------------------------ ending
 
     def end_txn(self, now_ms: int, transactional_id: str, producer_id: int, producer_epoch: int,
@@ -235,6 +266,19 @@ class TransactionCoordinator:
         return [self._abort_fenced(meta, now_ms) for meta in list(self.transactions.values())
                 if meta.state == TxnState.ONGOING and not meta.pending and meta.start_ms + meta.timeout_ms <= now_ms]
 
+    def expired_ids(self, now_ms: int) -> list[Plan]:
+        """Plans forgetting every transactional id with no transaction under way whose last change is older than
+        transactional.id.expiration.ms: Dead, written as a tombstone (Kafka's removeExpiredTransactionalIds). A
+        producer that comes back later is a new one (a new producer id)."""
+        cutoff = now_ms - self.config.id_expiration_ms
+        plans = []
+        for meta in list(self.transactions.values()):
+            if meta.state.complete and not meta.pending and meta.last_update_ms <= cutoff:
+                plan = self._plan(meta, meta.copy(state=TxnState.DEAD, partitions=frozenset()), now_ms)
+                plan.value = None
+                plans.append(plan)
+        return plans
+
     def _abort_fenced(self, meta: TxnMetadata, now_ms: int) -> Plan:
         epoch = min(meta.producer_epoch + 1, MAX_PRODUCER_EPOCH - 1)
         new = meta.copy(state=TxnState.PREPARE_ABORT, producer_epoch=epoch, last_producer_epoch=meta.producer_epoch)
@@ -242,3 +286,24 @@ class TransactionCoordinator:
         plan.events.append(f"transactional id {meta.transactional_id!r}: aborting (producer {meta.producer_id} "
                            f"fenced at epoch {epoch})")
         return plan
+
+    # ------------------------------------------------------------ describing (DescribeTransactions, ListTransactions)
+
+    def describe(self, transactional_id: str) -> TxnMetadata | None:
+        """The id's current state; None when unknown, or Dead (being expired), as Kafka hides those."""
+        meta = self.transactions.get(transactional_id)
+        return None if meta is None or meta.state == TxnState.DEAD else meta
+
+    def list_transactions(self, now_ms: int, states: set[TxnState] | None, producer_ids: set[int],
+                          min_duration_ms: int = -1, id_pattern: re.Pattern | None = None) -> list[TxnMetadata]:
+        """The transactions matching every filter given, by transactional id. `states` None and an empty
+        `producer_ids` match all; `id_pattern` must match the whole transactional id, as Java's matches().
+        `min_duration_ms` >= 0 keeps those whose transaction started more than that long ago; like Kafka it
+        compares with the start time as recorded, so an id that never began one (start -1) always passes."""
+        return sorted((meta for meta in self.transactions.values()
+                       if meta.state != TxnState.DEAD
+                       and (states is None or meta.state in states)
+                       and (not producer_ids or meta.producer_id in producer_ids)
+                       and (min_duration_ms < 0 or now_ms - meta.start_ms > min_duration_ms)
+                       and (id_pattern is None or id_pattern.fullmatch(meta.transactional_id))),
+                      key=lambda meta: meta.transactional_id)

@@ -30,6 +30,19 @@ class TxnState(enum.IntEnum):
     def complete(self) -> bool:
         return self in (TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT)
 
+    @property
+    def kafka_name(self) -> str:
+        """The name Kafka's admin APIs (DescribeTransactions, ListTransactions) give the state: "PrepareCommit"."""
+        return _KAFKA_NAMES[self]
+
+    @classmethod
+    def from_kafka_name(cls, name: str) -> "TxnState | None":
+        return _BY_KAFKA_NAME.get(name)
+
+
+_KAFKA_NAMES = {state: "".join(word.capitalize() for word in state.name.split("_")) for state in TxnState}
+_BY_KAFKA_NAME = {name: state for state, name in _KAFKA_NAMES.items()}
+
 
 @dataclass(slots=True)
 class TxnMetadata:

@@ -211,6 +211,7 @@ def test_choose_versions_picks_highest_common():
     assert chosen[0] == 10  # Produce: ours stop at 10
     assert 1 not in chosen  # Fetch: ours are 4-12, the broker's 0-3: nothing in common
     assert chosen[3] == 12 and 9999 not in chosen and 47 not in chosen
+    assert choose_versions({24: (0, 5)})[24] == 3  # AddPartitionsToTxn v4+ is the brokers' form
 
 
 _record = st.tuples(

@@ -60,13 +60,13 @@ class Cluster:
         return "".join(self.brokers[node].output)
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
-    """Poll `condition` until it returns something truthy, for at most `timeout` seconds."""
+def wait_until(condition, timeout: float, what: str, interval: float = 0.1, error: type = AssertionError):
+    """Poll `condition` until it returns something truthy, for at most `timeout` seconds (then `error`)."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise error(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)

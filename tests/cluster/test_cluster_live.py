@@ -15,7 +15,7 @@ from brokerproc import missing
 from clusterproc import Cluster, wait_until
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
@@ -170,11 +170,20 @@ def test_a_group_resumes_from_its_committed_offsets_after_its_coordinator_dies(c
     coordinator = client.describe_consumer_groups([group])[group].result(10).coordinator.id
     cluster.brokers[coordinator].kill()
     resumed = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group, "enable.auto.commit": False})
-    after = wait_until(lambda: {tp.partition: tp.offset for tp in resumed.committed(
-        [TopicPartition(topic, p) for p in range(3)], timeout=5)}, 30, "committed offsets from the new coordinator")
-    resumed.close()
+
+    def committed_now() -> dict | None:
+        try:
+            return {tp.partition: tp.offset for tp in resumed.committed(
+                [TopicPartition(topic, p) for p in range(3)], timeout=5)}
+        except KafkaException:  # timed out: the dead coordinator's lease (3 s) has not run out yet
+            return None
+
+    try:
+        after = wait_until(committed_now, 30, "committed offsets from the new coordinator")
+    finally:
+        resumed.close()
+        restart_and_rejoin(cluster, coordinator, topic)  # the next tests need every broker
     assert after == committed, "committed offsets changed when their coordinator moved"
-    restart_and_rejoin(cluster, coordinator, topic)
 
 
 def test_sigterm_moves_leadership_away_before_the_broker_stops(cluster):

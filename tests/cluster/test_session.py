@@ -152,3 +152,25 @@ async def test_a_restart_right_after_a_crash_waits_for_its_old_registration_to_e
     elsewhere = BrokerSession(store, KEYS, BrokerInfo(1, "10.0.0.9", 9001), clock, TTL)
     with pytest.raises(RegistrationError, match="already registered"):
         await elsewhere.register(wait_for_old=True)
+
+
+async def test_the_lease_taken_while_waiting_for_the_old_registration_is_kept_alive_meanwhile():
+    """Every broker restarted at once (a power cut): each waits most of a TTL for its old key to expire. The lease
+    it took before waiting must be renewed meanwhile, or it expires soon after the key is created on it (the
+    broker lost its fresh registration a second or two after a restart)."""
+    import asyncio
+
+    clock = ManualClock(0)
+    store = MemoryStore(clock)
+    await session(store, clock, 1).register()  # the dead run's key, expiring at 3,000
+    clock.advance(1_000)
+    restarted = session(store, clock, 1)
+    registering = asyncio.create_task(restarted.register(wait_for_old=True))  # its lease: 1,000 + TTL
+    await asyncio.sleep(0.05)
+    clock.advance(2_000)  # the old key expires; the new lease has 1,000 ms left unless renewed
+    epoch = await asyncio.wait_for(registering, 5)
+    clock.advance(TTL - 500)  # within a TTL of registering, but past the lease's first deadline
+    kv = await store.get(KEYS.broker(1))
+    assert kv is not None and kv.create_revision == epoch, "the fresh registration expired on an old lease"
+    await restarted.tick()
+    assert not restarted.fenced()

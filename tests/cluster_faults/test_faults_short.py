@@ -102,9 +102,27 @@ def test_the_checker_fails_on_a_lost_and_a_moved_acknowledgement_and_a_high_wate
     assert (v.lost, v.moved, v.conflicting_acks) == (1, 1, 1) and v.hw_backwards >= 1 and not v.ok, v.summary()
 
 
-@pytest.mark.xfail(reason="open bug (issue #16 note): after an etcd restart an idempotent producer's retry was "
-                          "stored twice in some runs (the client had bumped its producer epoch); the safety checks "
-                          "still run and every other count must be zero", strict=False)
+def test_kill_minus_nine_of_the_etcd_leader(cluster):
+    """One etcd member of three gone (its raft leader): nobody loses a lease, every partition goes on producing."""
+    report = passes(harness.run_fault(cluster, "kill-etcd-leader", seed=8))
+    assert report.results[0].measured["leases_lost"] == 0, report.figures()
+    recovery = report.results[0].recovery_s
+    assert max(recovery) < 5, f"a partition paused for {max(recovery):.1f} s while an etcd member was down"
+
+
+def test_sigstop_of_the_etcd_leader(cluster):
+    """The etcd leader frozen: its connections stay open and silent; the brokers on it move by their deadlines."""
+    report = passes(harness.run_fault(cluster, "freeze-etcd-leader", seed=10))
+    assert report.results[0].measured["leases_lost"] == 0, report.figures()
+    recovery = report.results[0].recovery_s
+    assert max(recovery) < 5, f"a partition paused for {max(recovery):.1f} s while an etcd member was frozen"
+
+
+@pytest.mark.xfail(reason="issue #16: an idempotent producer's retry was stored twice in some runs of earlier sessions "
+                          "(librdkafka had bumped its epoch on OUT_OF_ORDER_SEQUENCE_NUMBER after a retriable refusal: "
+                          "fixed in produce.py's refused_before; not seen since, kept until a long run confirms). The "
+                          "safety checks still run, and the report quotes librdkafka's reason for any bump",
+                   strict=False)
 def test_etcd_stopped_and_restarted(cluster):
     """Last: when the cluster does not recover by itself, every broker is restarted."""
     report = passes(harness.run_fault(cluster, "etcd-restart"))
@@ -113,28 +131,33 @@ def test_etcd_stopped_and_restarted(cluster):
     known_bugs(report)
 
 
-# The network partitions last: an open bug (above) can leave the cluster short of a broker for a while.
+# The network partitions last: a broker that rejoins slowly (a known bug, named in the report) leaves the cluster
+# short of a replica for a while.
 
-@pytest.mark.xfail(reason="open bug (issue #16 note): after a network cut a broker's etcd keep-alive can stall past "
-                          "the healing, so it may not rejoin (or new leaders not appear) in time; run last, after the "
-                          "faults that need a healthy cluster; the safety checks still run", strict=False)
 def test_leader_isolated_from_brokers_and_etcd(cluster, root_with_nft):
     report = passes(harness.run_fault(cluster, "isolate-leader", seed=3))
     assert all(code != 0 for code in report.results[0].measured["produce_to_cut_broker"].values())
     known_bugs(report)
 
 
-@pytest.mark.xfail(reason="open bug (issue #16 note): after a network cut a broker's etcd keep-alive can stall past "
-                          "the healing, so it may not rejoin (or new leaders not appear) in time; run last, after the "
-                          "faults that need a healthy cluster; the safety checks still run", strict=False)
+@pytest.mark.xfail(reason="issue #16: an acks=all batch waiting out the ISR shrink was stored twice in 1 of 5 runs of "
+                          "an earlier session, re-sent by librdkafka under a bumped producer epoch (epoch 0 seq 298 at "
+                          "offset 601, epoch 1 seq 0 at 622); the bump is producer-wide, and its likely trigger (an "
+                          "OUT_OF_ORDER answer behind a retriable refusal on another partition) is fixed; kept until a "
+                          "long run confirms. The report quotes librdkafka's reason for any bump", strict=False)
 def test_follower_isolated(cluster, root_with_nft):
-    passes(harness.run_fault(cluster, "isolate-follower", seed=4))
+    known_bugs(passes(harness.run_fault(cluster, "isolate-follower", seed=4)))
 
 
-@pytest.mark.xfail(reason="open bug (issue #16 note): after a network cut a broker's etcd keep-alive can stall past "
-                          "the healing, so it may not rejoin (or new leaders not appear) in time; run last, after the "
-                          "faults that need a healthy cluster; the safety checks still run", strict=False)
 def test_leader_cut_from_etcd_only(cluster, root_with_nft):
     report = passes(harness.run_fault(cluster, "cut-from-etcd", seed=5))
     assert all(code != 0 for code in report.results[0].measured["produce_to_cut_broker"].values())
+    known_bugs(report)
+
+
+def test_one_way_loss_from_a_leader_to_its_followers(cluster, root_with_nft):
+    """Only the leader's packets to the other brokers are dropped: its partitions stall below min.insync.replicas
+    (refused, not lost), the others go on without it, and it is back in every ISR once healed."""
+    report = passes(harness.run_fault(cluster, "one-way-leader-to-followers", seed=9))
+    assert report.results[0].measured["back_in_isr_s"] < harness.REJOIN_S
     known_bugs(report)

@@ -45,13 +45,18 @@ def kafka(tmp_path_factory):
 
 
 def wait_for_coordinators(side: Side, timeout: float = 60.0) -> None:
-    """Kafka answers Metadata before its group and producer-id coordinators are ready (it creates
-    __consumer_offsets on the first FindCoordinator): poll both until they answer without error."""
+    """Kafka answers Metadata before its group, producer-id and transaction coordinators are ready (it creates
+    __consumer_offsets and __transaction_state on the first FindCoordinator of each kind): poll each until it
+    answers without error."""
     deadline = time.monotonic() + timeout
     probes = [("FindCoordinator", 4, {"key_type": 0, "coordinator_keys": ["diff-warm-up"]},
                lambda a: a["coordinators"][0]["error_code"]),
               ("InitProducerId", 4, {"transactional_id": None, "transaction_timeout_ms": 60000},
-               lambda a: a["error_code"])]
+               lambda a: a["error_code"]),
+              ("FindCoordinator", 4, {"key_type": 1, "coordinator_keys": ["diff-warm-up"]},
+               lambda a: a["coordinators"][0]["error_code"]),
+              ("InitProducerId", 4, {"transactional_id": "diff-warm-up", "transaction_timeout_ms": 60000,
+                                     "producer_id": -1, "producer_epoch": -1}, lambda a: a["error_code"])]
     for api, version, body, error_of in probes:
         while (error := error_of(side.request(api, version, body))) != 0:
             if time.monotonic() > deadline:

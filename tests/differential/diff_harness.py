@@ -11,7 +11,8 @@ Normalizing removes what legitimately differs between two brokers, and nothing e
 - ids a broker makes up (member ids, producer ids): each side's become "<member-1>", "<member-2>", ... in the
   order they first appear, so that "the same member as before" is still compared;
 - record batches are decoded into their offsets, producer fields and records, so that a batch's CRC or byte
-  layout (same content) does not matter;
+  layout (same content) does not matter; a transaction marker's timestamps (the broker's clock) become
+  "<marker time>";
 - lists of structs are compared as sets (sorted by their names), except synonyms, which are in precedence order;
 - config entries only one broker has are left out; they are listed in `KAFKA_ONLY_TOPIC_CONFIGS` and
   `KAFKALITE_ONLY_TOPIC_CONFIGS`, and test_configs.py checks those lists are exact.
@@ -21,6 +22,7 @@ meets it asserts both answers as they are, so that a change on either side shows
 
 from __future__ import annotations
 
+import os
 import pprint
 import socket
 import struct
@@ -32,11 +34,13 @@ from typing import Callable
 from kafkalite.protocol import wire
 from kafkalite.protocol.errors import DecodeError
 from kafkalite.protocol.messages import APIS_BY_NAME
-from kafkalite.protocol.record_batch import iter_batches_lenient
+from kafkalite.protocol.record_batch import CONTROL_BIT, TRANSACTIONAL_BIT, build_batch, iter_batches_lenient
 
 CLOSED = "<connection closed>"
 NO_ANSWER = "<no answer within the timeout, connection still open>"
 NULL_UUID = uuid.UUID(int=0)
+RETRY_TIMEOUT_S = 30.0
+MARKER_TIME = "<marker time>"
 
 # Keys whose values are the broker's own identity or its wall clock: compared as placeholders.
 NODE_KEYS = frozenset({"node_id", "leader_id", "controller_id", "broker_id"})
@@ -178,21 +182,29 @@ class Pair:
         for side in self.sides:
             side.close()
 
-    def both(self, api: str, version: int, body: Body, normalize=None) -> tuple:
-        """The normalized answers of Kafka and kafkalite to one request (each built for its side)."""
+    def both(self, api: str, version: int, body: Body, normalize=None, retry_while=None) -> tuple:
+        """The normalized answers of Kafka and kafkalite to one request (each built for its side).
+        `retry_while(answer)`: resend (as a client would) while it holds, up to RETRY_TIMEOUT_S."""
         normalize = normalize or normalize_response
         answers = []
         for side in self.sides:
             request = body(side) if callable(body) else body
             answer = side.request(api, version, request)
+            deadline = time.monotonic() + RETRY_TIMEOUT_S
+            while retry_while is not None and not isinstance(answer, str) and retry_while(answer):
+                assert time.monotonic() < deadline, f"{side.name}: {api} v{version} still answers {answer}"
+                time.sleep(0.05)  # polling: a broker's background work (transaction markers) has no event to wait on
+                answer = side.request(api, version, request)
             side.vars.setdefault("answers", []).append(answer)
             side.vars["last"] = answer
             answers.append(answer if isinstance(answer, str) else normalize(side, answer))
         return tuple(answers)
 
-    def same(self, api: str, version: int, body: Body, normalize=None):
+    def same(self, api: str, version: int, body: Body, normalize=None, retry_while=None):
         """Both brokers answer alike; the (normalized) answer."""
-        kafka, kafkalite = self.both(api, version, body, normalize)
+        kafka, kafkalite = self.both(api, version, body, normalize, retry_while)
+        if os.environ.get("DIFF_TRACE"):  # DIFF_TRACE=1 pytest -s: every exchange, to see which one differs
+            print(f"{api} v{version}\n  kafka:     {kafka}\n  kafkalite: {kafkalite}")
         assert_equal(f"{api} v{version}", kafka, kafkalite)
         return kafka
 
@@ -276,12 +288,14 @@ def decode_records(side: Side, records) -> list | None:
     batches = []
     try:
         for batch in iter_batches_lenient(records):
+            # A transaction marker is stamped with the broker's clock when the coordinator writes it.
+            stamp = (lambda _: MARKER_TIME) if batch.attributes & CONTROL_BIT else (lambda t: t)
             batches.append({
                 "base_offset": batch.base_offset, "last_offset_delta": batch.last_offset_delta,
                 "partition_leader_epoch": batch.partition_leader_epoch, "attributes": batch.attributes,
                 "producer_id": side.alias("producer", batch.producer_id), "producer_epoch": batch.producer_epoch,
-                "base_sequence": batch.base_sequence, "max_timestamp": batch.max_timestamp,
-                "records": [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in batch.records()],
+                "base_sequence": batch.base_sequence, "max_timestamp": stamp(batch.max_timestamp),
+                "records": [(r.offset, stamp(r.timestamp), r.key, r.value, r.headers) for r in batch.records()],
             })
     except DecodeError as e:
         return [f"undecodable records: {e}"]
@@ -369,8 +383,10 @@ def offset_fetch_body(group: str, topic: str | None, partitions=(0,)) -> dict:
 
 
 def join_group_body(group: str, member_id: str, protocols=(("range", b"\x00\x01"),),
-                    session_timeout_ms: int = 10000) -> dict:
-    return {"group_id": group, "session_timeout_ms": session_timeout_ms, "rebalance_timeout_ms": 10000,
+                    session_timeout_ms: int = 60000) -> dict:
+    # Timeouts long enough that a stalled machine never expires a member mid-scenario (Kafka then deletes the
+    # group: CI once saw "Dead" where a join had just completed); no scenario waits for one to run out.
+    return {"group_id": group, "session_timeout_ms": session_timeout_ms, "rebalance_timeout_ms": 60000,
             "member_id": member_id, "group_instance_id": None, "protocol_type": "consumer",
             "protocols": [{"name": name, "metadata": meta} for name, meta in protocols]}
 
@@ -393,3 +409,105 @@ def wait_for_topic(side: Side, topic: str, partitions: int | None, timeout: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"{side.name}: {topic} not settled after {timeout:.0f}s: {found}")
         time.sleep(0.02)  # polling: Kafka's metadata cache gives no event to wait on
+
+
+# ---------------------------------------------------------------- transactions
+# A transactional producer's id and epoch are each broker's own: side.vars[who] = (producer_id, producer_epoch),
+# and the bodies below are functions of the side that fill them in.
+
+CONCURRENT_TRANSACTIONS = 51
+NOT_LEADER_OR_FOLLOWER = 6
+# The same on both sides, so that fetched batches compare equal; now, as an old timestamp would make Kafka roll
+# (segment.ms) or delete (retention.ms) the segment, which a Fetch reads no further than.
+TXN_TIMESTAMP = int(time.time() * 1000)
+
+
+def concurrent(answer: dict) -> bool:
+    """A transaction coordinator still finishing the previous transaction (Kafka answers EndTxn before its
+    markers are written): clients retry. Any error code of the answer counts."""
+    return CONCURRENT_TRANSACTIONS in error_codes(answer)
+
+
+def leader_not_ready(answer: dict) -> bool:
+    """retry_while for a Produce: Kafka can answer NOT_LEADER_OR_FOLLOWER to the first batch for a partition its
+    metadata already shows led (a client retries)."""
+    return NOT_LEADER_OR_FOLLOWER in error_codes(answer)
+
+
+def error_codes(value) -> set[int]:
+    if isinstance(value, dict):
+        return set().union(*(error_codes(v) if k not in ("error_code", "partition_error_code") else {v}
+                             for k, v in value.items()))
+    if isinstance(value, list):
+        return set().union(*(error_codes(v) for v in value))
+    return set()
+
+
+def init_transactional(pair: "Pair", transactional_id: str, who: str = "txn", version: int = 4,
+                       timeout_ms: int = 60000) -> dict:
+    """InitProducerId for a transactional id (retried while the coordinator aborts its open transaction); each
+    side's producer id and epoch are kept in side.vars[who]."""
+    answer = pair.same("InitProducerId", version, {"transactional_id": transactional_id,
+                                                  "transaction_timeout_ms": timeout_ms, "producer_id": -1,
+                                                  "producer_epoch": -1}, retry_while=concurrent)
+    for side in pair.sides:
+        side.vars[who] = (pair.last(side)["producer_id"], pair.last(side)["producer_epoch"])
+    return answer
+
+
+def txn_body(transactional_id: str, who: str = "txn", epoch_delta: int = 0, producer_id_delta: int = 0, **fields):
+    """A transaction request's body from the producer `who` (a wrong epoch or producer id by a delta)."""
+    def body(side: Side) -> dict:
+        producer_id, epoch = side.vars[who]
+        return {"transactional_id": transactional_id, "producer_id": producer_id + producer_id_delta,
+                "producer_epoch": epoch + epoch_delta, **fields}
+    return body
+
+
+def add_partitions_body(transactional_id: str, partitions: dict[str, list[int]], **kw):
+    return txn_body(transactional_id, topics=[{"name": t, "partitions": ps} for t, ps in partitions.items()], **kw)
+
+
+def end_txn_body(transactional_id: str, commit: bool, **kw):
+    return txn_body(transactional_id, committed=commit, **kw)
+
+
+def txn_offset_commit_body(transactional_id: str, group: str, topic: str, offsets: dict[int, int],
+                           member: str | None = None, generation_delta: int = 0, **kw):
+    """TxnOffsetCommit; with `member` (v3+) the group member's id and generation as side.vars[member] and
+    side.vars[member + '.generation'] hold them, otherwise a commit from outside the group (-1, "")."""
+    inner = txn_body(transactional_id, group_id=group, group_instance_id=None, topics=[{"name": topic, "partitions": [
+        {"partition_index": p, "committed_offset": o, "committed_leader_epoch": -1, "committed_metadata": "txn"}
+        for p, o in offsets.items()]}], **kw)
+
+    def body(side: Side) -> dict:
+        generation = side.vars[member + ".generation"] + generation_delta if member else -1
+        return inner(side) | {"generation_id": generation, "member_id": side.vars[member] if member else ""}
+    return body
+
+
+def txn_produce_body(transactional_id: str, topic: str, values: list[bytes], sequence: int, partition: int = 0,
+                     who: str = "txn", epoch_delta: int = 0, timestamp: int | None = None):
+    """Produce v3+ of one transactional batch (the transactional bit, the producer's id, epoch and sequence)."""
+    def body(side: Side) -> dict:
+        producer_id, epoch = side.vars[who]
+        records = build_batch([(None, v) for v in values], timestamps=TXN_TIMESTAMP if timestamp is None else timestamp,
+                              producer_id=producer_id, producer_epoch=epoch + epoch_delta, base_sequence=sequence,
+                              attributes=TRANSACTIONAL_BIT)
+        return produce_body(topic, records, partition) | {"transactional_id": transactional_id}
+    return body
+
+
+def read_committed(body: dict) -> dict:
+    """A Fetch or ListOffsets body at isolation level READ_COMMITTED."""
+    return body | {"isolation_level": 1}
+
+
+def stable_at(offset: int):
+    """retry_while for a read_committed Fetch of one partition: until its last stable offset is `offset` and the
+    records reach it (Kafka writes the markers after answering EndTxn)."""
+    def unsettled(answer: dict) -> bool:
+        part = answer["responses"][0]["partitions"][0]
+        ends = [b.base_offset + b.last_offset_delta + 1 for b in iter_batches_lenient(part["records"] or b"")]
+        return part["last_stable_offset"] != offset or (ends[-1] if ends else 0) != offset
+    return unsettled

@@ -20,8 +20,8 @@ BROKER_VALUES_THAT_DIFFER = {
     # cannot exhaust its file descriptors.
     "max.connections",
     # The reference Kafka is a single node started with 1; kafkalite keeps Kafka's default (3), which only cluster
-    # mode uses (a standalone __consumer_offsets has one replica whatever it says).
-    "offsets.topic.replication.factor",
+    # mode uses (a standalone __consumer_offsets or __transaction_state has one replica whatever they say).
+    "offsets.topic.replication.factor", "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
 }
 # (Kafka, kafkalite) read_only flags that differ: Kafka changes it at run time; kafkalite reads it at start only.
 READ_ONLY_THAT_DIFFER = {"producer.id.expiration.ms": (False, True)}

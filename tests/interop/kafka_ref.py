@@ -5,13 +5,16 @@ Without java or mvn (and no cached jars) the tests that need Kafka skip on a lap
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
-from brokerproc import missing
+from brokerproc import BrokerProcess, missing
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka_reference.py"
 
@@ -51,3 +54,30 @@ def kafka_reference(tmp_path_factory):
     broker.start()
     yield broker
     broker.stop()
+
+
+@dataclass
+class Target:
+    """A broker a test runs the same steps against: kafkalite or the reference Kafka."""
+
+    name: str  # "kafkalite" or "kafka"
+    bootstrap: str
+
+    @functools.cached_property
+    def admin(self) -> AdminClient:
+        # Kept: librdkafka fails the futures of an admin client that is garbage-collected.
+        return AdminClient({"bootstrap.servers": self.bootstrap})
+
+
+def kafkalite_or_kafka(request, tmp_path_factory, label: str):
+    """The body of a module fixture parametrized ["kafkalite", "kafka"]: one kafkalite (a `python -m kafkalite`
+    process, stopped afterwards) or the session's Apache Kafka. Kafka's jars are needed either way (the tests
+    run Kafka's own tools)."""
+    require_kafka()
+    if request.param == "kafka":
+        yield Target("kafka", request.getfixturevalue("kafka_reference").bootstrap)
+        return
+    proc = BrokerProcess(str(tmp_path_factory.mktemp(label)))
+    proc.start()
+    yield Target("kafkalite", proc.bootstrap)
+    proc.stop()

@@ -10,43 +10,22 @@ overrides.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 import time
-from dataclasses import dataclass
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic, ResourceType
+from confluent_kafka.admin import ConfigResource, ConfigSource, NewTopic, ResourceType
 
-from brokerproc import BrokerProcess
-from kafka_ref import kafka_reference_module, require_kafka, run_kafka_tool
+from kafka_ref import Target, kafka_reference_module, kafkalite_or_kafka, require_kafka, run_kafka_tool
 
 pytestmark = pytest.mark.interop
 
 
-@dataclass
-class Target:
-    name: str  # "kafkalite" or "kafka"
-    bootstrap: str
-
-    @functools.cached_property
-    def admin(self) -> AdminClient:
-        # Kept for the module: librdkafka fails the futures of an admin client that is garbage-collected.
-        return AdminClient({"bootstrap.servers": self.bootstrap})
-
-
 @pytest.fixture(scope="module", params=["kafkalite", "kafka"])
 def broker(request, tmp_path_factory):
-    """One kafkalite (a `python -m kafkalite` process) and one Apache Kafka for the whole module."""
-    require_kafka()  # the tools are Kafka's own, whichever broker they talk to
-    if request.param == "kafka":
-        yield Target("kafka", request.getfixturevalue("kafka_reference").bootstrap)
-        return
-    proc = BrokerProcess(str(tmp_path_factory.mktemp("kafkalite-tools")))
-    proc.start()
-    yield Target("kafkalite", proc.bootstrap)
-    proc.stop()
+    """One kafkalite and one Apache Kafka for the whole module."""
+    yield from kafkalite_or_kafka(request, tmp_path_factory, "kafkalite-tools")
 
 
 def tool(name: str, *args: str, input: str | None = None) -> str:

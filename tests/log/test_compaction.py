@@ -248,9 +248,22 @@ class OnlyThePublicInterface:
     recovery_point = property(lambda self: self._log.recovery_point)
     log_start_offset = property(lambda self: self._log.log_start_offset)
     cleaner_point = property(lambda self: self._log.cleaner_point)
+    high_watermark = property(lambda self: self._log.high_watermark)
+
+    def first_unstable_offset(self):
+        return self._log.first_unstable_offset()
+
+    def aborted_transactions(self, start, end):
+        return self._log.aborted_transactions(start, end)
+
+    def producer_last_offsets(self):
+        return self._log.producer_last_offsets()
 
     def replace_segments(self, old, cleaned):
         return self._log.replace_segments(old, cleaned)
+
+    def replace_aborted_transactions(self, below, entries):
+        return self._log.replace_aborted_transactions(below, entries)
 
 
 def test_compaction_needs_only_the_logs_public_interface():

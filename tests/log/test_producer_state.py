@@ -162,7 +162,7 @@ def test_snapshot_round_trip_keeps_timestamps():
     produce(log, 1, b"c", pid=PID + 1)
     log.checkpoint()
     data = fs.read_file(f"{DIR}/{3:020d}.snapshot")
-    assert struct.unpack_from(">4sH", data) == (b"KLPS", 3)
+    assert struct.unpack_from(">4sH", data) == (b"KLPS", 4)
     offset, table = ProducerStateTable.decode(data)
     assert offset == 3
     assert {pid: e.last_timestamp for pid, e in table.producers.items()} == {PID: T0, PID + 1: T0 + 5}

@@ -7,13 +7,10 @@ import pytest
 
 import kafkalite.broker.handlers  # noqa: F401  (registers the handlers)
 from kafkalite.app import App
-from kafkalite.broker.context import RequestContext
-from kafkalite.broker.registry import HANDLERS
 from kafkalite.config import BrokerConfig
-from kafkalite.protocol import wire
 from kafkalite.protocol.errors import ErrorCode
-from kafkalite.protocol.messages import APIS_BY_NAME
 from kafkalite.protocol.record_batch import TRANSACTIONAL_BIT, build_batch, iter_batches
+from txn_inproc import call_handler
 
 TXN, TOPIC = "txn-h", "t"
 
@@ -36,13 +33,7 @@ class Broker:
         await self.start()
 
     async def call(self, api_name: str, version: int, body: dict) -> dict:
-        api = APIS_BY_NAME[api_name]
-        frame = wire.join(wire.encode_request(api.key, version, 1, "test", body))
-        _, request = wire.decode_request(memoryview(frame)[4:])
-        ctx = RequestContext(self.app.services, api.key, version, 1, "test", "127.0.0.1", 1)
-        response = await HANDLERS[api.key](ctx, request)
-        encoded = wire.join(wire.encode_response(api.key, version, 1, response))
-        return wire.decode_response(api.key, version, memoryview(encoded)[4:])[1]
+        return await call_handler(self.app.services, api_name, version, body)
 
 
 @pytest.fixture
@@ -187,7 +178,9 @@ async def test_txn_offset_commit_is_visible_only_after_commit_also_across_a_rest
         "transactional_id": TXN, "group_id": "g", "producer_id": pid, "producer_epoch": epoch,
         "topics": [{"name": TOPIC, "partitions": [{"partition_index": 0, "committed_offset": 1,
                                                    "committed_metadata": ""}]}]})
-    assert resp["topics"][0]["partitions"][0]["error_code"] == ErrorCode.INVALID_TXN_STATE  # no AddOffsetsToTxn
+    # No AddOffsetsToTxn; v4+ clients know TRANSACTION_ABORTABLE (KIP-890), which Kafka answers them.
+    assert resp["topics"][0]["partitions"][0]["error_code"] == (
+        ErrorCode.TRANSACTION_ABORTABLE if version >= 4 else ErrorCode.INVALID_TXN_STATE)
     assert await commit_offset(7) == 0
     assert await committed_offset(broker) == -1
     assert await stable_fetch_error(broker) == ErrorCode.UNSTABLE_OFFSET_COMMIT

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from kafkalite.broker.transactions import marker_batch
+from crc32c import crc32c
+
 from kafkalite.log import InvalidProducerEpoch, LogConfig
+from kafkalite.log.errors import InvalidTxnState, TransactionCoordinatorFenced
 from kafkalite.log.fs_faulty import FaultyFileSystem
 from kafkalite.log.producer_state import ProducerStateTable
 from kafkalite.log.txn_index import AbortedTxn
@@ -120,3 +123,63 @@ def test_a_version_2_snapshot_is_still_read():
     data = bytearray(table.encode(0))
     data[4:6] = (2).to_bytes(2, "big")  # no producers: the body is the same in versions 2 and 3
     assert ProducerStateTable.decode(bytes(data))[0] == 0
+
+
+def coordinator_marker(commit: bool, coordinator_epoch: int, pid: int = PID, epoch: int = 0) -> bytearray:
+    return bytearray(marker_batch(pid, epoch, commit, 1000, coordinator_epoch))
+
+
+@pytest.mark.parametrize("restart", [None, "snapshot", "replay"])
+def test_a_deposed_coordinators_late_marker_is_refused(restart):
+    """The coordinator of epoch 5 (the leader epoch of its __transaction_state partition) took over and ended the
+    transaction; a marker still under way from the coordinator of epoch 4 must not end the next one."""
+    fs = FaultyFileSystem()
+    log = open_log(fs)
+    log.append(txn_batch(b"a"))
+    log.append(coordinator_marker(commit=False, coordinator_epoch=5))
+    log.append(txn_batch(b"b", seq=1))  # the producer's next transaction, open
+    if restart == "snapshot":
+        log.close()  # the snapshot at the log end carries the coordinator epoch
+    elif restart == "replay":
+        fs.restart(lose_unsynced="none")  # no snapshot: the marker is replayed from the log
+    if restart is not None:
+        log = open_log(fs)
+    with pytest.raises(TransactionCoordinatorFenced):
+        log.append(coordinator_marker(commit=True, coordinator_epoch=4))
+    assert log.first_unstable_offset() == 2, "the open transaction is still open"
+    log.append(coordinator_marker(commit=True, coordinator_epoch=5))
+    assert log.first_unstable_offset() is None
+
+
+def test_a_version_3_snapshot_is_read_with_no_coordinator_epoch():
+    table = ProducerStateTable()
+    header = _marker_header()
+    table.end_transaction(header, 1000, coordinator_epoch=-1)
+    data = bytearray(table.encode(9))
+    body = data[24:]
+    v3_body = body[:-4]  # version 3 has no coordinator epoch at the end of the one producer's entry
+    v3 = bytearray(data[:24]) + v3_body
+    v3[4:6] = (3).to_bytes(2, "big")
+    v3[20:24] = crc32c(bytes(v3_body)).to_bytes(4, "big")
+    offset, decoded = ProducerStateTable.decode(bytes(v3))
+    assert offset == 9 and decoded.producers[header.producer_id].coordinator_epoch == -1
+
+
+def _marker_header():
+    from kafkalite.log.segment import header_of
+    from kafkalite.protocol.record_batch import RecordBatch
+    return header_of(RecordBatch(memoryview(coordinator_marker(commit=True, coordinator_epoch=2))), 0)
+
+
+def test_a_batch_verified_before_its_transaction_ended_is_refused():
+    """KIP-890's verification guard: the coordinator said yes, then (while the answer travelled) the transaction
+    was aborted and its marker written here; the late first batch must not open a transaction nobody ends."""
+    log = open_log(FaultyFileSystem())
+    guard = log.begin_verification(PID)
+    log.append(marker(commit=False))  # the coordinator aborts meanwhile (its marker reaches every partition)
+    with pytest.raises(InvalidTxnState):
+        log.append(txn_batch(b"late"), verification_guard=guard)
+    assert log.first_unstable_offset() is None
+    fresh = log.begin_verification(PID)  # the next transaction's first batch, verified again
+    log.append(txn_batch(b"next"), verification_guard=fresh)
+    assert log.first_unstable_offset() == 1

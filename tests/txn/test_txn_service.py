@@ -142,6 +142,57 @@ async def test_init_producer_id_aborts_the_open_transaction_and_the_retry_gets_a
     await svc.stop()
 
 
+class GatedTxnLog(MemoryTxnLog):
+    """Appends wait until `gate` opens: a request can be cancelled in the middle of one."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def append(self, partition: int, batch: bytes) -> int:
+        self.waiting.set()
+        await self.gate.wait()
+        return await super().append(partition, batch)
+
+
+@pytest.mark.parametrize("request_name", ["add_partitions", "end_txn"])
+async def test_a_request_cancelled_mid_write_still_completes_its_transition(request_name):
+    """A client killed while its AddPartitionsToTxn or EndTxn is being written cancels the request; the record
+    is still written and its state holds, so the next InitProducerId (the restarted client) aborts the open
+    transaction instead of answering CONCURRENT_TRANSACTIONS for ever (a CI run's eos-loop test)."""
+    txn_log, markers = GatedTxnLog(), RecordingMarkers()
+    txn_log.gate.set()
+    svc = service(txn_log, markers)
+    await svc.load_all()
+    _, pid, epoch = await svc.init_producer_id(TXN, 10_000, -1, -1)
+    if request_name == "end_txn":
+        await svc.add_partitions(TXN, pid, epoch, {("a", 0)})
+    txn_log.gate.clear()
+    txn_log.waiting.clear()
+    call = (svc.add_partitions(TXN, pid, epoch, {("a", 0)}) if request_name == "add_partitions"
+            else svc.end_txn(TXN, pid, epoch, True))
+    request = asyncio.ensure_future(call)
+    await txn_log.waiting.wait()
+    request.cancel()
+    await asyncio.gather(request, return_exceptions=True)
+    txn_log.gate.set()
+    await svc.settle_background()
+    expected = TxnState.ONGOING if request_name == "add_partitions" else TxnState.COMPLETE_COMMIT
+    assert svc.coordinator.transactions[TXN].state == expected
+    assert txn_log.states()[-1] == expected
+    code, _, _ = await svc.init_producer_id(TXN, 10_000, -1, -1)
+    await svc.settle_background()
+    if request_name == "add_partitions":
+        assert code == ErrorCode.CONCURRENT_TRANSACTIONS  # the abort of the open transaction has started
+        assert markers.written == [("a", 0, pid, 1, 0)]
+        assert await svc.init_producer_id(TXN, 10_000, -1, -1) == (0, pid, 2)
+    else:
+        assert code == ErrorCode.NONE
+        assert markers.written == [("a", 0, pid, 0, 1)]
+    await svc.stop()
+
+
 @pytest.mark.parametrize("commit", [True, False])
 async def test_a_restart_finishes_a_transaction_left_in_prepare(commit):
     txn_log = MemoryTxnLog()
@@ -160,4 +211,38 @@ async def test_a_restart_finishes_a_transaction_left_in_prepare(commit):
     assert markers.written == [("a", 0, pid, 0, 1 if commit else 0)]
     assert again.coordinator.transactions[TXN].state == (TxnState.COMPLETE_COMMIT if commit
                                                          else TxnState.COMPLETE_ABORT)
+    await again.stop()
+
+
+async def test_an_idle_transactional_id_expires_with_a_tombstone_and_comes_back_as_a_new_producer():
+    clock, txn_log = ManualClock(1_000), MemoryTxnLog()
+    ids = itertools.count(100)
+
+    async def allocate() -> int:
+        return next(ids)
+
+    config = TxnConfig(num_partitions=2, max_timeout_ms=60_000, id_expiration_ms=20_000)
+    svc = TransactionService(config, txn_log, RecordingMarkers(), allocate, clock, 1_000, expiry_interval_ms=10_000)
+    await svc.load_all()
+    _, pid, epoch = await svc.init_producer_id(TXN, 60_000, -1, -1)
+    await svc.add_partitions(TXN, pid, epoch, {("a", 0)})
+    clock.advance(30_000)  # idle past the expiration, but a transaction under way is never expired
+    await svc.settle_background()
+    assert svc.coordinator.transactions[TXN].state == TxnState.ONGOING
+    assert await svc.end_txn(TXN, pid, epoch, True) == ErrorCode.NONE
+    await svc.settle_background()
+    ended = svc.coordinator.transactions[TXN].last_update_ms
+    clock.advance(ended + 20_000 - clock.now_ms() - 1)
+    await svc.settle_background()
+    assert TXN in svc.coordinator.transactions, "not idle for transactional.id.expiration.ms yet"
+    clock.advance(10_000)  # the next check after the id has been idle that long
+    await svc.settle_background()
+    assert TXN not in svc.coordinator.transactions
+    partition = svc.coordinator.partition_for(TXN)
+    assert txn_log.rows[partition][-1] == (txn_records.encode_key(TXN), None), "a tombstone in __transaction_state"
+    await svc.stop()
+    again = TransactionService(config, txn_log, RecordingMarkers(), allocate, clock, 1_000)
+    await again.load_all()
+    assert again.describe(TXN) is None, "the tombstone is read back on load"
+    assert await again.init_producer_id(TXN, 10_000, -1, -1) == (0, 101, 0), "a new producer id"
     await again.stop()

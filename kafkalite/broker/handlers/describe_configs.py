@@ -66,6 +66,7 @@ _LONG_BROKER_SETTINGS = frozenset({
 DYNAMIC_BROKER_SETTINGS = frozenset({
     "log.segment.bytes", "log.retention.ms", "log.retention.bytes", "message.max.bytes",
     "log.flush.interval.messages", "log.flush.interval.ms", "max.connections",
+    "transaction.partition.verification.enable",  # read by every Produce, so a change applies to the next one
 })
 
 

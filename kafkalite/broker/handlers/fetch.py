@@ -30,7 +30,10 @@ def diverging_epoch(replica, last_fetched_epoch: int, fetch_offset: int) -> dict
     if last_fetched_epoch < 0:
         return None
     if last_fetched_epoch == replica.leader_epoch:
-        return None
+        # The current epoch ends at the log end: a follower past it has a tail this leader lost (its power was
+        # cut after the follower had fsynced more than the leader had), and must cut it, as in Kafka.
+        end = replica.log.log_end_offset
+        return None if fetch_offset <= end else {"epoch": last_fetched_epoch, "end_offset": end}
     epoch, end = replica.log.epoch_end_offset(last_fetched_epoch)
     if epoch == last_fetched_epoch and end >= fetch_offset:
         return None

@@ -5,7 +5,8 @@ partition count, from the metadata image: standalone always this broker, in a cl
 that partition (none: COORDINATOR_NOT_AVAILABLE, which clients retry). In a cluster `__consumer_offsets` is
 created by the first FindCoordinator, as in Kafka, with offsets.topic.replication.factor replicas, once that many
 brokers are live. A transactional id's (key type 1) is the leader of its `__transaction_state` partition, by the
-same hash (standalone: this broker).
+same hash (standalone: this broker); in a cluster the first such request creates `__transaction_state`, with
+transaction.state.log.replication.factor replicas once that many brokers are live.
 """
 
 from __future__ import annotations
@@ -27,50 +28,47 @@ def _refused(key: str, code: int, message: str | None) -> dict:
     return {"key": key, "node_id": -1, "host": "", "port": -1, "error_code": code, "error_message": message}
 
 
+# Per key type: the internal topic whose partition leaders coordinate, and the prefix of its settings
+# (PREFIX.num.partitions, PREFIX.replication.factor).
+_COORDINATING_TOPICS = {GROUP_KEY: (OFFSETS_TOPIC, "offsets.topic"),
+                        TRANSACTION_KEY: (TRANSACTION_STATE_TOPIC, "transaction.state.log")}
+
+
 async def _find(ctx, key: str, key_type: int) -> dict:
-    if key_type not in (GROUP_KEY, TRANSACTION_KEY):
+    if key_type not in _COORDINATING_TOPICS:
         return _refused(key, ErrorCode.INVALID_REQUEST, f"unknown coordinator key type {key_type}")
+    name, prefix = _COORDINATING_TOPICS[key_type]
     image = ctx.metadata.image
-    if key_type == TRANSACTION_KEY:
-        return _find_transaction_coordinator(ctx, key)
-    offsets = image.topic(OFFSETS_TOPIC)
-    if offsets is None:
-        await _create_offsets_topic(ctx)
-        return _refused(key, ErrorCode.COORDINATOR_NOT_AVAILABLE, f"{OFFSETS_TOPIC} is being created")
-    leader = image.leader_of(OFFSETS_TOPIC, partition_for(key, len(offsets.partitions)))
+    topic = image.topic(name)
+    if topic is None:
+        await _create_internal_topic(ctx, name, prefix)
+        return _refused(key, ErrorCode.COORDINATOR_NOT_AVAILABLE, f"{name} is being created")
+    leader = image.leader_of(name, partition_for(key, len(topic.partitions)))
     if leader is None:
         return _refused(key, ErrorCode.COORDINATOR_NOT_AVAILABLE, "the coordinator's partition has no leader")
     return {"key": key, "node_id": leader.node_id, "host": leader.host, "port": leader.port,
             "error_code": ErrorCode.NONE, "error_message": None}
 
 
-def _find_transaction_coordinator(ctx, key: str) -> dict:
-    image = ctx.metadata.image
-    topic = image.topic(TRANSACTION_STATE_TOPIC)
-    if topic is None or ctx.transactions is None:  # cluster mode: transactions are not coordinated there yet
-        return _refused(key, ErrorCode.COORDINATOR_NOT_AVAILABLE, "no transaction coordinator")
-    leader = image.leader_of(TRANSACTION_STATE_TOPIC, partition_for(key, len(topic.partitions)))
-    if leader is None:
-        return _refused(key, ErrorCode.COORDINATOR_NOT_AVAILABLE, "the coordinator's partition has no leader")
-    return {"key": key, "node_id": leader.node_id, "host": leader.host, "port": leader.port,
-            "error_code": ErrorCode.NONE, "error_message": None}
-
-
-async def _create_offsets_topic(ctx) -> None:
-    factor = ctx.config["offsets.topic.replication.factor"]
-    if factor > len(ctx.metadata.image.brokers):
-        log.warning("%s needs %d live brokers (offsets.topic.replication.factor); %d are live", OFFSETS_TOPIC,
-                    factor, len(ctx.metadata.image.brokers))
+async def _create_internal_topic(ctx, name: str, prefix: str) -> None:
+    """Cluster mode (standalone creates both at start): PREFIX.replication.factor replicas once that many
+    brokers are live, as Kafka refuses to create them smaller; __transaction_state also gets
+    transaction.state.log.min.isr as its min.insync.replicas (at most its replication factor)."""
+    factor = ctx.config[f"{prefix}.replication.factor"]
+    live = len(ctx.metadata.image.brokers)
+    if factor > live:
+        log.warning("%s needs %d live brokers (%s.replication.factor); %d are live", name, factor, prefix, live)
         return
+    configs = {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)}
+    if name == TRANSACTION_STATE_TOPIC:
+        configs["min.insync.replicas"] = str(min(ctx.config["transaction.state.log.min.isr"], factor))
     try:
-        await ctx.metadata.create_topic(
-            OFFSETS_TOPIC, ctx.config["offsets.topic.num.partitions"],
-            {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)}, factor)
-        log.info("created %s with %d replica(s) per partition", OFFSETS_TOPIC, factor)
+        await ctx.metadata.create_topic(name, ctx.config[f"{prefix}.num.partitions"], configs, factor)
+        log.info("created %s with %d replica(s) per partition", name, factor)
     except LogError as e:  # another broker created it first
-        log.debug("creating %s: %s", OFFSETS_TOPIC, e)
+        log.debug("creating %s: %s", name, e)
     except Exception as e:  # not visible yet, or the metadata store is unreachable: the client retries anyway
-        log.warning("cannot create %s yet: %s", OFFSETS_TOPIC, e)
+        log.warning("cannot create %s yet: %s", name, e)
 
 
 @handler("FindCoordinator")

@@ -51,10 +51,6 @@ async def handle(ctx, request):
 
 async def _transactional(ctx, request) -> dict:
     transactional_id = request["transactional_id"]
-    if ctx.transactions is None:  # cluster mode: no transaction coordinator yet; clients give up at once on 53
-        log.warning("client %r asked for transactional id %r: transactions are not supported in cluster mode",
-                    ctx.client_id, transactional_id)
-        raise Rejected(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     code = ctx.transactions.coordinator_error(transactional_id)
     producer_id, epoch = NO_PRODUCER_ID, NO_PRODUCER_EPOCH
     if code == 0:

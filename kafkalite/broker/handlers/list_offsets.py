@@ -1,15 +1,21 @@
 """ListOffsets (key 2): versions 1-7. Earliest (-2), latest (-1), max timestamp (-3), or by timestamp.
 
 With isolation_level 1 (read_committed, v2+) latest is the last stable offset, and a timestamp search never finds
-a record at or above it, as in Kafka."""
+a record at or above it, as in Kafka.
+
+A new leader's high watermark lags until its followers fetch again; while it is below the start of the leader's
+epoch, a consumer asking for latest (or for a timestamp with nothing below the high watermark) gets
+OFFSET_NOT_AVAILABLE (LEADER_NOT_AVAILABLE before v5), a retriable error, rather than an end offset smaller than
+the previous leader gave (KIP-207: ListOffsets answers never go backwards across a leader change)."""
 
 from kafkalite.broker.errors import error_code_for
 from kafkalite.broker.registry import handler
 from kafkalite.log.errors import LogError
 from kafkalite.protocol.errors import ErrorCode
-from kafkalite.replication.replica_manager import NotServed
+from kafkalite.replication.replica_manager import NotServed, epoch_start_offset
 
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+CONSUMER_REPLICA_ID = -1
 
 
 def lookup(replica, timestamp: int, limit: int | None = None) -> tuple[int, int]:
@@ -29,6 +35,11 @@ def lookup(replica, timestamp: int, limit: int | None = None) -> tuple[int, int]
     if offset >= high_watermark:
         return -1, -1
     return ts, offset
+
+
+def _watermark_lags_epoch(replica) -> bool:
+    """A leader just elected whose high watermark has not yet reached the start of its epoch (KIP-207)."""
+    return epoch_start_offset(replica) > replica.state.high_watermark
 
 
 @handler("ListOffsets")
@@ -53,7 +64,12 @@ async def handle(ctx, request):
             try:
                 limit = replicas.last_stable_offset(replica) if request.get("isolation_level", 0) == 1 else None
                 resp["timestamp"], resp["offset"] = lookup(replica, part["timestamp"], limit)
-                if resp["offset"] >= 0:  # as Kafka: -1 when no offset matches
+                if (part["timestamp"] != EARLIEST and (part["timestamp"] == LATEST or resp["offset"] < 0)
+                        and request["replica_id"] == CONSUMER_REPLICA_ID and _watermark_lags_epoch(replica)):
+                    resp["timestamp"], resp["offset"] = -1, -1
+                    resp["error_code"] = (ErrorCode.OFFSET_NOT_AVAILABLE if ctx.api_version >= 5
+                                          else ErrorCode.LEADER_NOT_AVAILABLE)
+                elif resp["offset"] >= 0:  # as Kafka: -1 when no offset matches
                     resp["leader_epoch"] = replica.leader_epoch
             except (LogError, OSError) as e:
                 resp["error_code"] = error_code_for(e)

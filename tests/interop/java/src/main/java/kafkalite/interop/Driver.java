@@ -10,6 +10,8 @@ import java.util.Arrays;
  *   member   BOOTSTRAP TOPIC GROUP [options]  one consumer-group member, until SIGTERM (see GroupMember)
  *   admin    BOOTSTRAP PREFIX                 every Admin call kafkalite supports, on topics/groups named PREFIX-*
  *   wordcount BOOTSTRAP APP_ID STATE_DIR INPUT OUTPUT   a Kafka Streams word count, until SIGTERM
+ *                                             (--guarantee exactly_once_v2 for exactly-once)
+ *   txn      BOOTSTRAP PREFIX                 transactional producers and read_committed consumers (see TxnCheck)
  *   warmup                                    builds every kind of client, connecting nowhere, and exits:
  *                                             run with -XX:ArchiveClassesAtExit, it records the class-data
  *                                             archive that makes the other runs start faster
@@ -36,7 +38,7 @@ public final class Driver {
 
     public static void main(String[] argv) throws Exception {
         if (argv.length == 0) {
-            System.err.println("usage: Driver produce|member|admin|wordcount ARGS...");
+            System.err.println("usage: Driver produce|member|admin|wordcount|txn ARGS...");
             System.exit(2);
         }
         Args args = new Args(Arrays.copyOfRange(argv, 1, argv.length));
@@ -45,6 +47,8 @@ public final class Driver {
             case "member" -> GroupMember.run(args);
             case "admin" -> AdminCheck.run(args);
             case "wordcount" -> WordCount.run(args);
+            case "fault-produce" -> FaultProducer.run(args);
+            case "txn" -> TxnCheck.run(args);
             case "warmup" -> warmup();
             default -> {
                 System.err.println("unknown subcommand " + argv[0]);

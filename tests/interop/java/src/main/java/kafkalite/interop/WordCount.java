@@ -20,7 +20,8 @@ import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.processor.StateRestoreListener;
 
 /**
- * wordcount BOOTSTRAP APP_ID STATE_DIR INPUT OUTPUT [--max-seconds N]: Kafka Streams, at_least_once.
+ * wordcount BOOTSTRAP APP_ID STATE_DIR INPUT OUTPUT [--max-seconds N] [--guarantee at_least_once|exactly_once_v2]:
+ * Kafka Streams, at_least_once unless told otherwise.
  * Lines of INPUT are split into lower-case words, re-keyed by word (groupBy: through the repartition topic
  * APP_ID-words-repartition) and counted in the state store "counts" (RocksDB, changelog APP_ID-counts-changelog);
  * every new count goes to OUTPUT as word -> count (record cache off, so every update is sent). Events:
@@ -39,7 +40,7 @@ final class WordCount {
 
     static void run(Args args) throws Exception {
         KafkaStreams streams = build(args.at(0, "BOOTSTRAP"), args.at(1, "APP_ID"), args.at(2, "STATE_DIR"),
-                args.at(3, "INPUT"), args.at(4, "OUTPUT"));
+                args.at(3, "INPUT"), args.at(4, "OUTPUT"), args.option("guarantee", StreamsConfig.AT_LEAST_ONCE));
         CountDownLatch stop = new CountDownLatch(1);
         report(streams, stop);
         CountDownLatch closed = new CountDownLatch(1);
@@ -59,11 +60,18 @@ final class WordCount {
     }
 
     static KafkaStreams build(String bootstrap, String appId, String stateDir, String input, String output) {
+        return build(bootstrap, appId, stateDir, input, output, StreamsConfig.AT_LEAST_ONCE);
+    }
+
+    static KafkaStreams build(String bootstrap, String appId, String stateDir, String input, String output,
+                              String guarantee) {
         Properties props = new Properties();
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, appId);
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
-        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
+        // exactly_once_v2: a transaction left open by a killed instance is aborted after this long
+        props.put(StreamsConfig.producerPrefix("transaction.timeout.ms"), 10000);
         props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 200);
         props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
         props.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, 500);
