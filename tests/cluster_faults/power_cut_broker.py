@@ -77,23 +77,28 @@ class Mirror:
             return entry
 
     def synced(self, entry: _Mirrored, fd: int) -> None:
-        """After an fsync of `fd`: what was written from entry.dirty_from up to the current size is durable."""
+        """After an fsync of `fd`: what was written from entry.dirty_from up to the current size is durable.
+
+        The copy holds the file's lock, which a truncation takes too: a truncation (and its own fsync) that ran
+        while an earlier fsync's copy was under way left the mirror longer than the file, zeros where batches
+        had been, once the stale copy set the mirror's size back to what it had read before the cut (a disk
+        cannot do that: the truncation's fsync made the shorter size durable)."""
         with entry.lock:
             start, entry.dirty_from = entry.dirty_from, None
             size = os.fstat(fd).st_size
-        out = os.open(entry.mirror_path, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            if start is not None:
-                offset = min(start, size)
-                while offset < size:
-                    chunk = os.pread(fd, min(COPY_CHUNK, size - offset), offset)
-                    if not chunk:
-                        break
-                    os.pwrite(out, chunk, offset)
-                    offset += len(chunk)
-            os.ftruncate(out, size)
-        finally:
-            os.close(out)
+            out = os.open(entry.mirror_path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                if start is not None:
+                    offset = min(start, size)
+                    while offset < size:
+                        chunk = os.pread(fd, min(COPY_CHUNK, size - offset), offset)
+                        if not chunk:
+                            break
+                        os.pwrite(out, chunk, offset)
+                        offset += len(chunk)
+                os.ftruncate(out, size)
+            finally:
+                os.close(out)
 
     def renamed(self, src: str, dst: str) -> None:
         src_m, dst_m = self.mirror_path(src), self.mirror_path(dst)
@@ -152,8 +157,9 @@ def install(data_dir: str, mirror_dir: str) -> Mirror:
             self.entry.touched(offset)
 
         def truncate(self, size):
-            self.inner.truncate(size)
-            self.entry.touched(size)
+            with self.entry.lock:  # not while an fsync's copy runs (see Mirror.synced)
+                self.inner.truncate(size)
+                self.entry.dirty_from = size if self.entry.dirty_from is None else min(self.entry.dirty_from, size)
 
         def fsync(self):
             self.inner.fsync()
@@ -191,7 +197,19 @@ def install(data_dir: str, mirror_dir: str) -> Mirror:
         mirror.renamed(src, dst)
 
     base.open, base.makedirs, base.remove, base.rmtree, base.rename = open_, makedirs, remove, rmtree, rename
+    _installed.append(original)
     return mirror
+
+
+_installed: list[dict] = []  # the FileSystem methods install() replaced, for uninstall()
+
+
+def uninstall() -> None:
+    """Put back the FileSystem methods the last install() replaced (tests that install in their own process)."""
+    from kafkalite.log import fs as fs_mod
+
+    for name, method in _installed.pop().items():
+        setattr(fs_mod.FileSystem, name, method)
 
 
 def drop_unsynced(data_dir: str, mirror_dir: str) -> dict:

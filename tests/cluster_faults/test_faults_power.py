@@ -88,6 +88,57 @@ os._exit(0)  # no close, no clean shutdown
     assert drop_unsynced(str(data), str(mirror))["files"] == 0  # a second cut finds nothing more to drop
 
 
+def test_a_truncation_during_an_fsyncs_copy_leaves_the_mirror_as_short_as_the_file(tmp_path, monkeypatch):
+    """Found by the long run (power-cut-all): a follower truncated a segment while an fsync of it (the flusher's,
+    in its thread) was still copying into the mirror; the truncation's own fsync cut the mirror, then the stale
+    copy set the mirror's size back to what it had read before the cut. After the power cut the segment held
+    zeros where batches had been, which no disk does (the truncation's fsync made the shorter size durable), and
+    recovery trusted the region below its recovery point. The copy and a truncation now exclude each other."""
+    import threading
+
+    import power_cut_broker
+
+    data, mirror_dir = tmp_path / "data", tmp_path / "mirror"
+    data.mkdir()
+    power_cut_broker.install(str(data), str(mirror_dir))
+    from kafkalite.log import fs as fs_mod
+
+    try:
+        f = fs_mod.FileSystem().open(str(data / "segment"), create=True)
+        f.pwrite(b"a" * 100, 0)
+        f.fsync()
+        f.pwrite(b"b" * 100, 100)  # dirty: the next fsync copies from 100
+        copying, resume = threading.Event(), threading.Event()
+        real_pread = power_cut_broker.os.pread
+
+        def pausing_pread(fd, size, offset):
+            if threading.current_thread().name == "flusher" and not copying.is_set():
+                copying.set()
+                resume.wait(10)
+            return real_pread(fd, size, offset)
+
+        monkeypatch.setattr(power_cut_broker.os, "pread", pausing_pread)
+        flusher = threading.Thread(target=f.fsync, name="flusher")
+        flusher.start()
+        assert copying.wait(10), "the fsync's copy never started"
+
+        def truncate_and_sync():
+            f.truncate(50)
+            f.fsync()
+
+        follower = threading.Thread(target=truncate_and_sync, name="follower")
+        follower.start()
+        follower.join(0.5)  # with the fix it waits for the copy; without it, it is done by now
+        resume.set()
+        flusher.join(10)
+        follower.join(10)
+        assert not flusher.is_alive() and not follower.is_alive()
+        mirrored = (mirror_dir / "segment").read_bytes()
+        assert mirrored == (data / "segment").read_bytes() == b"a" * 50, (len(mirrored), mirrored[-8:])
+    finally:
+        power_cut_broker.uninstall()
+
+
 def passes(report: harness.RunReport) -> harness.RunReport:
     figures = report.figures()
     print(figures)
