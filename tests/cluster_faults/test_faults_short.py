@@ -118,11 +118,6 @@ def test_sigstop_of_the_etcd_leader(cluster):
     assert max(recovery) < 5, f"a partition paused for {max(recovery):.1f} s while an etcd member was frozen"
 
 
-@pytest.mark.xfail(reason="issue #16: an idempotent producer's retry was stored twice in some runs of earlier sessions "
-                          "(librdkafka had bumped its epoch on OUT_OF_ORDER_SEQUENCE_NUMBER after a retriable refusal: "
-                          "fixed in produce.py's refused_before; not seen since, kept until a long run confirms). The "
-                          "safety checks still run, and the report quotes librdkafka's reason for any bump",
-                   strict=False)
 def test_etcd_stopped_and_restarted(cluster):
     """Last: when the cluster does not recover by itself, every broker is restarted."""
     report = passes(harness.run_fault(cluster, "etcd-restart"))
@@ -140,11 +135,6 @@ def test_leader_isolated_from_brokers_and_etcd(cluster, root_with_nft):
     known_bugs(report)
 
 
-@pytest.mark.xfail(reason="issue #16: an acks=all batch waiting out the ISR shrink was stored twice in 1 of 5 runs of "
-                          "an earlier session, re-sent by librdkafka under a bumped producer epoch (epoch 0 seq 298 at "
-                          "offset 601, epoch 1 seq 0 at 622); the bump is producer-wide, and its likely trigger (an "
-                          "OUT_OF_ORDER answer behind a retriable refusal on another partition) is fixed; kept until a "
-                          "long run confirms. The report quotes librdkafka's reason for any bump", strict=False)
 def test_follower_isolated(cluster, root_with_nft):
     known_bugs(passes(harness.run_fault(cluster, "isolate-follower", seed=4)))
 
