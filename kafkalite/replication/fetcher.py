@@ -137,10 +137,12 @@ class FollowerFetcher:
                 if replica is not None and replica.log_end is not None:
                     if self._take(replica, part):
                         fetched.append(replica)
-        # Durable before the next fetch tells the leader this offset: acks=all = fsynced on every ISR member.
-        for replica in fetched:
-            if replica.log.config.acks_all_waits_for_fsync and replica.log.flushed_offset < replica.log.log_end_offset:
-                await self.manager.fsync_threads.run(replica.log.flush)
+        # Durable before the next fetch tells the leader this offset: acks=all = fsynced on every ISR member. The
+        # partitions' fsyncs run side by side (one hand-over to the fsync threads each, all awaited together).
+        unsynced = [replica.log for replica in fetched if replica.log.config.acks_all_waits_for_fsync
+                    and replica.log.flushed_offset < replica.log.log_end_offset]
+        if unsynced:
+            await asyncio.gather(*(self.manager.fsync_threads.run(plog.flush) for plog in unsynced))
         if not fetched and all(p["error_code"] for t in response["responses"] for p in t["partitions"]):
             await asyncio.sleep(self.retry_ms / 1000)  # every partition refused: wait for new metadata
 
