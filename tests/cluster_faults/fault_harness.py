@@ -875,13 +875,14 @@ def check(cluster: FaultCluster, workload: Workload, *, fenced_windows: list[tup
                 v.note(f"{p}@{offset}: {name} seq {seq_no} after seq {last_seq[name][0]} at {p}@{last_seq[name][1]}")
             last_seq[name] = max(last_seq.get(name, (-1, -1)), (seq_no, offset))
         history = None
-        for replica in replicas:
-            found, epochs, note = read_replica_files(cluster.nodes[replica].data_dir, topic, p)
+        copies = {replica: read_replica_files(cluster.nodes[replica].data_dir, topic, p) for replica in replicas}
+        for replica, (found, epochs, note) in copies.items():
             if note:
                 v.note(f"broker {replica} {topic}-{p}: {note}")
             if replica == leader:
                 history = epochs
-            for offset, value, _epoch in records:
+            mismatched = False
+            for offset, value, epoch in records:
                 if offset >= hw:
                     break
                 mine = found.get(offset)
@@ -892,6 +893,11 @@ def check(cluster: FaultCluster, workload: Workload, *, fenced_windows: list[tup
                 elif mine[0] != value:
                     v.replica_mismatches += 1
                     v.note(f"{p}@{offset}: broker {replica} holds {mine[0]!r}, the leader {leader} {value!r}")
+                    if not mismatched:  # what it takes to explain one (seen once, in a short-mode isolate-leader)
+                        mismatched = True
+                        v.note(f"  batch epochs there: broker {replica} {mine[1]}, the leader {epoch}; epoch "
+                               f"checkpoints: broker {replica} {epochs}, the leader {copies.get(leader, (0, []))[1]}; "
+                               f"high watermark {hw}; ISR {isr}")
         starts = {epoch: start for epoch, start in (history or [])}
         for key, epoch in epoch_at.items():
             if key[0] != p or epoch < 0:
