@@ -258,6 +258,19 @@ def create_topic(clients: dict, topic: str) -> None:
     time.sleep(0.5)  # let metadata settle on brokers that create asynchronously
 
 
+def produce_keyed(producer: Producer, topic: str, value: bytes, first: int, count: int, delivered) -> None:
+    """Messages keyed first .. first + count - 1, as fast as the producer's queue takes them."""
+    for i in range(first, first + count):
+        while True:
+            try:
+                producer.produce(topic, value=value, key=str(i).encode(), on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if i % 1000 == 0:
+            producer.poll(0)
+
+
 def produce_throughput(clients: dict, topic: str, size: int, count: int) -> float:
     producer = Producer({**clients, "acks": "all", "linger.ms": 5,
                          "batch.size": 1 << 20, "queue.buffering.max.messages": 1_000_000,
@@ -270,15 +283,7 @@ def produce_throughput(clients: dict, topic: str, size: int, count: int) -> floa
             errors.append(err)
 
     started = time.perf_counter()
-    for i in range(count):
-        while True:
-            try:
-                producer.produce(topic, value=value, key=str(i).encode(), on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.01)
-        if i % 1000 == 0:
-            producer.poll(0)
+    produce_keyed(producer, topic, value, 0, count, delivered)
     assert producer.flush(120) == 0, "messages left unacknowledged"
     elapsed = time.perf_counter() - started
     if errors:

@@ -53,18 +53,6 @@ def producer_config(bootstrap: str, transactional_id: str | None) -> dict:
     return config
 
 
-def produce(producer: Producer, topic: str, value: bytes, first: int, count: int, delivered) -> None:
-    for i in range(first, first + count):
-        while True:
-            try:
-                producer.produce(topic, value=value, key=str(i).encode(), on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.01)
-        if i % 1000 == 0:
-            producer.poll(0)
-
-
 def measure(bootstrap: str, txn_size: int, messages: int, size: int) -> Result:
     """One run on a new topic: an idempotent producer (txn_size 0) or a transactional one committing every
     txn_size messages."""
@@ -87,13 +75,13 @@ def measure(bootstrap: str, txn_size: int, messages: int, size: int) -> Result:
     commits: list[float] = []
     started = time.perf_counter()
     if transactional_id is None:
-        produce(producer, topic, value, 0, messages, delivered)
+        bench.produce_keyed(producer, topic, value, 0, messages, delivered)
         if producer.flush(120) != 0:
             raise RuntimeError("messages left unacknowledged")
     else:
         for first in range(0, messages, txn_size):
             producer.begin_transaction()
-            produce(producer, topic, value, first, min(txn_size, messages - first), delivered)
+            bench.produce_keyed(producer, topic, value, first, min(txn_size, messages - first), delivered)
             if producer.flush(120) != 0:  # commit_transaction would flush too; done first, the commit is timed alone
                 raise RuntimeError("messages left unacknowledged")
             committing = time.perf_counter()
