@@ -22,6 +22,7 @@ import time
 import uuid
 
 from kafkalite.broker.context import Services
+from kafkalite.broker.fetch_sessions import FetchSessionCache
 from kafkalite.broker.groups import GroupService, LocalOffsetsLog, group_settings
 from kafkalite.broker.producer_ids import ProducerIdBlocks
 from kafkalite.broker.transactions import LocalMarkers, RemoteVerification, RoutedMarkers, TransactionService
@@ -92,8 +93,10 @@ class App:
             self.metadata.listeners.append(self._follow_offsets_leadership)
             self.metadata.listeners.append(self._follow_transaction_leadership)
             self.groups.fenced = self.member.fenced
-        self.services = Services(config, self.dynamic_settings, self.metadata, self.replicas, self.groups,
-                                 self.producer_ids, self.transactions)
+        self.services = Services(
+            config, self.dynamic_settings, self.metadata, self.replicas, self.groups, self.producer_ids,
+            FetchSessionCache(self.clock.now_ms, config["max.incremental.fetch.session.cache.slots"]),
+            self.transactions)
         self.cluster_id = ""
         self.started_ms = 0
         self._tasks: list[asyncio.Task] = []

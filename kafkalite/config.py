@@ -75,6 +75,8 @@ BROKER_SETTINGS: dict[str, tuple[type, Any, str]] = {
     "auto.leader.rebalance.enable": (bool, True, "move leadership back to preferred replicas now and then"),
     "leader.imbalance.check.interval.seconds": (int, 300, "how often preferred leaders are restored"),
     "broker.rack": (str, None, "this broker's rack, for rack-aware replica placement (unset: none)"),
+    "max.incremental.fetch.session.cache.slots": (int, 1000, "incremental fetch sessions (KIP-227) the broker "
+                                                  "keeps; 0: every fetch is a full one"),
     "connections.max.idle.ms": (int, 600000, "close connections idle this long"),
     "queued.max.requests": (int, 500, "requests buffered per connection before reading pauses"),
     "socket.request.max.bytes": (int, 104857600, "largest request frame"),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from kafkalite.broker.fetch_sessions import FetchSessionCache
     from kafkalite.broker.groups import GroupService
     from kafkalite.broker.producer_ids import ProducerIdBlocks
     from kafkalite.broker.transactions import TransactionService
@@ -25,6 +26,7 @@ class Services:
     replicas: "ReplicaManager"  # local replicas: append, read, wait on watermarks
     groups: "GroupService"
     producer_ids: "ProducerIdBlocks"
+    fetch_sessions: "FetchSessionCache"
     transactions: "TransactionService | None" = None
     # per connection: done once its latest Produce request has made its appends (produce.py keeps them in order)
     appends_done: dict[int, asyncio.Future] = field(default_factory=dict)

@@ -6,6 +6,11 @@ appended exactly as the leader stored them; a `diverging_epoch` answer truncates
 from the leader's and the loop goes on. Under durability=always the follower fsyncs what it fetched before it
 asks for more, so the leader learns "fsynced here" from the next fetch offset: acks=all then means fsynced on
 every ISR member. The follower's high watermark is min(the leader's, its own log end).
+
+The fetches use an incremental fetch session (KIP-227): after the first, a fetch names only the partitions
+whose position changed, and the leader answers only those with something new, so the many idle partitions
+of a cluster (__consumer_offsets has 50) cost no encoding on either side. A partition the leader refuses is
+left out for retry_ms, or until new metadata for it arrives.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from kafkalite.log.errors import LogError, UnexpectedAppendOffset
 from kafkalite.metadata.image import BrokerInfo
 from kafkalite.protocol.api_keys import ApiKey
 from kafkalite.protocol.errors import ErrorCode
+from kafkalite.protocol.fetch_sessions import INITIAL_EPOCH, next_epoch
 from kafkalite.protocol.wire import decode_response, encode_request
 
 if TYPE_CHECKING:
@@ -65,6 +71,49 @@ class PeerConnection:
         self._reader = self._writer = None
 
 
+class FetchSessionState:
+    """The follower's side of an incremental fetch session (KIP-227, broker/fetch_sessions.py the leader's): the
+    first fetch is full and opens the session; each later one sends only the partitions whose fetch position
+    changed since the last, and names those no longer followed, so idle partitions cost no encoding."""
+
+    __slots__ = ("id", "epoch", "_sent")
+
+    def __init__(self):
+        self.id = 0
+        self.epoch = INITIAL_EPOCH  # the epoch the next fetch carries: 0 = full, opening a session
+        self._sent: dict[tuple[str, int], dict] = {}  # each partition as the session on the leader holds it
+
+    def changes(self, wanted: dict) -> tuple[dict, dict]:
+        """The partitions to send and the ones to forget, for the next fetch of `wanted`."""
+        if self.epoch == INITIAL_EPOCH:
+            return wanted, {}
+        sent = self._sent
+        send = {key: part for key, part in wanted.items() if sent.get(key) != part}
+        return send, {key: None for key in sent if key not in wanted}
+
+    def answered(self, session_id: int, wanted: dict) -> None:
+        """A fetch of `wanted` was answered without error, with this session id (0: the leader opened none)."""
+        if self.epoch == INITIAL_EPOCH and session_id == 0:
+            self.id = 0  # the leader keeps no session for us: every fetch stays full
+            return
+        self.id = session_id
+        self.epoch = next_epoch(self.epoch)
+        self._sent = wanted
+
+    def reset(self) -> None:
+        """The next fetch is full again and opens a new session (closing the old one on the leader)."""
+        self.epoch = INITIAL_EPOCH
+        self._sent = {}
+
+
+def _by_topic(entries) -> list:
+    """(topic, item) pairs as a request's topic list: [{"topic": t, "partitions": [item, ...]}, ...]."""
+    topics: dict[str, list] = {}
+    for topic, item in entries:
+        topics.setdefault(topic, []).append(item)
+    return [{"topic": t, "partitions": items} for t, items in topics.items()]
+
+
 class FollowerFetcher:
     def __init__(self, manager: "ReplicaManager", leader: BrokerInfo, *, max_wait_ms: int = 500,
                  max_bytes: int = 10 << 20, partition_max_bytes: int = 1 << 20, retry_ms: int = 200):
@@ -76,18 +125,24 @@ class FollowerFetcher:
         self.retry_ms = retry_ms
         self.partitions: dict[tuple[str, int], "Replica"] = {}
         self._connection = PeerConnection(leader, f"kafkalite-follower-{manager.node_id}")
+        self.session = FetchSessionState()
+        # partitions the leader refused (not its leader any more, a stale epoch...): left out of the fetches until
+        # this loop time or new metadata for them, so that a refusal, answered at once, does not spin the loop
+        self._paused: dict[tuple[str, int], float] = {}
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._stopping = False
 
     def add(self, replica: "Replica") -> None:
         self.partitions[(replica.topic, replica.index)] = replica
+        self._paused.pop((replica.topic, replica.index), None)
         self._wake.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"fetch-from-{self.leader.node_id}")
 
     def remove(self, topic: str, index: int) -> None:
         self.partitions.pop((topic, index), None)
+        self._paused.pop((topic, index), None)
 
     async def stop(self) -> None:
         self._stopping = True  # also ends the loop where a cancellation is lost (asyncio.wait_for in 3.11 can
@@ -112,24 +167,43 @@ class FollowerFetcher:
                 await asyncio.sleep(self.retry_ms / 1000)  # a reconnect pace, not a wait for an event
 
     async def fetch_once(self) -> None:
-        """One Fetch round trip for every partition followed from this leader."""
-        wanted = list(self.partitions.values())
-        topics: dict[str, list] = {}
-        for replica in wanted:
+        """One Fetch round trip for every partition followed from this leader (and not paused)."""
+        if self._paused:
+            now = asyncio.get_running_loop().time()
+            self._paused = {key: until for key, until in self._paused.items() if until > now}
+            if len(self._paused) == len(self.partitions):
+                await self._wait_for_metadata(min(self._paused.values()) - now)
+                return
+        wanted = {}
+        for key, replica in self.partitions.items():
+            if key in self._paused:
+                continue
             plog = replica.log
-            topics.setdefault(replica.topic, []).append({
+            wanted[key] = {
                 "partition": replica.index, "current_leader_epoch": replica.leader_epoch,
                 "fetch_offset": plog.log_end_offset, "last_fetched_epoch": plog.latest_epoch,
                 "log_start_offset": plog.log_start_offset, "partition_max_bytes": self.partition_max_bytes,
-            })
+            }
+        session = self.session
+        send, forgotten = session.changes(wanted)
         request = {
             "replica_id": self.manager.node_id, "max_wait_ms": self.max_wait_ms, "min_bytes": 1,
-            "max_bytes": self.max_bytes, "isolation_level": 0, "session_id": 0, "session_epoch": -1,
-            "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()], "forgotten_topics_data": [],
-            "rack_id": "",
+            "max_bytes": self.max_bytes, "isolation_level": 0, "session_id": session.id,
+            "session_epoch": session.epoch, "topics": _by_topic((key[0], part) for key, part in send.items()),
+            "forgotten_topics_data": _by_topic(key for key in forgotten), "rack_id": "",
         }
-        response = await self._connection.request(ApiKey.FETCH, FETCH_VERSION, request,
-                                                  timeout_s=self.max_wait_ms / 1000 + _ANSWER_GRACE_S)
+        try:
+            response = await self._connection.request(ApiKey.FETCH, FETCH_VERSION, request,
+                                                      timeout_s=self.max_wait_ms / 1000 + _ANSWER_GRACE_S)
+        except BaseException:
+            session.reset()  # whether the leader saw this epoch is unknown: open a new session
+            raise
+        if response["error_code"] != ErrorCode.NONE:
+            log.info("fetch session with broker %d: %s; opening a new one", self.leader.node_id,
+                     ErrorCode(response["error_code"]).name)
+            session.reset()
+            return
+        session.answered(response["session_id"], wanted)
         fetched = []
         for topic in response["responses"]:
             for part in topic["partitions"]:
@@ -143,8 +217,15 @@ class FollowerFetcher:
                     and replica.log.flushed_offset < replica.log.log_end_offset]
         if unsynced:
             await asyncio.gather(*(self.manager.fsync_threads.run(plog.flush) for plog in unsynced))
-        if not fetched and all(p["error_code"] for t in response["responses"] for p in t["partitions"]):
-            await asyncio.sleep(self.retry_ms / 1000)  # every partition refused: wait for new metadata
+
+    async def _wait_for_metadata(self, timeout_s: float) -> None:
+        """Every partition is paused: wait until one is added again or the first pause ends."""
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
 
     def _take(self, replica: "Replica", part: dict) -> bool:
         """Apply one partition's answer; True if records were appended."""
@@ -153,7 +234,9 @@ class FollowerFetcher:
         if code != ErrorCode.NONE:
             if code == ErrorCode.OFFSET_OUT_OF_RANGE and plog.log_end_offset > part["high_watermark"] >= 0:
                 plog.truncate_to(part["high_watermark"])  # ahead of a new leader that never had our tail
-            elif code not in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.FENCED_LEADER_EPOCH,
+                return False
+            self._paused[(replica.topic, replica.index)] = asyncio.get_running_loop().time() + self.retry_ms / 1000
+            if code not in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.FENCED_LEADER_EPOCH,
                               ErrorCode.UNKNOWN_LEADER_EPOCH, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION):
                 log.warning("%s-%d: fetch from broker %d: %s", replica.topic, replica.index, self.leader.node_id,
                             ErrorCode(code).name)

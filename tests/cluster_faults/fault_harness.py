@@ -220,6 +220,12 @@ class Firewall:
         self._nft("".join(f"add rule inet {TABLE} out meta skgid {gid} ip daddr {daddr} drop\n"
                           for gid, daddr in (r.split() for r in rules)))
 
+    def clear_leftovers(self) -> None:
+        """Remove the table a run killed in the middle of a fault left behind (its drops would cut the new
+        cluster off from etcd)."""
+        if self.available():
+            self._nft(f"add table inet {TABLE}\ndelete table inet {TABLE}\n")
+
     def heal(self) -> None:
         if self.active:
             self._nft(f"delete table inet {TABLE}\n")
@@ -245,6 +251,7 @@ class FaultCluster:
         self.suspect: set[int] = set()  # brokers under a fault: metadata is not asked of them
 
     def start(self) -> "FaultCluster":
+        self.firewall.clear_leftovers()
         self.etcd.start()
         try:
             for node in self.nodes.values():

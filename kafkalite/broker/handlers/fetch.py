@@ -1,4 +1,4 @@
-"""Fetch (key 1): versions 4-12. Long poll; fetch sessions are declined (session_id 0).
+"""Fetch (key 1): versions 4-12. Long poll; incremental fetch sessions (broker/fetch_sessions.py).
 
 Consumers read whole batches below the high watermark, and a long poll waits until the high watermark of a
 requested partition passes its fetch offset (replication/watermark.py), or max_wait_ms. A follower (replica_id
@@ -40,15 +40,15 @@ def diverging_epoch(replica, last_fetched_epoch: int, fetch_offset: int) -> dict
     return {"epoch": epoch, "end_offset": end}
 
 
-def read_partitions(replicas, request, follower: int) -> tuple[list, int, list]:
-    """One pass over every requested partition; returns the response topics, the bytes found, and the
-    (replica, fetch offset) of each partition that was served, for the long poll."""
+def read_partitions(replicas, wanted: list, request, follower: int) -> tuple[list, int, list]:
+    """One pass over every partition wanted (the request's, or its session's); returns the response topics,
+    the bytes found, and the (replica, fetch offset) of each partition that was served, for the long poll."""
     budget = request["max_bytes"]
     total = 0
     topics = []
     served = []
     committed_only = follower < 0 and request.get("isolation_level", 0) == 1
-    for topic in request["topics"]:
+    for topic in wanted:
         name = topic["topic"]
         partitions = []
         topics.append({"topic": name, "partitions": partitions})
@@ -118,8 +118,11 @@ async def handle(ctx, request):
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(request["max_wait_ms"], 0) / 1000
     follower = request["replica_id"]
+    plan = ctx.services.fetch_sessions.plan(request)
+    if plan.error:
+        return {"throttle_time_ms": 0, "error_code": plan.error, "session_id": 0, "responses": []}
     while True:
-        topics, total, served = read_partitions(replicas, request, follower)
+        topics, total, served = read_partitions(replicas, plan.topics, request, follower)
         remaining = deadline - loop.time()
         failed = any(p["error_code"] for t in topics for p in t["partitions"])
         if total >= request["min_bytes"] or remaining <= 0 or failed:  # errors answer at once, as in Kafka
@@ -136,4 +139,5 @@ async def handle(ctx, request):
             for waiter in waiters:
                 if not waiter.cancel() and not waiter.cancelled():
                     waiter.exception()  # retrieved: a failed replica shows as its partition's error next pass
-    return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": topics}
+    session_id, topics = plan.answer(topics)
+    return {"throttle_time_ms": 0, "error_code": 0, "session_id": session_id, "responses": topics}
