@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from diff_harness import Pair, create_topic_body, normalize_response, produce_body, wait_for_topic
+from diff_harness import Pair, create_topic_body, leader_not_ready, normalize_response, produce_body, wait_for_topic
 from kafkalite.protocol.errors import ErrorCode
 from kafkalite.protocol.record_batch import build_batch
 
@@ -40,7 +40,8 @@ def session_fetch(epoch: int, topics: dict[str, list[dict]], forgotten: dict[str
 
 
 def produce(pair: Pair, topic: str, index: int, value: bytes) -> None:
-    answer = pair.same("Produce", 9, produce_body(topic, build_batch([(None, value)], timestamps=NOW), index))
+    answer = pair.same("Produce", 9, produce_body(topic, build_batch([(None, value)], timestamps=NOW), index),
+                       retry_while=leader_not_ready)
     assert answer["responses"][0]["partition_responses"][0]["error_code"] == 0
 
 

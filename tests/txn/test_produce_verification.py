@@ -18,7 +18,8 @@ from kafkalite.protocol.errors import ErrorCode
 from kafkalite.protocol.record_batch import TRANSACTIONAL_BIT, build_batch
 from kafkalite.txn import TRANSACTION_STATE_TOPIC
 from rawclient import RawClient
-from txn_inproc import InProcessBroker, call_handler
+from inproc import call_handler
+from txn_inproc import InProcessBroker
 
 TOPIC = "t"
 TID = "tx"

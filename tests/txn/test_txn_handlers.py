@@ -10,7 +10,7 @@ from kafkalite.app import App
 from kafkalite.config import BrokerConfig
 from kafkalite.protocol.errors import ErrorCode
 from kafkalite.protocol.record_batch import TRANSACTIONAL_BIT, build_batch, iter_batches
-from txn_inproc import call_handler
+from inproc import call_handler
 
 TXN, TOPIC = "txn-h", "t"
 

@@ -40,9 +40,77 @@ def diverging_epoch(replica, last_fetched_epoch: int, fetch_offset: int) -> dict
     return {"epoch": epoch, "end_offset": end}
 
 
-def read_partitions(replicas, wanted: list, request, follower: int) -> tuple[list, int, list]:
+class Served:
+    """A partition answered without error: where its answer sits in the response, and the offset its long poll
+    waits past (the high watermark, a follower's log end, as it was when read: new data beyond what was found)."""
+
+    __slots__ = ("replica", "name", "part", "partitions", "position", "size", "wait_offset")
+
+    def __init__(self, replica, name: str, part: dict, partitions: list, position: int, size: int,
+                 wait_offset: int):
+        self.replica = replica
+        self.name = name
+        self.part = part
+        self.partitions = partitions
+        self.position = position
+        self.size = size
+        self.wait_offset = wait_offset
+
+
+def read_partition(replicas, name: str, part: dict, follower: int, committed_only: bool,
+                   budget: int | None) -> tuple[dict, int, object]:
+    """One partition's answer, the bytes it carries, and its replica when it was served without error (None
+    otherwise). `budget` None: the response is full, answer without records."""
+    index = part["partition"]
+    # Empty partitions carry zero-length records, never null: some clients choke on null.
+    resp = {"partition_index": index, "error_code": 0, "high_watermark": -1, "last_stable_offset": -1,
+            "log_start_offset": -1, "aborted_transactions": None, "records": b""}
+    try:
+        replica = replicas.leader(name, index)
+    except NotServed as e:
+        # aborted_transactions [] (not null) here is what Kafka answers for an unknown partition.
+        resp.update(error_code=e.code, aborted_transactions=[])
+        return resp, 0, None
+    code = check_current_epoch(part["current_leader_epoch"], replica.leader_epoch)
+    if code != ErrorCode.NONE:
+        resp["error_code"] = code
+        return resp, 0, None
+    if follower >= 0:
+        diverging = diverging_epoch(replica, part["last_fetched_epoch"], part["fetch_offset"])
+        if diverging is not None:
+            resp["diverging_epoch"] = diverging
+            resp["high_watermark"] = replica.state.high_watermark
+            return resp, 1, None  # answer at once: the follower must truncate before it fetches more
+        replicas.follower_fetched(replica, follower, part["fetch_offset"])
+    resp["high_watermark"] = replica.state.high_watermark
+    resp["last_stable_offset"] = replicas.last_stable_offset(replica)
+    resp["log_start_offset"] = replica.log.log_start_offset
+    if committed_only:
+        resp["aborted_transactions"] = []
+    if budget is None:
+        return resp, 0, replica
+    limit = min(part["partition_max_bytes"], max(budget, 1))
+    try:
+        if follower >= 0:
+            chunks = replicas.read_for_follower(replica, part["fetch_offset"], limit)
+        elif committed_only:
+            chunks, aborted = replicas.read_committed(replica, part["fetch_offset"], limit)
+            resp["aborted_transactions"] = [{"producer_id": pid, "first_offset": first} for pid, first in aborted]
+        else:
+            chunks = replicas.read(replica, part["fetch_offset"], limit)
+    except LogError as e:
+        # As Kafka: a partition that answers an error (offset out of range) carries no watermarks.
+        resp.update(error_code=error_code_for(e), high_watermark=-1, last_stable_offset=-1, log_start_offset=-1)
+        return resp, 0, None
+    size = sum(len(c) for c in chunks)
+    if size:
+        resp["records"] = chunks
+    return resp, size, replica
+
+
+def read_partitions(replicas, wanted: list, request, follower: int) -> tuple[list, int, list[Served]]:
     """One pass over every partition wanted (the request's, or its session's); returns the response topics,
-    the bytes found, and the (replica, fetch offset) of each partition that was served, for the long poll."""
+    the bytes found, and the partitions served, for the long poll."""
     budget = request["max_bytes"]
     total = 0
     topics = []
@@ -53,63 +121,42 @@ def read_partitions(replicas, wanted: list, request, follower: int) -> tuple[lis
         partitions = []
         topics.append({"topic": name, "partitions": partitions})
         for part in topic["partitions"]:
-            index = part["partition"]
-            # Empty partitions carry zero-length records, never null: some clients choke on null.
-            resp = {"partition_index": index, "error_code": 0, "high_watermark": -1, "last_stable_offset": -1,
-                    "log_start_offset": -1, "aborted_transactions": None, "records": b""}
+            full = budget <= 0 and total > 0  # the first batch found is always sent
+            resp, size, replica = read_partition(replicas, name, part, follower, committed_only,
+                                                 None if full else budget)
+            if replica is not None:
+                served.append(Served(replica, name, part, partitions, len(partitions), size,
+                                     _wait_offset(replica, part, follower)))
             partitions.append(resp)
-            try:
-                replica = replicas.leader(name, index)
-            except NotServed as e:
-                # aborted_transactions [] (not null) here is what Kafka answers for an unknown partition.
-                resp.update(error_code=e.code, aborted_transactions=[])
-                continue
-            plog = replica.log
-            code = check_current_epoch(part["current_leader_epoch"], replica.leader_epoch)
-            if code != ErrorCode.NONE:
-                resp["error_code"] = code
-                continue
-            if follower >= 0:
-                diverging = diverging_epoch(replica, part["last_fetched_epoch"], part["fetch_offset"])
-                if diverging is not None:
-                    resp["diverging_epoch"] = diverging
-                    resp["high_watermark"] = replica.state.high_watermark
-                    total += 1  # answer at once: the follower must truncate before it fetches more
-                    continue
-                replicas.follower_fetched(replica, follower, part["fetch_offset"])
-            resp["high_watermark"] = replica.state.high_watermark
-            resp["last_stable_offset"] = lso = replicas.last_stable_offset(replica)
-            resp["log_start_offset"] = plog.log_start_offset
-            if committed_only:
-                resp["aborted_transactions"] = []
-                # below the high watermark but not yet stable: wait for the next append, not the fetch offset
-                served.append((replica, max(part["fetch_offset"], replica.state.high_watermark)
-                               if part["fetch_offset"] >= lso else part["fetch_offset"]))
-            else:
-                served.append((replica, part["fetch_offset"]))
-            if budget <= 0 and total > 0:
-                continue  # the response is full; the first batch found is always sent
-            limit = min(part["partition_max_bytes"], max(budget, 1))
-            try:
-                if follower >= 0:
-                    chunks = replicas.read_for_follower(replica, part["fetch_offset"], limit)
-                elif committed_only:
-                    chunks, aborted = replicas.read_committed(replica, part["fetch_offset"], limit)
-                    resp["aborted_transactions"] = [{"producer_id": pid, "first_offset": first}
-                                                    for pid, first in aborted]
-                else:
-                    chunks = replicas.read(replica, part["fetch_offset"], limit)
-            except LogError as e:
-                # As Kafka: a partition that answers an error (offset out of range) carries no watermarks.
-                resp.update(error_code=error_code_for(e), high_watermark=-1, last_stable_offset=-1,
-                            log_start_offset=-1)
-                continue
-            size = sum(len(c) for c in chunks)
-            if size:
-                resp["records"] = chunks
-                total += size
-                budget -= size
+            total += size
+            budget -= size
     return topics, total, served
+
+
+def _wait_offset(replica, part: dict, follower: int) -> int:
+    """The long poll waits until the watermark passes this: new data beyond what this read could find."""
+    now = replica.log.log_end_offset if follower >= 0 else replica.state.high_watermark
+    return max(part["fetch_offset"], now)
+
+
+def reread(replicas, served: list[Served], request, follower: int, total: int) -> tuple[int, bool]:
+    """After a long poll woke: answer again the partitions whose watermark moved; the new total of bytes, and
+    whether one of them now answers an error."""
+    committed_only = follower < 0 and request.get("isolation_level", 0) == 1
+    failed = False
+    for entry in served:
+        budget = request["max_bytes"] - total + entry.size
+        resp, size, replica = read_partition(replicas, entry.name, entry.part, follower, committed_only,
+                                             None if budget <= 0 and total > entry.size else budget)
+        entry.partitions[entry.position] = resp
+        total += size - entry.size
+        entry.size = size
+        if replica is None:
+            failed = True
+        else:
+            entry.replica = replica
+            entry.wait_offset = _wait_offset(replica, entry.part, follower)
+    return total, failed
 
 
 @handler("Fetch")
@@ -121,23 +168,35 @@ async def handle(ctx, request):
     plan = ctx.services.fetch_sessions.plan(request)
     if plan.error:
         return {"throttle_time_ms": 0, "error_code": plan.error, "session_id": 0, "responses": []}
+    topics, total, served = read_partitions(replicas, plan.topics, request, follower)
+    failed = any(p["error_code"] for t in topics for p in t["partitions"])
+    wait = replicas.appended_after if follower >= 0 else replicas.data_after
+    waited = False
     while True:
-        topics, total, served = read_partitions(replicas, plan.topics, request, follower)
         remaining = deadline - loop.time()
-        failed = any(p["error_code"] for t in topics for p in t["partitions"])
         if total >= request["min_bytes"] or remaining <= 0 or failed:  # errors answer at once, as in Kafka
             break
-        # Long poll: until a high watermark passes a fetch offset, or the deadline.
         if not served:
             await asyncio.sleep(remaining)
-            continue
-        wait = replicas.appended_after if follower >= 0 else replicas.data_after
-        waiters = [wait(replica, offset) for replica, offset in served]
+            break  # (nothing served, nothing to answer afresh)
+        # Long poll: until a watermark passes what was found (new data), or the deadline; then only the
+        # partitions that moved are read again.
+        waiters = [wait(entry.replica, entry.wait_offset) for entry in served]
         try:
             await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 if not waiter.cancel() and not waiter.cancelled():
                     waiter.exception()  # retrieved: a failed replica shows as its partition's error next pass
+        moved = [entry for entry, waiter in zip(served, waiters) if waiter.done() and not waiter.cancelled()]
+        total, failed = reread(replicas, moved, request, follower, total)
+        waited = True
+    if waited:  # the others' watermarks may have moved meanwhile (another follower's fetch): answer them as now
+        for entry in served:
+            resp = entry.partitions[entry.position]
+            if resp["error_code"] == 0 and "diverging_epoch" not in resp:
+                resp["high_watermark"] = entry.replica.state.high_watermark
+                resp["last_stable_offset"] = replicas.last_stable_offset(entry.replica)
+                resp["log_start_offset"] = entry.replica.log.log_start_offset
     session_id, topics = plan.answer(topics)
     return {"throttle_time_ms": 0, "error_code": 0, "session_id": session_id, "responses": topics}
