@@ -97,6 +97,9 @@ def is_marker(header: BatchHeader) -> bool:
 class ProducerStateTable:
     def __init__(self):
         self.producers: dict[int, ProducerEntry] = {}
+        # producer id -> first offset of its open transaction (its entry's txn_first_offset), so that the last
+        # stable offset, asked on every fetch, does not scan every producer the partition has seen
+        self._open: dict[int, int] = {}
 
     def check(self, header: BatchHeader) -> BatchMetadata | None:
         """Validate an incoming batch. Returns the original batch's metadata if it is a duplicate, else None.
@@ -132,7 +135,7 @@ class ProducerStateTable:
             entry = self.producers[header.producer_id] = ProducerEntry(header.producer_epoch, txn_first_offset=open_txn,
                                                                        coordinator_epoch=coordinator)
         if header.attributes & TRANSACTIONAL_BIT and entry.txn_first_offset < 0:
-            entry.txn_first_offset = header.base_offset
+            entry.txn_first_offset = self._open[header.producer_id] = header.base_offset
         entry.batches.append(
             BatchMetadata(header.base_sequence, last_sequence(header), header.base_offset, header.last_offset))
         entry.last_timestamp = timestamp_ms
@@ -162,13 +165,14 @@ class ProducerStateTable:
         else:
             first = entry.txn_first_offset
         entry.txn_first_offset = -1
+        self._open.pop(header.producer_id, None)
         entry.last_timestamp = timestamp_ms
         entry.coordinator_epoch = max(entry.coordinator_epoch, coordinator_epoch)
         return first
 
     def first_unstable_offset(self) -> int | None:
         """The first offset of the oldest open transaction, or None."""
-        return min((e.txn_first_offset for e in self.producers.values() if e.txn_first_offset >= 0), default=None)
+        return min(self._open.values(), default=None)
 
     def active(self) -> list[ActiveProducer]:
         """Every producer the table holds, by id (a copy: list() takes the entries in one step)."""
@@ -192,6 +196,7 @@ class ProducerStateTable:
 
     def clear(self) -> None:
         self.producers.clear()
+        self._open.clear()
 
     # -- snapshots ------------------------------------------------------------------------------------------
 
@@ -236,6 +241,8 @@ class ProducerStateTable:
                 pos += _PRODUCER.size
             entry = table.producers[pid] = ProducerEntry(epoch, last_timestamp, txn_first_offset=txn_first,
                                                          coordinator_epoch=coordinator)
+            if txn_first >= 0:
+                table._open[pid] = txn_first
             for _ in range(n):
                 entry.batches.append(BatchMetadata(*_BATCH.unpack_from(body, pos)))
                 pos += _BATCH.size

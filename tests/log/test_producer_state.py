@@ -1,13 +1,14 @@
 """Idempotent producer state: duplicates, sequence gaps, epochs, and retries across restarts."""
 
 import struct
+from types import SimpleNamespace
 
 import pytest
 
 from kafkalite.log import InvalidProducerEpoch, LogConfig, OutOfOrderSequence
 from kafkalite.log.fs_faulty import FaultyFileSystem
 from kafkalite.log.producer_state import ProducerStateTable
-from kafkalite.protocol.record_batch import crc32c
+from kafkalite.protocol.record_batch import TRANSACTIONAL_BIT, crc32c
 
 from logstore_helpers import DIR, batch, open_log, values
 
@@ -256,3 +257,27 @@ def test_replayed_batches_count_as_appended_at_load_time_whatever_their_timestam
     log.apply_retention(T0 + 2 * DAY + 1)  # then both expire, a window after the load
     assert not produce(log, 0, b"old").duplicate
     assert not produce(log, 0, b"future", pid=PID + 1).duplicate
+
+
+def test_the_first_unstable_offset_follows_transactions_opened_ended_and_reloaded():
+    def header(pid: int, offset: int, transactional: bool = True, epoch: int = 0):
+        return SimpleNamespace(producer_id=pid, producer_epoch=epoch, base_offset=offset, last_offset=offset,
+                               base_sequence=offset, attributes=TRANSACTIONAL_BIT if transactional else 0)
+
+    table = ProducerStateTable()
+    table.update(header(1, 0, transactional=False), T0)
+    assert table.first_unstable_offset() is None
+    table.update(header(2, 1), T0)
+    table.update(header(3, 2), T0)
+    table.update(header(2, 3), T0)  # the same transaction goes on: it still starts at 1
+    assert table.first_unstable_offset() == 1
+    assert table.end_transaction(header(2, 4), T0) == 1
+    assert table.first_unstable_offset() == 2
+    table.update(header(3, 5, epoch=1), T0)  # a new epoch of an open transaction's producer keeps it open
+    assert table.first_unstable_offset() == 2
+    _, reloaded = ProducerStateTable.decode(table.encode(6))
+    assert reloaded.first_unstable_offset() == 2
+    reloaded.end_transaction(header(3, 6, epoch=1), T0)
+    assert reloaded.first_unstable_offset() is None
+    table.clear()
+    assert table.first_unstable_offset() is None
