@@ -15,6 +15,7 @@ their records; the long poll then waits for the next append (a marker moves the 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from kafkalite.broker.errors import error_code_for
 from kafkalite.broker.registry import handler
@@ -40,21 +41,18 @@ def diverging_epoch(replica, last_fetched_epoch: int, fetch_offset: int) -> dict
     return {"epoch": epoch, "end_offset": end}
 
 
+@dataclass(slots=True, eq=False)
 class Served:
     """A partition answered without error: where its answer sits in the response, and the offset its long poll
     waits past (the high watermark, a follower's log end, as it was when read: new data beyond what was found)."""
 
-    __slots__ = ("replica", "name", "part", "partitions", "position", "size", "wait_offset")
-
-    def __init__(self, replica, name: str, part: dict, partitions: list, position: int, size: int,
-                 wait_offset: int):
-        self.replica = replica
-        self.name = name
-        self.part = part
-        self.partitions = partitions
-        self.position = position
-        self.size = size
-        self.wait_offset = wait_offset
+    replica: object
+    name: str
+    part: dict
+    partitions: list
+    position: int
+    size: int
+    wait_offset: int
 
 
 def read_partition(replicas, name: str, part: dict, follower: int, committed_only: bool,
