@@ -288,7 +288,7 @@ class ReplicaManager:
         has caught up."""
         replica.state.follower_fetched(follower, fetch_offset, replica.log.log_end_offset, self.now_ms())
         self._update_high_watermark(replica)
-        if replica.isr_change_pending or self.isr_writer is None:
+        if replica.isr_change_pending or self.isr_writer is None or follower in replica.state.isr:
             return
         # Only the follower fetching now may rejoin (one that stopped fetching is not caught up, whatever its last
         # fetch said), and only a registered broker (Kafka's KIP-841): one that lost its lease may still fetch, and
@@ -330,9 +330,6 @@ class ReplicaManager:
         """A follower's read: whole batches from `offset` up to the log end."""
         return replica.log.read(offset, max_bytes)
 
-    def appended_after(self, replica: Replica, offset: int):
-        """A future done once the log end passes `offset`: a follower's long poll."""
-        return replica.log_end.reached(offset + 1)
 
     async def write_marker(self, topic: str, index: int, batch: bytes) -> None:
         """Append a transaction marker (a control batch the coordinator built) and wait until it is committed.
@@ -377,9 +374,14 @@ class ReplicaManager:
         end = _next_offset_after(chunks)
         return chunks, [(a.producer_id, a.first_offset) for a in replica.log.aborted_transactions(offset, end)]
 
-    def data_after(self, replica: Replica, offset: int):
-        """A future done once a consumer at `offset` has something to read (the high watermark passed it)."""
-        return replica.high_watermark.reached(offset + 1)
+    def notify_after(self, replica: Replica, offset: int, future: asyncio.Future, follower: bool) -> None:
+        """Complete `future` once a reader at `offset` has more to read: a consumer once the high watermark passes
+        it, a follower once the log end does. One future may wait on many partitions (a long poll's)."""
+        (replica.log_end if follower else replica.high_watermark).notify(offset + 1, future)
+
+    def moved_after(self, replica: Replica, offset: int, follower: bool) -> bool:
+        """Whether a reader at `offset` has more to read now (or the replica went away or failed)."""
+        return (replica.log_end if follower else replica.high_watermark).passed(offset + 1)
 
     async def housekeeping_done_with(self, topic: str) -> None:
         """Before deleting a topic: wait until housekeeping works on none of its logs."""

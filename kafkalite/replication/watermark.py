@@ -39,6 +39,23 @@ class Watermark:
                 self._prune()
         return future
 
+    def notify(self, offset: int, future: asyncio.Future) -> None:
+        """Complete `future` with True once the value is at least `offset` (or the replica is gone or failed),
+        unless something else completes it first: one future shared by every partition of a long poll, which
+        then asks `passed` of each."""
+        if future.done():
+            return
+        if self.passed(offset):
+            future.set_result(True)
+            return
+        heapq.heappush(self._waiters, (offset, next(_order), future))
+        if len(self._waiters) > 64:
+            self._prune()
+
+    def passed(self, offset: int) -> bool:
+        """The value is at least `offset`, or there is nothing more to wait for (closed, failed)."""
+        return self.value >= offset or self._closed or self._error is not None
+
     def advance(self, value: int) -> None:
         """Set the value (it may go down after a truncation) and complete every waiter it now reaches."""
         self.value = value
@@ -52,13 +69,15 @@ class Watermark:
         """The replica is offline: every waiter, now and later, gets `error`."""
         self._error = error
         for _, _, future in self._drain():
-            future.set_exception(error)
+            if not future.done():  # (a shared future is settled by its first watermark)
+                future.set_exception(error)
 
     def close(self) -> None:
         """The replica is gone (topic deleted, leadership moved): waiters complete with False."""
         self._closed = True
         for _, _, future in self._drain():
-            future.set_result(False)
+            if not future.done():
+                future.set_result(False)
 
     @property
     def waiting(self) -> int:

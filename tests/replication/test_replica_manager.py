@@ -102,7 +102,8 @@ async def test_under_durability_always_consumers_see_only_fsynced_records(tmp_pa
     assert plog.log_end_offset == 1
     assert replica.state.high_watermark == 0
     assert broker.consume() == [], "a consumer read a record that is not fsynced yet"
-    visible = broker.replicas.data_after(replica, 0)
+    visible = asyncio.get_running_loop().create_future()
+    broker.replicas.notify_after(replica, 0, visible, follower=False)
     assert not visible.done()
     release.set()
     assert await asyncio.wait_for(visible, 10)
@@ -170,9 +171,11 @@ async def test_every_record_a_consumer_read_survives_a_power_cut(tmp_path):
 async def test_a_deleted_topic_wakes_its_waiters_and_is_no_longer_served(tmp_path):
     broker = await Standalone(str(tmp_path)).open()
     replica = broker.replicas.leader("t", 0)
-    waiting = broker.replicas.data_after(replica, 10)
+    waiting = asyncio.get_running_loop().create_future()
+    broker.replicas.notify_after(replica, 10, waiting, follower=False)
     await broker.metadata.delete_topic("t")
     assert await asyncio.wait_for(waiting, 5) is False
+    assert broker.replicas.moved_after(replica, 10, follower=False)  # (the long poll reads it again: gone)
     with pytest.raises(NotServed) as e:
         broker.replicas.leader("t", 0)
     assert e.value.code == 3  # UNKNOWN_TOPIC_OR_PARTITION

@@ -41,3 +41,21 @@ async def test_abandoned_waiters_do_not_pile_up():
     live = mark.reached(10)
     mark.advance(10)
     assert await asyncio.wait_for(live, 1)
+
+
+async def test_one_future_notified_by_several_watermarks_is_settled_by_the_first_to_pass():
+    first, second, gone = Watermark(0), Watermark(0), Watermark(0)
+    shared = asyncio.get_running_loop().create_future()
+    for mark in (first, second, gone):
+        mark.notify(3, shared)
+    second.advance(2)
+    assert not shared.done() and not second.passed(3)
+    second.advance(3)
+    assert shared.result() is True and second.passed(3) and not first.passed(3)
+    first.advance(5)  # its entry is still in the heap, with a future already done: nothing happens
+    gone.close()
+    assert gone.passed(3) and first.waiting == 0
+    # A replica that went away, or failed, passes at once: the long poll reads it again and answers its error.
+    again = asyncio.get_running_loop().create_future()
+    gone.notify(99, again)
+    assert again.result() is True

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from kafkalite.broker.errors import error_code_for
 from kafkalite.broker.registry import handler
 from kafkalite.broker.handlers.offset_for_leader_epoch import check_current_epoch
-from kafkalite.log.errors import LogError
+from kafkalite.log.errors import LogError, StorageError
 from kafkalite.protocol.errors import ErrorCode
 from kafkalite.replication.replica_manager import NotServed
 
@@ -157,6 +157,11 @@ def reread(replicas, served: list[Served], request, follower: int, total: int) -
     return total, failed
 
 
+def _settle(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(False)
+
+
 @handler("Fetch")
 async def handle(ctx, request):
     replicas = ctx.replicas
@@ -168,7 +173,6 @@ async def handle(ctx, request):
         return {"throttle_time_ms": 0, "error_code": plan.error, "session_id": 0, "responses": []}
     topics, total, served = read_partitions(replicas, plan.topics, request, follower)
     failed = any(p["error_code"] for t in topics for p in t["partitions"])
-    wait = replicas.appended_after if follower >= 0 else replicas.data_after
     waited = False
     while True:
         remaining = deadline - loop.time()
@@ -177,16 +181,19 @@ async def handle(ctx, request):
         if not served:
             await asyncio.sleep(remaining)
             break  # (nothing served, nothing to answer afresh)
-        # Long poll: until a watermark passes what was found (new data), or the deadline; then only the
-        # partitions that moved are read again.
-        waiters = [wait(entry.replica, entry.wait_offset) for entry in served]
+        # Long poll: one future for every partition, done once a watermark passes what was found (new data), or
+        # at the deadline; then only the partitions that moved are read again.
+        woken = loop.create_future()
+        for entry in served:
+            replicas.notify_after(entry.replica, entry.wait_offset, woken, follower >= 0)
+        deadline_timer = loop.call_later(remaining, _settle, woken)
         try:
-            await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            await woken
+        except StorageError:
+            pass  # a failed replica: its partition answers the error when read again
         finally:
-            for waiter in waiters:
-                if not waiter.cancel() and not waiter.cancelled():
-                    waiter.exception()  # retrieved: a failed replica shows as its partition's error next pass
-        moved = [entry for entry, waiter in zip(served, waiters) if waiter.done() and not waiter.cancelled()]
+            deadline_timer.cancel()
+        moved = [entry for entry in served if replicas.moved_after(entry.replica, entry.wait_offset, follower >= 0)]
         total, failed = reread(replicas, moved, request, follower, total)
         waited = True
     if waited:  # the others' watermarks may have moved meanwhile (another follower's fetch): answer them as now
