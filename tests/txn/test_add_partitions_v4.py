@@ -8,7 +8,7 @@ import pytest
 
 from kafkalite.protocol.errors import ErrorCode
 from kafkalite.txn import TransactionCoordinator, TxnConfig
-from txn_inproc import InProcessBroker
+from txn_inproc import running_broker
 
 TOPIC = "t"
 IN, OUT = (TOPIC, 0), (TOPIC, 1)
@@ -39,11 +39,8 @@ def test_verify_answers_per_partition_and_refuses_a_wrong_producer():
 
 @pytest.fixture
 async def broker(tmp_path):
-    b = InProcessBroker(str(tmp_path / "data"))
-    await b.app.start()
-    await b.app.metadata.create_topic(TOPIC, 2, {})
-    yield b
-    await b.app.stop()
+    async with running_broker(str(tmp_path / "data"), {TOPIC: 2}) as b:
+        yield b
 
 
 def txn(txn_id: str, pid: int, epoch: int, verify_only: bool, *partitions: tuple[str, int]) -> dict:

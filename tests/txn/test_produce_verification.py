@@ -19,7 +19,7 @@ from kafkalite.protocol.record_batch import TRANSACTIONAL_BIT, build_batch
 from kafkalite.txn import TRANSACTION_STATE_TOPIC
 from rawclient import RawClient
 from inproc import call_handler
-from txn_inproc import InProcessBroker
+from txn_inproc import running_broker
 
 TOPIC = "t"
 TID = "tx"
@@ -27,11 +27,8 @@ TID = "tx"
 
 @pytest.fixture
 async def broker(tmp_path):
-    b = InProcessBroker(str(tmp_path / "data"))
-    await b.app.start()
-    await b.app.metadata.create_topic(TOPIC, 2, {})
-    yield b
-    await b.app.stop()
+    async with running_broker(str(tmp_path / "data"), {TOPIC: 2}) as b:
+        yield b
 
 
 async def produce(broker, index: int, pid: int, epoch: int, seq: int, transactional: bool = True,

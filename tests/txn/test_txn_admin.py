@@ -10,7 +10,7 @@ import pytest
 from kafkalite.broker.handlers.describe_producers import UNKNOWN_TOPIC_MESSAGE
 from kafkalite.protocol.errors import ErrorCode
 from kafkalite.txn import TransactionCoordinator, TxnConfig, TxnState
-from txn_inproc import START_MS, TIMEOUT_MS, InProcessBroker
+from txn_inproc import START_MS, TIMEOUT_MS, running_broker
 
 TOPIC = "t"
 
@@ -101,12 +101,8 @@ def test_describe_and_list_hide_unknown_and_dead_ids():
 
 @pytest.fixture
 async def broker(tmp_path):
-    b = InProcessBroker(str(tmp_path / "data"))
-    await b.app.start()
-    await b.app.metadata.create_topic(TOPIC, 3, {})
-    await b.app.metadata.create_topic("u", 1, {})
-    yield b
-    await b.app.stop()
+    async with running_broker(str(tmp_path / "data"), {TOPIC: 3, "u": 1}) as b:
+        yield b
 
 
 async def describe(broker, *txn_ids: str) -> list[dict]:

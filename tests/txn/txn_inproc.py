@@ -3,6 +3,8 @@ through the codec at the version under test and straight to the handler."""
 
 from __future__ import annotations
 
+import contextlib
+
 import kafkalite.broker.handlers  # noqa: F401  (registers the handlers)
 from kafkalite.app import App
 from kafkalite.clock import ManualClock
@@ -48,3 +50,16 @@ class InProcessBroker:
         batch = build_batch([(None, v) for v in values], timestamps=self.clock.now_ms(), producer_id=pid,
                             producer_epoch=epoch, base_sequence=seq, attributes=TRANSACTIONAL_BIT)
         await self.app.replicas.append(topic, index, memoryview(bytearray(batch)))
+
+
+@contextlib.asynccontextmanager
+async def running_broker(data_dir: str, topics: dict[str, int]):
+    """An InProcessBroker, started with these topics (name -> partitions), stopped afterwards."""
+    broker = InProcessBroker(data_dir)
+    await broker.app.start()
+    try:
+        for name, partitions in topics.items():
+            await broker.app.metadata.create_topic(name, partitions, {})
+        yield broker
+    finally:
+        await broker.app.stop()
