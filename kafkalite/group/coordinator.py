@@ -87,11 +87,12 @@ class GroupCoordinator(Membership, OffsetStore, Replay):
         group = self.groups.get(group_id)
         if group is None:
             return GroupDescription(group_id, GroupState.DEAD.value, "", "", [])
+        # As Kafka 4: the protocol and the members' metadata only once Stable, each member's last assignment always.
         stable = group.state == GroupState.STABLE
         members = [
             MemberDescription(
                 m.member_id, m.group_instance_id, m.client_id, m.client_host,
-                m.metadata_for(group.protocol_name) if stable else b"", m.assignment if stable else b"",
+                m.metadata_for(group.protocol_name) if stable else b"", m.assignment,
             )
             for m in group.members.values()
         ]

@@ -425,13 +425,19 @@ def test_describe_list_and_delete_groups():
     assert "solo" not in h.c.groups
 
 
-def test_describe_hides_metadata_while_rebalancing():
+def test_describe_hides_metadata_but_keeps_last_assignments_while_rebalancing():
+    """As Kafka 4 (tests/differential/test_scenarios.py compares it): the protocol and the members' metadata are
+    hidden until the group is Stable again, each member's last assignment is still shown; a new one has none."""
     h = Harness()
     (a,), gen = h.stable_group("g")
-    h.join_new("g")
+    assigned = h.c.groups["g"].members[a].assignment
+    assert assigned
+    newcomer, _ = h.join_new("g")
     d = h.c.describe_group("g")
     assert d.state == "PreparingRebalance" and d.protocol_data == ""
-    assert all(m.metadata == b"" and m.assignment == b"" for m in d.members)
+    assert all(m.metadata == b"" for m in d.members)
+    assert {m.member_id: m.assignment for m in d.members if m.member_id == a} == {a: assigned}
+    assert [m.assignment for m in d.members if m.member_id == newcomer] == [b""]
 
 
 def test_stale_timers_are_harmless():
