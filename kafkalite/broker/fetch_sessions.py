@@ -49,15 +49,14 @@ class FetchSession:
 class FetchPlan:
     """What one Fetch request reads (`topics`, in the request's shape) and how its answer is made (`answer`)."""
 
-    __slots__ = ("topics", "session", "incremental", "error", "_cache")
+    __slots__ = ("topics", "session", "error", "_opening")
 
-    def __init__(self, topics: list, session: FetchSession | None = None, incremental: bool = False,
-                 error: ErrorCode = ErrorCode.NONE, cache: "FetchSessionCache | None" = None):
+    def __init__(self, topics: list, session: FetchSession | None = None, error: ErrorCode = ErrorCode.NONE,
+                 opening: "FetchSessionCache | None" = None):
         self.topics = topics
-        self.session = session
-        self.incremental = incremental
+        self.session = session  # None: a full fetch without a session
         self.error = error
-        self._cache = cache
+        self._opening = opening  # a full fetch opening `session`: the cache it goes into once answered
 
     def answer(self, response_topics: list) -> tuple[int, list]:
         """The response's session id and topics, from the answer of every partition read: for an
@@ -66,8 +65,8 @@ class FetchPlan:
         session = self.session
         if session is None:
             return 0, response_topics
-        if not self.incremental:
-            if self._cache is not None and not self._cache.admit(session):
+        if self._opening is not None:
+            if not self._opening.admit(session):
                 return 0, response_topics
             for topic in response_topics:
                 for resp in topic["partitions"]:
@@ -127,7 +126,7 @@ class FetchSessionCache:
             for topic in request["topics"]:
                 for part in topic["partitions"]:
                     session.partitions[(topic["topic"], part["partition"])] = CachedPartition(part)
-            return FetchPlan(request["topics"], session, cache=self)
+            return FetchPlan(request["topics"], session, opening=self)
         session = self._sessions.get(session_id)
         if session is None:
             return FetchPlan([], error=ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
@@ -151,8 +150,7 @@ class FetchSessionCache:
         by_topic: dict[str, list] = {}
         for (name, _), cached in partitions.items():
             by_topic.setdefault(name, []).append(cached.request)
-        return FetchPlan([{"topic": name, "partitions": parts} for name, parts in by_topic.items()], session,
-                         incremental=True)
+        return FetchPlan([{"topic": name, "partitions": parts} for name, parts in by_topic.items()], session)
 
     def admit(self, session: FetchSession) -> bool:
         """Keep a new session if there is room, or room can be made; False when it is not kept."""

@@ -83,13 +83,13 @@ class FetchSessionState:
         self.epoch = INITIAL_EPOCH  # the epoch the next fetch carries: 0 = full, opening a session
         self._sent: dict[tuple[str, int], dict] = {}  # each partition as the session on the leader holds it
 
-    def changes(self, wanted: dict) -> tuple[dict, dict]:
-        """The partitions to send and the ones to forget, for the next fetch of `wanted`."""
+    def changes(self, wanted: dict) -> tuple[dict, list]:
+        """The partitions to send and the (topic, index) of those to forget, for the next fetch of `wanted`."""
         if self.epoch == INITIAL_EPOCH:
-            return wanted, {}
+            return wanted, []
         sent = self._sent
         send = {key: part for key, part in wanted.items() if sent.get(key) != part}
-        return send, {key: None for key in sent if key not in wanted}
+        return send, [key for key in sent if key not in wanted]
 
     def answered(self, session_id: int, wanted: dict) -> None:
         """A fetch of `wanted` was answered without error, with this session id (0: the leader opened none)."""
@@ -190,7 +190,7 @@ class FollowerFetcher:
             "replica_id": self.manager.node_id, "max_wait_ms": self.max_wait_ms, "min_bytes": 1,
             "max_bytes": self.max_bytes, "isolation_level": 0, "session_id": session.id,
             "session_epoch": session.epoch, "topics": _by_topic((key[0], part) for key, part in send.items()),
-            "forgotten_topics_data": _by_topic(key for key in forgotten), "rack_id": "",
+            "forgotten_topics_data": _by_topic(forgotten), "rack_id": "",
         }
         try:
             response = await self._connection.request(ApiKey.FETCH, FETCH_VERSION, request,

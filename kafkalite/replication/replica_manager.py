@@ -330,7 +330,6 @@ class ReplicaManager:
         """A follower's read: whole batches from `offset` up to the log end."""
         return replica.log.read(offset, max_bytes)
 
-
     async def write_marker(self, topic: str, index: int, batch: bytes) -> None:
         """Append a transaction marker (a control batch the coordinator built) and wait until it is committed.
         LookupError when the partition no longer exists."""

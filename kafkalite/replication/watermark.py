@@ -34,9 +34,7 @@ class Watermark:
         elif self.value >= offset:
             future.set_result(True)
         else:
-            heapq.heappush(self._waiters, (offset, next(_order), future))
-            if len(self._waiters) > 64:
-                self._prune()
+            self._wait(offset, future)
         return future
 
     def notify(self, offset: int, future: asyncio.Future) -> None:
@@ -47,7 +45,10 @@ class Watermark:
             return
         if self.passed(offset):
             future.set_result(True)
-            return
+        else:
+            self._wait(offset, future)
+
+    def _wait(self, offset: int, future: asyncio.Future) -> None:
         heapq.heappush(self._waiters, (offset, next(_order), future))
         if len(self._waiters) > 64:
             self._prune()
@@ -69,7 +70,7 @@ class Watermark:
         """The replica is offline: every waiter, now and later, gets `error`."""
         self._error = error
         for _, _, future in self._drain():
-            if not future.done():  # (a shared future is settled by its first watermark)
+            if not future.done():  # (a long poll's future is here twice if a fetch names a partition twice)
                 future.set_exception(error)
 
     def close(self) -> None:
