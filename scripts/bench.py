@@ -346,10 +346,12 @@ def produce_latency(clients: dict, topic: str, size: int, rate: int, seconds: fl
             producer.poll(0.001)
 
     def consume():
+        # poll, not consume(n, timeout): a batch consume returns only once it has n messages or the timeout has
+        # passed, which would add up to its timeout to every end-to-end figure
         while not stop.is_set():
-            for msg in consumer.consume(1000, 0.05):
-                if msg.error() is None:
-                    end_to_end.append(time.perf_counter() - struct.unpack_from(">d", msg.value())[0])
+            msg = consumer.poll(0.05)
+            if msg is not None and msg.error() is None:
+                end_to_end.append(time.perf_counter() - struct.unpack_from(">d", msg.value())[0])
 
     threads = [threading.Thread(target=poller, daemon=True), threading.Thread(target=consume, daemon=True)]
     for thread in threads:
